@@ -1,0 +1,208 @@
+"""Settings for django_attachments, read from one namespaced dict.
+
+Projects configure the app through ``settings.DJANGO_ATTACHMENTS``; every key
+is optional and falls back to :data:`DEFAULTS`::
+
+    DJANGO_ATTACHMENTS = {
+        "STORAGE": "attachments",          # an alias of settings.STORAGES
+        "MAX_UPLOAD_SIZE": 50 * 1024 * 1024,
+        "ALLOWED_CONTENT_TYPES": ["image/*", "application/pdf"],
+        "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
+    }
+
+Code reads values through the lazy :data:`app_settings` object::
+
+    from django_attachments.conf import app_settings
+    app_settings.MAX_UPLOAD_SIZE
+
+Values are validated when first read and cached; the cache is dropped on
+Django's ``setting_changed`` signal, so ``override_settings`` works in tests.
+A wrong value raises ``ImproperlyConfigured`` naming the exact key to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from .exceptions import AttachmentsImproperlyConfigured
+
+SETTINGS_NAME = "DJANGO_ATTACHMENTS"
+
+DEFAULTS: dict[str, Any] = {
+    # Alias in settings.STORAGES that receives new uploads. Blobs remember the
+    # alias they were written to, so changing this leaves old files readable.
+    "STORAGE": "default",
+    # Every object the app writes lives under this prefix of its storage.
+    "KEY_PREFIX": "attachments/",
+    # Bytes; None disables the global limit (owner types may still set one).
+    "MAX_UPLOAD_SIZE": 100 * 1024 * 1024,
+    # Sniffed MIME types that may be stored: exact ("application/pdf") or a
+    # family ("image/*"). None accepts any type.
+    "ALLOWED_CONTENT_TYPES": None,
+    # Whether zero-byte files may be attached.
+    "ALLOW_EMPTY_FILES": True,
+    # How long an unreferenced blob or stray object is kept before a purge may
+    # remove it. A timedelta or a number of seconds.
+    "ORPHAN_GRACE_PERIOD": timedelta(hours=24),
+    # Lifetime of signed download URLs. A timedelta or a number of seconds.
+    "URL_EXPIRY": timedelta(minutes=5),
+    # Dotted path to a callable ``request -> str | None`` naming the caller's
+    # tenant, for the API. None means single-tenant: every owner is visible.
+    "TENANT_RESOLVER": None,
+    # Size of the chunks every byte path reads and writes.
+    "CHUNK_SIZE": 1024 * 1024,
+    # How many leading bytes libmagic sees to sniff the content type.
+    "SNIFF_BYTES": 256 * 1024,
+    # Longest filename kept, in characters; longer names are shortened, keeping
+    # their extension.
+    "MAX_FILENAME_LENGTH": 255,
+}
+
+
+def _positive_int(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must be {expected}, not {value!r}.")
+    return value
+
+
+def _duration(name: str, value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    else:
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a timedelta or a number of seconds, not {value!r}."
+        )
+    if result < timedelta(0):
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must not be negative, not {value!r}.")
+    return result
+
+
+def _non_empty_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must be a non-empty string, not {value!r}.")
+    return value
+
+
+def _key_prefix(name: str, value: Any) -> str:
+    value = _non_empty_str(name, value)
+    if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a relative path such as 'attachments/', not {value!r}."
+        )
+    return value.rstrip("/") + "/"
+
+
+def _content_types(name: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) and "/" in v for v in value):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be None or a list of MIME types such as "
+            f"['image/*', 'application/pdf'], not {value!r}."
+        )
+    return tuple(v.strip().lower() for v in value)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must be True or False, not {value!r}.")
+    return value
+
+
+def _callable_path(name: str, value: Any) -> Callable[..., Any] | None:
+    if value is None:
+        return None
+    if callable(value):
+        return value
+    if not isinstance(value, str):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a dotted path to a callable, not {value!r}."
+        )
+    try:
+        resolved = import_string(value)
+    except ImportError as exc:
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] could not import {value!r}: {exc}") from exc
+    if not callable(resolved):
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] = {value!r} is not callable.")
+    return resolved
+
+
+VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "STORAGE": _non_empty_str,
+    "KEY_PREFIX": _key_prefix,
+    "MAX_UPLOAD_SIZE": lambda n, v: _positive_int(n, v, allow_none=True, minimum=0),
+    "ALLOWED_CONTENT_TYPES": _content_types,
+    "ALLOW_EMPTY_FILES": _bool,
+    "ORPHAN_GRACE_PERIOD": _duration,
+    "URL_EXPIRY": _duration,
+    "TENANT_RESOLVER": _callable_path,
+    "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),
+    "SNIFF_BYTES": lambda n, v: _positive_int(n, v, minimum=1024),
+    "MAX_FILENAME_LENGTH": lambda n, v: _positive_int(n, v, minimum=16),
+}
+assert VALIDATORS.keys() == DEFAULTS.keys()  # a new setting needs both entries
+
+
+class AppSettings:
+    """Lazy, validated, cached view of ``settings.DJANGO_ATTACHMENTS``."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+        self._checked_keys = False
+
+    def _user_settings(self) -> dict[str, Any]:
+        user = getattr(settings, SETTINGS_NAME, None) or {}
+        if not isinstance(user, dict):
+            raise AttachmentsImproperlyConfigured(f"settings.{SETTINGS_NAME} must be a dict, not {type(user).__name__}.")
+        if not self._checked_keys:
+            unknown = sorted(set(user) - set(DEFAULTS))
+            if unknown:
+                raise AttachmentsImproperlyConfigured(
+                    f"settings.{SETTINGS_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                    f"valid keys are: {', '.join(sorted(DEFAULTS))}."
+                )
+            self._checked_keys = True
+        return user
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        raw = self._user_settings().get(name, DEFAULTS[name])
+        value = VALIDATORS[name](name, raw)
+        self._cache[name] = value
+        return value
+
+    def validate_all(self) -> None:
+        """Read every setting once, raising on the first wrong one."""
+        for name in DEFAULTS:
+            getattr(self, name)
+
+    def reload(self) -> None:
+        self._cache.clear()
+        self._checked_keys = False
+
+
+app_settings = AppSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        app_settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,101 @@
+"""Every error django_attachments raises, under one root.
+
+Catch :class:`AttachmentError` to handle them all, or the builtin / Django type
+each one also is, so generic handlers keep working::
+
+    try:
+        services.attach(upload, owner_type="plan_item", owner_id=pk, tenant=clinic_id)
+    except OwnerNotFound:          # also an ObjectDoesNotExist
+        raise Http404
+    except AttachmentError as exc:  # size, type, slot, ... all ValueErrors
+        return HttpResponseBadRequest(str(exc))
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+
+
+class AttachmentError(Exception):
+    """Root of every error raised by django_attachments."""
+
+
+class AttachmentsImproperlyConfigured(AttachmentError, ImproperlyConfigured):
+    """A setting, storage or registration is wrong; the message names what to fix."""
+
+
+# --- the owner registry -----------------------------------------------------
+
+
+class InvalidOwnerType(AttachmentError, ValueError):
+    """An owner type is empty, too long or uses characters outside ``[a-z0-9_.-]``."""
+
+
+class AlreadyRegistered(AttachmentError, ValueError):
+    """An owner type is registered twice."""
+
+
+class UnknownOwnerType(AttachmentError, LookupError):
+    """No owner type of that name is registered."""
+
+
+class OwnerNotFound(AttachmentError, ObjectDoesNotExist):
+    """The owner does not exist, or is not visible from the caller's tenant.
+
+    Both cases raise the same error on purpose: a caller must not learn that
+    another tenant's owner exists.
+    """
+
+
+class OwnerMismatch(AttachmentError, ValueError):
+    """The owner's tenant or subject differs from the blob's."""
+
+
+# --- the file ---------------------------------------------------------------
+
+
+class BlobNotFound(AttachmentError, ObjectDoesNotExist):
+    """The blob does not exist, or is not visible from the caller's tenant."""
+
+
+class InvalidFile(AttachmentError, ValueError):
+    """The object given as a file cannot be read as bytes."""
+
+
+class FileTooLarge(AttachmentError, ValueError):
+    """The file is larger than the limit that applies to it."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class EmptyFile(AttachmentError, ValueError):
+    """The file has no bytes and empty files are not allowed."""
+
+
+class ContentTypeNotAllowed(AttachmentError, ValueError):
+    """The sniffed content type is outside the allow-list that applies."""
+
+    def __init__(self, message: str, *, content_type: str) -> None:
+        super().__init__(message)
+        self.content_type = content_type
+
+
+class InvalidSlot(AttachmentError, ValueError):
+    """The attachment's ``name`` (slot) is not one the owner type allows."""
+
+
+class InvalidValue(AttachmentError, ValueError):
+    """An identifier or text field has the wrong shape or length."""
+
+
+# --- the storage ------------------------------------------------------------
+
+
+class StorageError(AttachmentError, OSError):
+    """The storage failed to write, read, list or delete an object."""
+
+
+class ObjectMissing(StorageError, FileNotFoundError):
+    """The storage has no object under the identifiers a blob holds."""

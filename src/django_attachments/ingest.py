@@ -1,0 +1,176 @@
+"""Reading an incoming file once: its SHA-256, its size and its real type.
+
+:func:`inspect` streams the file in chunks, hashing and counting the bytes and
+keeping the first ``SNIFF_BYTES`` for libmagic. Seekable files (Django's
+uploaded files, open files, ``BytesIO``) are rewound afterwards so the store
+can read them; a stream that cannot seek is spooled to a temporary file on the
+way through, so it is still read from its source only once. Memory use is one
+chunk plus the sniffing window, whatever the file size::
+
+    with inspect(request.FILES["file"], max_size=10 * 2**20) as inspected:
+        inspected.checksum, inspected.size, inspected.content_type
+        store.save(inspected.file, ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files import File
+from django.core.files.uploadedfile import TemporaryUploadedFile
+
+from .conf import app_settings
+from .exceptions import AttachmentsImproperlyConfigured, ContentTypeNotAllowed, FileTooLarge, InvalidFile
+
+_magic: Any = None
+_magic_lock = threading.Lock()
+
+
+def _get_magic() -> Any:
+    global _magic
+    if _magic is None:
+        with _magic_lock:
+            if _magic is None:
+                try:
+                    import magic
+                except ImportError as exc:  # libmagic itself missing raises ImportError too
+                    raise AttachmentsImproperlyConfigured(
+                        f"python-magic could not load libmagic ({exc}); install libmagic "
+                        "(Debian/Ubuntu: libmagic1, macOS: brew install libmagic)."
+                    ) from exc
+                _magic = magic.Magic(mime=True)
+    return _magic
+
+
+def sniff(head: bytes) -> str:
+    """The MIME type libmagic reads in ``head`` (the first bytes of a file)."""
+    content_type = _get_magic().from_buffer(bytes(head))
+    return (content_type or "application/octet-stream").split(";", 1)[0].strip().lower()
+
+
+def content_type_allowed(content_type: str, patterns: Any) -> bool:
+    """Whether ``content_type`` matches one of ``patterns`` (``"image/*"`` or exact); None allows any."""
+    if patterns is None:
+        return True
+    family = content_type.split("/", 1)[0]
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        if pattern in ("*", "*/*") or pattern == content_type:
+            return True
+        if pattern.endswith("/*") and pattern[:-2] == family:
+            return True
+    return False
+
+
+def check_content_type(content_type: str, *pattern_sets: Any) -> None:
+    """Raise ContentTypeNotAllowed unless every non-None allow-list accepts ``content_type``."""
+    for patterns in pattern_sets:
+        if not content_type_allowed(content_type, patterns):
+            raise ContentTypeNotAllowed(
+                f"Files of type {content_type!r} are not allowed here (allowed: {', '.join(sorted(patterns))}).",
+                content_type=content_type,
+            )
+
+
+def as_file(obj: Any) -> File:
+    """Wrap what the caller passed as a Django File, or raise InvalidFile."""
+    if isinstance(obj, File):
+        if obj.closed:
+            raise InvalidFile(f"The file {obj.name!r} is closed.")
+        return obj
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return File(io.BytesIO(bytes(obj)))
+    if hasattr(obj, "read") and callable(obj.read):
+        if getattr(obj, "closed", False):
+            raise InvalidFile("The file object is closed.")
+        mode = getattr(obj, "mode", "rb")
+        if isinstance(obj, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode and "r" in mode):
+            raise InvalidFile("The file is open in text mode; open it in binary mode ('rb').")
+        return File(obj, name=getattr(obj, "name", None))
+    raise InvalidFile(f"Expected a file, a binary file-like object or bytes, not {type(obj).__name__}.")
+
+
+def _seekable(file: File) -> bool:
+    try:
+        if not file.seekable():
+            return False
+        file.seek(0)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def declared_size(file: File) -> int | None:
+    """The size the file claims before any byte is read, where it is cheap to know."""
+    try:
+        size = file.size
+        return int(size) if size is not None else None
+    except (TypeError, ValueError, OSError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+
+
+def check_size(size: int, limit: int | None) -> None:
+    if limit is not None and size > limit:
+        raise FileTooLarge(f"The file is larger than the limit of {limit} bytes.", limit=limit)
+
+
+@dataclass
+class Inspected:
+    """What :func:`inspect` learned, and the file to store (positioned at 0)."""
+
+    file: File
+    size: int
+    checksum: str
+    content_type: str
+
+
+@contextmanager
+def inspect(source: File, *, max_size: int | None = None) -> Iterator[Inspected]:
+    """Hash, count and sniff ``source`` in one pass; see the module docstring.
+
+    Raises FileTooLarge as soon as more than ``max_size`` bytes were read.
+    """
+    chunk_size = app_settings.CHUNK_SIZE
+    sniff_bytes = app_settings.SNIFF_BYTES
+    spool: TemporaryUploadedFile | None = None
+    if not _seekable(source):
+        spool = TemporaryUploadedFile("spool", "application/octet-stream", 0, None)
+    hasher = hashlib.sha256()
+    head = bytearray()
+    size = 0
+    try:
+        read = source.read
+        while True:
+            try:
+                chunk = read(chunk_size)
+            except OSError as exc:
+                raise InvalidFile(f"Could not read the file: {exc}") from exc
+            if not chunk:
+                break
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise InvalidFile("The file returned text, not bytes; open it in binary mode ('rb').")
+            size += len(chunk)
+            check_size(size, max_size)
+            if len(head) < sniff_bytes:
+                head += chunk[: sniff_bytes - len(head)]
+            hasher.update(chunk)
+            if spool is not None:
+                spool.write(chunk)
+        if spool is not None:
+            spool.flush()
+            spool.size = size
+            spool.seek(0)
+            target: File = spool
+        else:
+            source.seek(0)
+            target = source
+        yield Inspected(file=target, size=size, checksum=hasher.hexdigest(), content_type=sniff(bytes(head)))
+    finally:
+        if spool is not None:
+            spool.close()

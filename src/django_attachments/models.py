@@ -1,0 +1,106 @@
+"""Two tables: what the app knows about stored bytes, and who they belong to.
+
+A :class:`Blob` is one stored file: its SHA-256, size, sniffed content type,
+sanitised filename, and the *opaque* identifiers its storage handed back. The
+bytes themselves live in a Django storage. Identical bytes are stored once per
+(tenant, subject).
+
+An :class:`Attachment` links a blob to an owner, named by ``owner_type`` (a
+registered free-text name, never a foreign key or a CHECK constraint) and
+``owner_id``. A blob without attachments is an *orphan*, removed by the purge
+after a grace period. Create and delete both through
+:mod:`django_attachments.services`, which keeps bytes and rows consistent.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext_lazy as _
+
+from .registry import OWNER_TYPE_MAX_LENGTH
+
+OWNER_ID_MAX_LENGTH = 64
+TENANT_MAX_LENGTH = 64
+SUBJECT_MAX_LENGTH = 64
+NAME_MAX_LENGTH = 64
+FILENAME_MAX_LENGTH = 255
+
+_sha256_hex = RegexValidator(r"^[0-9a-f]{64}$", _("Enter a lowercase hexadecimal SHA-256 digest."))
+
+
+class BlobQuerySet(models.QuerySet):
+    def orphans(self) -> BlobQuerySet:
+        """Blobs that no attachment references."""
+        return self.filter(~Exists(Attachment.objects.filter(blob=OuterRef("pk"))))
+
+    def for_tenant(self, tenant: str | None) -> BlobQuerySet:
+        """Blobs of ``tenant``; ``None`` means every tenant (a trusted caller)."""
+        return self if tenant is None else self.filter(tenant=str(tenant))
+
+
+class Blob(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    checksum = models.CharField(_("SHA-256"), max_length=64, validators=[_sha256_hex])
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    content_type = models.CharField(_("content type"), max_length=255, help_text=_("Sniffed from the bytes."))
+    filename = models.CharField(_("filename"), max_length=FILENAME_MAX_LENGTH)
+    storage = models.CharField(_("storage alias"), max_length=64)
+    storage_identifiers = models.JSONField(_("storage identifiers"), default=dict)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    tenant = models.CharField(_("tenant"), max_length=TENANT_MAX_LENGTH, blank=True, default="")
+    subject = models.CharField(_("subject"), max_length=SUBJECT_MAX_LENGTH, blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = BlobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("blob")
+        verbose_name_plural = _("blobs")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "subject", "checksum"], name="django_attachments_blob_unique_content"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.checksum[:12]})"
+
+
+class Attachment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="attachments", verbose_name=_("blob"))
+    # Free text on purpose: no choices and no CheckConstraint, in any migration,
+    # ever. Owner types come and go with the apps that register them.
+    owner_type = models.CharField(_("owner type"), max_length=OWNER_TYPE_MAX_LENGTH)
+    owner_id = models.CharField(_("owner id"), max_length=OWNER_ID_MAX_LENGTH)
+    name = models.CharField(_("slot"), max_length=NAME_MAX_LENGTH, blank=True, default="")
+    description = models.TextField(_("description"), blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        indexes = [models.Index(fields=["owner_type", "owner_id"], name="django_att_owner_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["blob", "owner_type", "owner_id", "name"], name="django_attachments_attachment_unique_link"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        slot = f" [{self.name}]" if self.name else ""
+        return f"{self.owner_type}:{self.owner_id}{slot} -> {self.blob_id}"

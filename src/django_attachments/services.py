@@ -1,0 +1,362 @@
+"""The verbs of django_attachments: the only code that opens transactions and calls stores.
+
+::
+
+    from django_attachments import services
+
+    attachment = services.attach(
+        request.FILES["file"], owner_type="plan_item", owner_id=str(item.pk),
+        name="before", tenant=clinic_id, user=request.user,
+    )
+    services.link(attachment.blob, owner_type="patient", owner_id=str(patient.pk), tenant=clinic_id)
+    services.unlink(attachment)
+    services.unlink_all_for_owner("plan_item", str(item.pk))   # from the consumer's delete path
+
+Policy: an owner must resolve through its registered resolver, be in the
+caller's ``tenant`` (when one is given) and share the blob's subject. Bytes are
+read once, in chunks; identical bytes are stored once per (tenant, subject).
+Bytes are written *before* the row that references them and deleted if that
+row cannot be committed, so a failure leaves at most a stray object (which
+``purge_orphan_attachments --stray`` sweeps), never a row without bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils.http import content_disposition_header
+
+from . import ingest
+from .conf import app_settings
+from .exceptions import (
+    AttachmentError,
+    AttachmentsImproperlyConfigured,
+    BlobNotFound,
+    EmptyFile,
+    InvalidSlot,
+    InvalidValue,
+    OwnerMismatch,
+    OwnerNotFound,
+)
+from .filenames import sanitize_filename
+from .models import (
+    NAME_MAX_LENGTH,
+    OWNER_ID_MAX_LENGTH,
+    SUBJECT_MAX_LENGTH,
+    TENANT_MAX_LENGTH,
+    Attachment,
+    Blob,
+)
+from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
+from .signals import attachment_created, attachment_deleted, blob_created
+from .stores import RangeReader, get_store
+
+logger = logging.getLogger(__name__)
+
+#: How often attach() retries when a concurrent upload or purge changes the
+#: blob it is about to reuse or create.
+_MAX_ATTEMPTS = 5
+
+
+# -- owners ----------------------------------------------------------------------
+
+
+def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tuple[OwnerSpec, Owner]:
+    """Resolve an owner through its registered spec, as seen from ``tenant``.
+
+    Raises UnknownOwnerType, or OwnerNotFound both when the owner does not
+    exist and when it lies in another tenant: the caller cannot tell them apart.
+    """
+    validate_owner_type(owner_type)
+    owner_id = clean_owner_id(owner_id)
+    spec = attachment_registry.get(owner_type)
+    not_found = OwnerNotFound(f"No {owner_type} with id {owner_id!r}.")
+    try:
+        owner = spec.resolver(owner_id)
+    except (ValueError, TypeError, LookupError) as exc:
+        # A malformed id (a resolver filtering an integer or UUID key by "abc")
+        # is an owner that does not exist, not a server error.
+        raise not_found from exc
+    if owner is None:
+        raise not_found
+    if not isinstance(owner, Owner):
+        raise AttachmentsImproperlyConfigured(
+            f"The resolver of owner type {owner_type!r} returned {owner!r}; it must return an Owner or None."
+        )
+    if tenant is not None and _key(owner.tenant, "tenant", owner_type) != str(tenant):
+        raise not_found
+    return spec, owner
+
+
+def _key(value: Any, what: str, owner_type: str) -> str:
+    text = "" if value is None else str(value)
+    limit = TENANT_MAX_LENGTH if what == "tenant" else SUBJECT_MAX_LENGTH
+    if len(text) > limit:
+        raise AttachmentsImproperlyConfigured(
+            f"The resolver of owner type {owner_type!r} returned a {what} of {len(text)} characters; the limit is {limit}."
+        )
+    return text
+
+
+def clean_owner_id(owner_id: Any) -> str:
+    if isinstance(owner_id, (int, UUID)) and not isinstance(owner_id, bool):
+        owner_id = str(owner_id)
+    if not isinstance(owner_id, str) or not owner_id or owner_id != owner_id.strip():
+        raise InvalidValue(f"owner_id must be a non-empty string without surrounding spaces, not {owner_id!r}.")
+    if len(owner_id) > OWNER_ID_MAX_LENGTH or not owner_id.isprintable():
+        raise InvalidValue(f"owner_id must be at most {OWNER_ID_MAX_LENGTH} printable characters.")
+    return owner_id
+
+
+def _clean_text(spec: OwnerSpec, name: Any, description: Any) -> tuple[str, str]:
+    if not isinstance(name, str) or len(name) > NAME_MAX_LENGTH or not name.isprintable():
+        raise InvalidValue(f"name must be a string of at most {NAME_MAX_LENGTH} printable characters.")
+    if spec.allowed_names is not None and name not in spec.allowed_names:
+        allowed = ", ".join(repr(n) for n in sorted(spec.allowed_names))
+        raise InvalidSlot(f"Owner type {spec.owner_type!r} has no slot {name!r}; its slots are: {allowed}.")
+    if not isinstance(description, str):
+        raise InvalidValue("description must be a string.")
+    return name, description
+
+
+def _size_limit(spec: OwnerSpec) -> int | None:
+    limits = [limit for limit in (app_settings.MAX_UPLOAD_SIZE, spec.max_size) if limit is not None]
+    return min(limits) if limits else None
+
+
+def _user_or_none(user: Any) -> Any:
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+# -- attach and link -----------------------------------------------------------
+
+
+def attach(
+    file: Any,
+    *,
+    owner_type: str,
+    owner_id: Any,
+    name: str = "",
+    description: str = "",
+    tenant: Any = None,
+    user: Any = None,
+    filename: str | None = None,
+    content_type: str | None = None,
+) -> Attachment:
+    """Store ``file`` (deduplicated) and link it to the owner; return the attachment.
+
+    ``file`` is a Django ``File``/``UploadedFile``, a binary file object or
+    bytes. ``filename`` and ``content_type`` default to the file's own; the
+    content type is only recorded as declared: the stored one is sniffed.
+    Attaching the same bytes to the same owner and slot twice returns the
+    existing attachment; ``attachment.was_created`` tells which happened.
+    """
+    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+    owner_id = clean_owner_id(owner_id)
+    name, description = _clean_text(spec, name, description)
+    blob_tenant = _key(owner.tenant, "tenant", owner_type)
+    blob_subject = _key(owner.subject, "subject", owner_type)
+    source = ingest.as_file(file)
+    limit = _size_limit(spec)
+    declared = ingest.declared_size(source)
+    if declared is not None:
+        ingest.check_size(declared, limit)  # refuse before reading a byte
+    safe_name = sanitize_filename(filename or source.name)
+    metadata = {"declared_content_type": content_type or getattr(source, "content_type", None)}
+
+    with ingest.inspect(source, max_size=limit) as inspected:
+        if inspected.size == 0 and not app_settings.ALLOW_EMPTY_FILES:
+            raise EmptyFile("The file is empty.")
+        ingest.check_content_type(
+            inspected.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
+        )
+        link_args = dict(
+            owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
+        )
+        for _attempt in range(_MAX_ATTEMPTS):
+            # Reuse: lock the existing blob so a concurrent purge cannot delete it
+            # between this check and the new attachment's commit.
+            with transaction.atomic():
+                blob = (
+                    Blob.objects.select_for_update()
+                    .filter(tenant=blob_tenant, subject=blob_subject, checksum=inspected.checksum)
+                    .first()
+                )
+                if blob is not None:
+                    return _link_locked(blob, **link_args)
+            attachment = _store_new_blob(
+                inspected,
+                tenant=blob_tenant,
+                subject=blob_subject,
+                filename=safe_name,
+                metadata=metadata,
+                link_args=link_args,
+            )
+            if attachment is not None:
+                return attachment
+        raise AttachmentError("Could not store the file: the blob kept changing under concurrent updates; retry.")
+
+
+def _store_new_blob(
+    inspected: ingest.Inspected, *, tenant: str, subject: str, filename: str, metadata: dict, link_args: dict
+) -> Attachment | None:
+    """Write the bytes, then the blob and attachment rows; None if another upload won the race."""
+    store = get_store(app_settings.STORAGE)
+    identifiers = store.save(
+        inspected.file, size=inspected.size, checksum=inspected.checksum, content_type=inspected.content_type
+    )
+    try:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    blob = Blob.objects.create(
+                        checksum=inspected.checksum,
+                        size=inspected.size,
+                        content_type=inspected.content_type,
+                        filename=filename,
+                        storage=store.alias,
+                        storage_identifiers=identifiers,
+                        metadata=metadata,
+                        tenant=tenant,
+                        subject=subject,
+                    )
+            except IntegrityError:
+                if not Blob.objects.filter(tenant=tenant, subject=subject, checksum=inspected.checksum).exists():
+                    raise
+                # A concurrent upload of the same bytes committed first: ours are
+                # surplus. The caller retries and reuses the winner's blob.
+                _discard(store, identifiers)
+                return None
+            attachment = _link_locked(blob, **link_args)
+    except BaseException:
+        # The rows did not commit: the bytes must not outlive them.
+        _discard(store, identifiers)
+        raise
+    blob_created.send(sender=Blob, blob=blob)
+    return attachment
+
+
+def _discard(store: Any, identifiers: dict) -> None:
+    try:
+        store.delete(identifiers)
+    except Exception:
+        logger.exception("Could not delete object %r; it is stray until the next purge --stray.", identifiers)
+
+
+def link(
+    blob: Blob | UUID | str,
+    *,
+    owner_type: str,
+    owner_id: Any,
+    name: str = "",
+    description: str = "",
+    tenant: Any = None,
+    user: Any = None,
+) -> Attachment:
+    """Link an existing blob to another owner; idempotent.
+
+    The owner must resolve (from ``tenant``, when given), be in the blob's
+    tenant and share its subject (else OwnerMismatch), and the owner type's
+    limits must accept the blob. ``attachment.was_created`` is False when the
+    same link already existed.
+    """
+    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+    owner_id = clean_owner_id(owner_id)
+    name, description = _clean_text(spec, name, description)
+    blob_id = _blob_id(blob)
+    with transaction.atomic():
+        locked = Blob.objects.for_tenant(tenant).select_for_update().filter(pk=blob_id).first()
+        if locked is None:
+            raise BlobNotFound(f"No blob with id {blob_id!r}.")
+        if _key(owner.tenant, "tenant", owner_type) != locked.tenant or (
+            _key(owner.subject, "subject", owner_type) != locked.subject
+        ):
+            raise OwnerMismatch(f"The {owner_type} {owner_id!r} does not share this file's subject.")
+        ingest.check_size(locked.size, _size_limit(spec))
+        ingest.check_content_type(locked.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+        return _link_locked(
+            locked, owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
+        )
+
+
+def _blob_id(blob: Any) -> UUID:
+    if isinstance(blob, Blob):
+        return blob.pk
+    try:
+        return blob if isinstance(blob, UUID) else UUID(str(blob))
+    except ValueError:
+        raise BlobNotFound(f"No blob with id {blob!r}.") from None
+
+
+def _link_locked(blob: Blob, *, owner_type: str, owner_id: str, name: str, description: str, user: Any) -> Attachment:
+    """Get or create the attachment; the caller holds the blob's row lock."""
+    lookup = dict(blob=blob, owner_type=owner_type, owner_id=owner_id, name=name)
+    attachment = Attachment.objects.filter(**lookup).first()
+    if attachment is None:
+        try:
+            with transaction.atomic():
+                attachment = Attachment.objects.create(**lookup, description=description, created_by=user)
+        except IntegrityError:
+            attachment = Attachment.objects.filter(**lookup).first()
+            if attachment is None:
+                raise
+            attachment.was_created = False
+        else:
+            attachment.was_created = True
+            attachment_created.send(sender=Attachment, attachment=attachment, user=user)
+    else:
+        attachment.was_created = False
+    attachment.blob = blob
+    return attachment
+
+
+# -- unlink --------------------------------------------------------------------
+
+
+def unlink(attachment: Attachment) -> None:
+    """Remove one link. The blob stays; once it has no links the purge removes it."""
+    with transaction.atomic():
+        deleted, _ = Attachment.objects.filter(pk=attachment.pk).delete()
+    if deleted:
+        attachment_deleted.send(sender=Attachment, attachment=attachment)
+
+
+def unlink_all_for_owner(owner_type: str, owner_id: Any) -> int:
+    """Remove every link of one owner (e.g. from the owner's delete path); return how many.
+
+    Works for owner types that are no longer registered, so consumers can
+    clean up after themselves.
+    """
+    validate_owner_type(owner_type)
+    owner_id = clean_owner_id(owner_id)
+    with transaction.atomic():
+        attachments = list(
+            Attachment.objects.select_for_update().filter(owner_type=owner_type, owner_id=owner_id).select_related("blob")
+        )
+        Attachment.objects.filter(pk__in=[a.pk for a in attachments]).delete()
+    for attachment in attachments:
+        attachment_deleted.send(sender=Attachment, attachment=attachment)
+    return len(attachments)
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def open_blob(blob: Blob, *, start: int = 0, end: int | None = None) -> RangeReader:
+    """Stream a blob's bytes (``start`` to ``end`` inclusive) from the storage that holds them."""
+    return get_store(blob.storage).open(blob.storage_identifiers, start=start, end=end)
+
+
+def blob_url(blob: Blob, *, as_attachment: bool = True, expires: int | None = None) -> str | None:
+    """A signed, expiring download URL, or None where the blob's storage cannot sign one."""
+    if expires is None:
+        expires = int(app_settings.URL_EXPIRY.total_seconds())
+    return get_store(blob.storage).url(
+        blob.storage_identifiers,
+        expires=expires,
+        content_disposition=content_disposition_header(as_attachment, blob.filename),
+        content_type=blob.content_type,
+    )

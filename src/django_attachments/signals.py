@@ -1,0 +1,28 @@
+"""Signals sent by :mod:`django_attachments.services`.
+
+Each is sent after the database change it reports (inside the caller's
+transaction, if there is one)::
+
+    from django.dispatch import receiver
+    from django_attachments.signals import attachment_created
+
+    @receiver(attachment_created)
+    def notify(sender, attachment, user, **kwargs):
+        ...
+"""
+
+from django.dispatch import Signal
+
+#: Sent when a new blob row is saved; its bytes are already in the storage.
+#: Arguments: ``sender`` (the Blob class), ``blob``.
+blob_created = Signal()
+
+#: Sent when a blob is linked to an owner by a new attachment (not when an
+#: identical link already existed).
+#: Arguments: ``sender`` (the Attachment class), ``attachment``, ``user`` (or None).
+attachment_created = Signal()
+
+#: Sent for every attachment removed by ``unlink`` or ``unlink_all_for_owner``.
+#: The row is gone; ``attachment.blob`` may now be an orphan.
+#: Arguments: ``sender`` (the Attachment class), ``attachment``.
+attachment_deleted = Signal()

@@ -1,0 +1,270 @@
+"""Amazon S3 (and S3-compatible services) through django-storages' ``S3Storage``.
+
+The storage's own settings (bucket, credentials, endpoint, region, location,
+object parameters) are used as configured in ``STORAGES``; this adapter talks
+to the bucket with the storage's boto3 client so that it can:
+
+- write with ``If-None-Match: *`` (an existing key is never overwritten) and
+  send the SHA-256 so that S3 rejects a corrupted transfer;
+- upload large files in bounded parts (memory stays flat; ``S3File`` and
+  boto3's default transfer buffer far more);
+- stream downloads and byte ranges from the response body instead of reading
+  whole objects into memory, as ``S3File`` does;
+- delete in batches of 1,000 keys per ``DeleteObjects`` request.
+
+Identifiers: ``storage``, ``name``, ``bucket``, ``key``, ``region``, ``etag``,
+and ``version_id`` when the bucket is versioned.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.core.files import File
+from storages.utils import clean_name
+
+from ..conf import app_settings
+from ..exceptions import ObjectMissing, StorageError
+from .base import BaseStore, DeleteFailure, Identifiers, RangeReader, StoredObject, wrap_errors
+
+#: Files up to this size go up in one PutObject request; larger ones in parts.
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+#: Size of each part of a multipart upload. Memory use is about
+#: PART_SIZE * MAX_PARTS_IN_FLIGHT, whatever the file size.
+PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS_IN_FLIGHT = 2
+#: DeleteObjects accepts at most this many keys per request.
+DELETE_BATCH = 1000
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+class S3Store(BaseStore):
+    can_sign_urls = True
+
+    @property
+    def client(self) -> Any:
+        # The storage keeps one boto3 resource per thread; its client is thread-safe.
+        return self.storage.connection.meta.client
+
+    @property
+    def bucket(self) -> str:
+        return self.storage.bucket_name
+
+    def key_of(self, name: str) -> str:
+        return self.storage._normalize_name(clean_name(name))
+
+    def _name_from_key(self, key: str) -> str:
+        location = (self.storage.location or "").strip("/")
+        if location and key.startswith(location + "/"):
+            return key[len(location) + 1 :]
+        return key
+
+    # -- write -------------------------------------------------------------------
+
+    def save(self, content: File, *, size: int, checksum: str, content_type: str) -> Identifiers:
+        name = self.new_name()
+        key = self.key_of(name)
+        params = self.storage.get_object_parameters(name)
+        params["ContentType"] = content_type
+        if self.storage.default_acl and "ACL" not in params:
+            params["ACL"] = self.storage.default_acl
+        source = getattr(content, "file", content)
+        if source.seekable():
+            source.seek(0)
+        try:
+            if size <= MULTIPART_THRESHOLD:
+                response = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=source,
+                    ContentLength=size,
+                    ChecksumSHA256=_b64(checksum),
+                    IfNoneMatch="*",
+                    **params,
+                )
+            else:
+                response = self._multipart_upload(key, source, params)
+        except ClientError as exc:
+            raise wrap_errors("write", name, exc) from exc
+        identifiers: Identifiers = {
+            "storage": self.alias,
+            "name": name,
+            "bucket": self.bucket,
+            "key": key,
+            "region": self.client.meta.region_name,
+            "etag": str(response.get("ETag", "")).strip('"'),
+        }
+        if response.get("VersionId") and response["VersionId"] != "null":
+            identifiers["version_id"] = response["VersionId"]
+        return identifiers
+
+    def _multipart_upload(self, key: str, source: Any, params: dict[str, Any]) -> dict[str, Any]:
+        client = self.client
+        upload_id = client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **params
+        )["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            # A small pool sends parts side by side; at most MAX_PARTS_IN_FLIGHT
+            # parts are in memory at once, so memory does not grow with the file.
+            with ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT) as pool:
+                in_flight: set[Future[dict[str, Any]]] = set()
+                number = 0
+                while data := source.read(PART_SIZE):
+                    number += 1
+                    in_flight.add(pool.submit(self._upload_part, key, upload_id, number, data))
+                    del data
+                    if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        parts.extend(f.result() for f in done)
+                parts.extend(f.result() for f in in_flight)
+            parts.sort(key=lambda p: p["PartNumber"])
+            return client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException:
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError:
+                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+            raise
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumSHA256=digest,
+        )
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": digest}
+
+    # -- read --------------------------------------------------------------------
+
+    def _object_params(self, identifiers: Identifiers) -> dict[str, Any]:
+        name = self.name_of(identifiers)
+        params: dict[str, Any] = {
+            "Bucket": identifiers.get("bucket") or self.bucket,
+            "Key": identifiers.get("key") or self.key_of(name),
+        }
+        if identifiers.get("version_id"):
+            params["VersionId"] = identifiers["version_id"]
+        return params
+
+    def open(self, identifiers: Identifiers, *, start: int = 0, end: int | None = None) -> RangeReader:
+        params = self._object_params(identifiers)
+        if start or end is not None:
+            params["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = self.client.get_object(**params)
+        except ClientError as exc:
+            if _error_code(exc) in ("NoSuchKey", "NoSuchVersion", "404") or _status(exc) == 404:
+                raise ObjectMissing(f"Storage {self.alias!r} has no object {params['Key']!r}.") from exc
+            raise wrap_errors("open", params["Key"], exc) from exc
+        return RangeReader(response["Body"], response.get("ContentLength"))
+
+    def exists(self, identifiers: Identifiers) -> bool:
+        try:
+            self.client.head_object(**self._object_params(identifiers))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        return True
+
+    def url(
+        self,
+        identifiers: Identifiers,
+        *,
+        expires: int,
+        content_disposition: str | None = None,
+        content_type: str | None = None,
+    ) -> str | None:
+        storage = self.storage
+        # A custom domain (CloudFront) would drop the response overrides below,
+        # and an unsigned URL never expires: serve those through the app instead.
+        if not storage.querystring_auth or storage.custom_domain:
+            return None
+        params = self._object_params(identifiers)
+        extra: dict[str, Any] = {}
+        if content_disposition:
+            extra["ResponseContentDisposition"] = content_disposition
+        if content_type:
+            extra["ResponseContentType"] = content_type
+        if "VersionId" in params:
+            extra["VersionId"] = params["VersionId"]
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": params["Bucket"], "Key": params["Key"], **extra}, ExpiresIn=int(expires)
+        )
+
+    # -- delete ------------------------------------------------------------------
+
+    def delete(self, identifiers: Identifiers) -> None:
+        params = self._object_params(identifiers)
+        try:
+            self.client.delete_object(**params)
+        except ClientError as exc:
+            if _status(exc) != 404:
+                raise wrap_errors("delete", params["Key"], exc) from exc
+
+    def delete_many(self, identifiers_list: Iterable[Identifiers]) -> list[DeleteFailure]:
+        by_bucket: dict[str, list[dict[str, str]]] = {}
+        for identifiers in identifiers_list:
+            params = self._object_params(identifiers)
+            entry = {"Key": params["Key"]}
+            if "VersionId" in params:
+                entry["VersionId"] = params["VersionId"]
+            by_bucket.setdefault(params["Bucket"], []).append(entry)
+        failures: list[DeleteFailure] = []
+        for bucket, objects in by_bucket.items():
+            for i in range(0, len(objects), DELETE_BATCH):
+                batch = objects[i : i + DELETE_BATCH]
+                try:
+                    response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                except ClientError as exc:
+                    failures.extend(DeleteFailure(self._name_from_key(o["Key"]), str(exc)) for o in batch)
+                    continue
+                for error in response.get("Errors", []):
+                    if error.get("Code") != "NoSuchKey":
+                        failures.append(
+                            DeleteFailure(self._name_from_key(error["Key"]), f"{error.get('Code')}: {error.get('Message')}")
+                        )
+        return failures
+
+    # -- list --------------------------------------------------------------------
+
+    def list(self, prefix: str | None = None) -> Iterator[StoredObject]:
+        key_prefix = self.key_of(prefix or app_settings.KEY_PREFIX)
+        if not key_prefix.endswith("/"):
+            key_prefix += "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix):
+                for obj in page.get("Contents", []):
+                    yield StoredObject(
+                        name=self._name_from_key(obj["Key"]), modified=obj["LastModified"], size=obj["Size"]
+                    )
+        except ClientError as exc:
+            raise StorageError(f"Could not list storage {self.alias!r} under {key_prefix!r}: {exc}") from exc

@@ -1,0 +1,148 @@
+"""Fixtures: owners, storages on disk and on S3 (a moto server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+# Keep every test away from a developer's real AWS configuration and credentials.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull + ".missing",
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull + ".missing",
+)
+
+STORE_KINDS = ["disk", "s3"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """The endpoint URL of a moto S3 server in a subprocess, for the whole session."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("moto server did not start")
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def s3_backend(endpoint: str, bucket: str, **options) -> dict:
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint,
+            "access_key": "testing",
+            "secret_key": "testing",
+            "region_name": "us-east-1",
+            **options,
+        },
+    }
+
+
+def make_bucket(endpoint: str, *, versioned: bool = False) -> str:
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    if versioned:
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def storage_config(kind: str, request, tmp_path) -> dict:
+    if kind == "disk":
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / f"store-{uuid.uuid4().hex[:8]}")},
+        }
+    endpoint = request.getfixturevalue("moto_server")
+    return s3_backend(endpoint, make_bucket(endpoint))
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_alias(request, settings, tmp_path):
+    """Point DJANGO_ATTACHMENTS["STORAGE"] at a fresh, empty storage of each kind."""
+    settings.STORAGES = {**settings.STORAGES, "attachments": storage_config(request.param, request, tmp_path)}
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
+    return "attachments"
+
+
+@pytest.fixture
+def store(store_alias):
+    from django_attachments.stores import get_store
+
+    return get_store(store_alias)
+
+
+@pytest.fixture
+def owners(db):
+    """Two clinics (tenants); clinic A has two patients (subjects) with a note each."""
+    from tests.testapp.models import Clinic, Note, Patient
+
+    clinic_a = Clinic.objects.create(name="A")
+    clinic_b = Clinic.objects.create(name="B")
+    alice = Patient.objects.create(clinic=clinic_a, name="Alice")
+    adam = Patient.objects.create(clinic=clinic_a, name="Adam")
+    bob = Patient.objects.create(clinic=clinic_b, name="Bob")
+
+    class Owners:
+        pass
+
+    o = Owners()
+    o.clinic_a, o.clinic_b = clinic_a, clinic_b
+    o.tenant_a, o.tenant_b = str(clinic_a.pk), str(clinic_b.pk)
+    o.alice, o.adam, o.bob = alice, adam, bob
+    o.alice_note = Note.objects.create(patient=alice, text="alice")
+    o.alice_note2 = Note.objects.create(patient=alice, text="alice again")
+    o.adam_note = Note.objects.create(patient=adam, text="adam")
+    o.bob_note = Note.objects.create(patient=bob, text="bob")
+    return o
+
+
+# Small, real files whose type libmagic recognises.
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+PDF_BYTES = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+@pytest.fixture
+def png():
+    return PNG_BYTES
+
+
+@pytest.fixture
+def pdf():
+    return PDF_BYTES

@@ -1,0 +1,21 @@
+from django.apps import AppConfig
+
+
+class TestAppConfig(AppConfig):
+    name = "tests.testapp"
+    label = "testapp"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django_attachments.registry import OwnerSpec, attachment_registry
+
+        from .owners import resolve_note, resolve_patient
+
+        attachment_registry.register(OwnerSpec(owner_type="patient", resolver=resolve_patient))
+        attachment_registry.register(
+            OwnerSpec(
+                owner_type="note",
+                resolver=resolve_note,
+                allowed_names={"", "before", "after", "xray"},
+            )
+        )
