@@ -39,8 +39,12 @@ def sanitize_filename(name: object, *, max_length: int | None = None) -> str:
     # Keep the last path component, whichever separator the client used.
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = unicodedata.normalize("NFC", name)
+    # White space (tabs and newlines included) becomes a plain space; every
+    # other control or format character is dropped.
     name = "".join(
-        " " if ch.isspace() else ch for ch in name if unicodedata.category(ch) not in _DROPPED_CATEGORIES
+        " " if ch.isspace() else ch
+        for ch in name
+        if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
     )
     name = " ".join(name.split())  # collapse runs of white space
     name = name.strip(" .")  # no leading/trailing dots: "..", ".", "name." are not names

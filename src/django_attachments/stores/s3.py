@@ -115,6 +115,8 @@ class S3Store(BaseStore):
         return identifiers
 
     def _multipart_upload(self, key: str, source: Any, params: dict[str, Any]) -> dict[str, Any]:
+        # One client for all parts: the storage's connection is per thread, and
+        # a new client in each pool thread would cost a session and its memory.
         client = self.client
         upload_id = client.create_multipart_upload(
             Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **params
@@ -128,7 +130,7 @@ class S3Store(BaseStore):
                 number = 0
                 while data := source.read(PART_SIZE):
                     number += 1
-                    in_flight.add(pool.submit(self._upload_part, key, upload_id, number, data))
+                    in_flight.add(pool.submit(self._upload_part, client, key, upload_id, number, data))
                     del data
                     if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -149,9 +151,9 @@ class S3Store(BaseStore):
                 pass  # the bucket's lifecycle rule for incomplete uploads cleans up
             raise
 
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, client: Any, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-        response = self.client.upload_part(
+        response = client.upload_part(
             Bucket=self.bucket,
             Key=key,
             UploadId=upload_id,

@@ -1,0 +1,41 @@
+# The two commands of the README, and the helpers they stand on.
+#   make demo   - install, migrate, seed and run the example project (SQLite + local disk)
+#   make test   - install and run the whole test suite on SQLite, then on a throwaway PostgreSQL
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test test-sqlite test-postgres install dist clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[s3,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	cd example_project && ../$(BIN)/python manage.py migrate --noinput
+	cd example_project && ../$(BIN)/python manage.py seed_demo
+	cd example_project && ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: test-sqlite test-postgres
+
+test-sqlite: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	$(BIN)/python -m tests.pgcluster -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+dist: install
+	$(BIN)/python -m pip install --quiet build
+	$(BIN)/python -m build --outdir dist .
+
+clean:
+	rm -rf $(VENV) build dist .tox .pytest_cache src/*.egg-info

@@ -1,0 +1,44 @@
+"""System checks: stable ids, and a hint that says what to fix."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+
+from django_attachments.checks import check_blob_storages, check_libmagic, check_settings
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_all_clear():
+    assert check_settings() == [] and check_libmagic() == []
+
+
+def test_wrong_setting(settings):
+    settings.DJANGO_ATTACHMENTS = {"MAX_UPLOAD_SIZE": "big"}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E001"]
+    assert "MAX_UPLOAD_SIZE" in messages[0].msg
+
+
+def test_unknown_storage_alias(settings):
+    settings.DJANGO_ATTACHMENTS = {"STORAGE": "attachments"}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E002"]
+    assert "default" in messages[0].hint
+
+
+@pytest.mark.django_db
+def test_blobs_in_a_storage_that_is_gone(owners, pdf):
+    from django_attachments.models import Blob
+
+    Blob.objects.create(checksum="0" * 64, size=1, content_type="x/y", filename="f", storage="retired")
+    assert ids(check_blob_storages(databases=["default"])) == ["django_attachments.E004"]
+    assert check_blob_storages(databases=None) == []
+
+
+def test_checks_are_registered():
+    registered = {c.__name__ for c in checks.registry.registry.get_checks(include_deployment_checks=False)}
+    assert {"check_settings", "check_libmagic", "check_blob_storages"} <= registered

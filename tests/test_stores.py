@@ -1,0 +1,225 @@
+"""One contract, every store: local disk, S3 (moto server) and any Django storage (in memory)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.core.files import File
+
+from django_attachments.exceptions import ObjectMissing, StorageError
+from django_attachments.stores import FileSystemStore, StorageAPIStore, get_store
+from tests.conftest import make_bucket, s3_backend, storage_config
+
+
+@pytest.fixture(params=["disk", "s3", "memory"])
+def store(request, settings, tmp_path):
+    if request.param == "memory":
+        config = {"BACKEND": "django.core.files.storage.InMemoryStorage"}
+    else:
+        config = storage_config(request.param, request, tmp_path)
+    settings.STORAGES = {**settings.STORAGES, "contract": config}
+    return get_store("contract")
+
+
+def save(store, data: bytes, content_type="application/octet-stream"):
+    return store.save(
+        File(io.BytesIO(data)), size=len(data), checksum=hashlib.sha256(data).hexdigest(), content_type=content_type
+    )
+
+
+def read(store, identifiers, **kwargs) -> bytes:
+    with store.open(identifiers, **kwargs) as stream:
+        return b"".join(stream.chunks(7))
+
+
+def test_adapter_choice():
+    assert type(get_store("default")) is FileSystemStore
+
+
+def test_unknown_alias_is_a_configuration_error():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="'nope' is not defined in settings.STORAGES"):
+        get_store("nope")
+
+
+def test_round_trip(store):
+    data = b"hello attachments" * 100
+    identifiers = save(store, data)
+    assert identifiers["storage"] == "contract"
+    assert read(store, identifiers) == data
+    assert store.exists(identifiers)
+
+
+def test_names_are_random_sharded_and_prefixed(store):
+    a, b = save(store, b"same"), save(store, b"same")
+    assert a["name"] != b["name"]  # never overwritten, never shared
+    for identifiers in (a, b):
+        prefix, shard1, shard2, token = identifiers["name"].split("/")
+        assert prefix == "attachments" and token.startswith(shard1 + shard2) and len(token) == 32
+
+
+def test_key_prefix_setting(store, settings):
+    settings.DJANGO_ATTACHMENTS = {"KEY_PREFIX": "tenant-files/"}
+    assert save(store, b"x")["name"].startswith("tenant-files/")
+
+
+def test_identifiers_hold_no_machine_paths(store):
+    identifiers = save(store, b"x")
+    for value in identifiers.values():
+        assert not str(value).startswith(os.sep) or store.alias == value
+
+
+@pytest.mark.parametrize("start, end, expected", [(0, 0, b"0"), (2, 5, b"2345"), (8, None, b"89"), (0, 9, b"0123456789")])
+def test_byte_ranges(store, start, end, expected):
+    identifiers = save(store, b"0123456789")
+    assert read(store, identifiers, start=start, end=end) == expected
+
+
+def test_read_in_bounded_chunks(store):
+    identifiers = save(store, bytes(range(256)) * 40)
+    with store.open(identifiers) as stream:
+        sizes = [len(chunk) for chunk in stream.chunks(1000)]
+    assert max(sizes) <= 1000 and sum(sizes) == 10240
+
+
+def test_missing_object(store):
+    identifiers = save(store, b"x")
+    store.delete(identifiers)
+    assert not store.exists(identifiers)
+    with pytest.raises(ObjectMissing):
+        store.open(identifiers)
+    store.delete(identifiers)  # deleting twice is fine
+
+
+def test_identifiers_of_another_storage_are_refused(store):
+    identifiers = {**save(store, b"x"), "storage": "elsewhere"}
+    with pytest.raises(StorageError):
+        store.open(identifiers)
+
+
+def test_list_under_prefix(store):
+    before = datetime.now(timezone.utc) - timedelta(minutes=5)
+    saved = {save(store, f"file {i}".encode())["name"] for i in range(3)}
+    store.storage.save("elsewhere/not-ours.txt", File(io.BytesIO(b"x")))
+    listed = list(store.list())
+    assert {obj.name for obj in listed} == saved
+    for obj in listed:
+        assert obj.size == 6
+        modified = obj.modified if obj.modified.tzinfo else obj.modified.replace(tzinfo=timezone.utc)
+        assert modified > before
+
+
+def test_delete_many(store):
+    keep = save(store, b"keep")
+    doomed = [save(store, f"doomed {i}".encode()) for i in range(5)]
+    missing = {**doomed[0], "name": "attachments/00/00/" + "0" * 32}
+    if "key" in missing:
+        missing["key"] = missing["name"]
+    assert store.delete_many([*doomed, missing]) == []
+    assert {obj.name for obj in store.list()} == {keep["name"]}
+
+
+def test_url(store):
+    data = b"signed"
+    identifiers = save(store, data)
+    url = store.url(identifiers, expires=60, content_disposition='attachment; filename="a.txt"')
+    if not store.can_sign_urls:
+        assert url is None
+        return
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == data
+        assert response.headers["Content-Disposition"] == 'attachment; filename="a.txt"'
+
+
+def test_generic_store_for_other_storages(settings):
+    settings.STORAGES = {**settings.STORAGES, "mem": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    assert type(get_store("mem")) is StorageAPIStore
+
+
+# -- S3 specifics ---------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(settings, moto_server):
+    def make(**options):
+        versioned = options.pop("versioned", False)
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "s3": s3_backend(moto_server, make_bucket(moto_server, versioned=versioned), **options),
+        }
+        return get_store("s3")
+
+    return make
+
+
+def count_calls(store, operation):
+    calls = []
+    store.client.meta.events.register(f"before-call.s3.{operation}", lambda **kw: calls.append(1))
+    return calls
+
+
+def test_s3_identifiers(s3):
+    store = s3(location="media")
+    identifiers = save(store, b"x")
+    assert identifiers["bucket"] == store.bucket
+    assert identifiers["key"] == "media/" + identifiers["name"]
+    assert identifiers["region"] == "us-east-1"
+    assert identifiers["etag"]
+    assert "version_id" not in identifiers
+    assert [obj.name for obj in store.list()] == [identifiers["name"]]
+
+
+def test_s3_versioned_bucket_records_and_reads_the_version(s3):
+    store = s3(versioned=True)
+    identifiers = save(store, b"version one")
+    assert identifiers["version_id"]
+    # Someone overwrites the key behind our back: we still read our version.
+    store.client.put_object(Bucket=store.bucket, Key=identifiers["key"], Body=b"version two")
+    assert read(store, identifiers) == b"version one"
+
+
+def test_s3_never_overwrites_an_existing_key(s3):
+    store = s3()
+    taken = save(store, b"original")
+
+    class FixedNameStore(type(store)):
+        def new_name(self):
+            return taken["name"]
+
+    clash = FixedNameStore(store.alias, store.storage)
+    with pytest.raises(StorageError):
+        save(clash, b"intruder")
+    assert read(store, taken) == b"original"
+
+
+def test_s3_multipart_upload_round_trip(s3):
+    from django_attachments.stores import s3 as s3_module
+
+    store = s3()
+    data = os.urandom(s3_module.MULTIPART_THRESHOLD + s3_module.PART_SIZE // 2)
+    parts = count_calls(store, "UploadPart")
+    identifiers = save(store, data)
+    assert len(parts) == 3
+    assert hashlib.sha256(read(store, identifiers)).digest() == hashlib.sha256(data).digest()
+
+
+def test_s3_deletes_in_batches_of_1000(s3):
+    store = s3()
+    identifiers = [store.identifiers_for(f"attachments/00/00/{i:032x}") for i in range(2001)]
+    for ids in identifiers[:3]:
+        store.client.put_object(Bucket=store.bucket, Key=ids["name"], Body=b"x")
+    calls = count_calls(store, "DeleteObjects")
+    assert store.delete_many(identifiers) == []
+    assert len(calls) == 3
+    assert list(store.list()) == []
+
+
+def test_s3_unsigned_storage_gives_no_url(s3):
+    store = s3(querystring_auth=False)
+    assert store.url(save(store, b"x"), expires=60) is None
