@@ -306,7 +306,7 @@ def test_signals(owners, store, pdf):
     finally:
         blob_created.disconnect(on_blob)
         attachment_created.disconnect(on_link)
-    assert seen == [("link", a.pk), ("blob", a.blob_id), ("link", b.pk)]
+    assert seen == [("blob", a.blob_id), ("link", a.pk), ("link", b.pk)]
 
 
 def test_blob_url(owners, store, pdf):
@@ -326,3 +326,34 @@ def test_blob_url(owners, store, pdf):
 def test_errors_share_one_root():
     for exc in (OwnerNotFound, OwnerMismatch, BlobNotFound, FileTooLarge, ContentTypeNotAllowed, InvalidFile):
         assert issubclass(exc, AttachmentError)
+
+
+def test_non_canonical_ids_are_stored_under_the_canonical_one(owners, store, pdf):
+    pk = owners.alice.pk
+    for spelling in (f"0{pk}", f"+{pk}", str(pk)):
+        services.attach(pdf, owner_type="patient", owner_id=spelling)
+    assert list(Attachment.objects.values_list("owner_id", flat=True)) == [str(pk)]
+    assert services.unlink_all_for_owner("patient", pk) == 1
+
+
+def test_resolvers_can_name_the_canonical_id(owners, store, pdf):
+    from django_attachments.registry import Owner
+
+    def by_name(owner_id):
+        patient = type(owners.alice).objects.filter(name__iexact=owner_id).first()
+        return patient and Owner(tenant=str(patient.clinic_id), subject=str(patient.pk), id=patient.name.lower())
+
+    with attachment_registry.override(OwnerSpec("patient_by_name", by_name)):
+        services.attach(pdf, owner_type="patient_by_name", owner_id="ALICE")
+    assert Attachment.objects.get().owner_id == "alice"
+
+
+def test_resolver_validation_errors_mean_not_found(owners):
+    from django.core.exceptions import ValidationError
+
+    def strict(owner_id):
+        raise ValidationError("not a UUID")
+
+    with attachment_registry.override(OwnerSpec("strict", strict)):
+        with pytest.raises(OwnerNotFound):
+            services.attach(b"x", owner_type="strict", owner_id="abc")

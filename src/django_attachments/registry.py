@@ -56,6 +56,20 @@ class Owner:
     tenant: str | None = None
     subject: str | None = None
     instance: Any = field(default=None, compare=False)
+    #: The owner's canonical id, under which attachments are stored. When None,
+    #: the primary key of ``instance`` is used if it is a model instance, else
+    #: the id as the caller gave it. Set it when the resolver looks owners up by
+    #: anything but the primary key, so that "01", "+1" and "1" cannot become
+    #: three owners of one row.
+    id: str | None = None
+
+    def canonical_id(self, given: str) -> str:
+        if self.id is not None:
+            return str(self.id)
+        meta, pk = getattr(self.instance, "_meta", None), getattr(self.instance, "pk", None)
+        if meta is not None and pk is not None:
+            return str(pk)
+        return given
 
 
 Resolver = Callable[[str], "Owner | None"]

@@ -26,6 +26,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.http import content_disposition_header
 
@@ -76,7 +77,7 @@ def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tupl
     not_found = OwnerNotFound(f"No {owner_type} with id {owner_id!r}.")
     try:
         owner = spec.resolver(owner_id)
-    except (ValueError, TypeError, LookupError) as exc:
+    except (ValueError, TypeError, LookupError, ValidationError) as exc:
         # A malformed id (a resolver filtering an integer or UUID key by "abc")
         # is an owner that does not exist, not a server error.
         raise not_found from exc
@@ -88,6 +89,9 @@ def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tupl
         )
     if tenant is not None and _key(owner.tenant, "tenant", owner_type) != str(tenant):
         raise not_found
+    canonical = owner.canonical_id(owner_id)
+    if canonical != owner_id:
+        clean_owner_id(canonical)
     return spec, owner
 
 
@@ -155,7 +159,7 @@ def attach(
     existing attachment; ``attachment.was_created`` tells which happened.
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = clean_owner_id(owner_id)
+    owner_id = owner.canonical_id(clean_owner_id(owner_id))
     name, description = _clean_text(spec, name, description)
     blob_tenant = _key(owner.tenant, "tenant", owner_type)
     blob_subject = _key(owner.subject, "subject", owner_type)
@@ -230,12 +234,12 @@ def _store_new_blob(
                 # surplus. The caller retries and reuses the winner's blob.
                 _discard(store, identifiers)
                 return None
+            blob_created.send(sender=Blob, blob=blob)
             attachment = _link_locked(blob, **link_args)
     except BaseException:
         # The rows did not commit: the bytes must not outlive them.
         _discard(store, identifiers)
         raise
-    blob_created.send(sender=Blob, blob=blob)
     return attachment
 
 
@@ -264,7 +268,7 @@ def link(
     same link already existed.
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = clean_owner_id(owner_id)
+    owner_id = owner.canonical_id(clean_owner_id(owner_id))
     name, description = _clean_text(spec, name, description)
     blob_id = _blob_id(blob)
     with transaction.atomic():

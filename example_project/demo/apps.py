@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    """Demo data for the example project: the ``seed_demo`` command. Depends on every example app."""
+
+    name = "demo"

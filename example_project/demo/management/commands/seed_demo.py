@@ -1,0 +1,107 @@
+"""``manage.py seed_demo``: demo clinics, staff, patients, a treatment plan and their files.
+
+Idempotent, so ``make demo`` runs it every time: rows are looked up before
+they are created, and attaching the same bytes to the same owner and slot
+again returns the existing attachment. Files go through
+``django_attachments.services.attach`` like any upload would, and show its
+deduplication: the same X-ray attached three times within one clinic is stored
+once, while the other clinic's copy of those bytes is a blob of its own.
+"""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand
+
+from clinics.models import Clinic, StaffProfile
+from demo.sample_files import sample_pdf, sample_png
+from django_attachments import services
+from django_attachments.models import Attachment, Blob
+from patients.models import Patient
+from treatment_plan.models import PlanItem, TreatmentPlan
+
+ADMIN_URL = "http://127.0.0.1:8000/admin/"
+ADMIN_USERNAME = ADMIN_PASSWORD = "admin"
+
+#: clinic name -> (staff username, password)
+CLINICS = {
+    "Northside Dental": ("north", "north-demo"),
+    "Harbour Dental": ("harbour", "harbour-demo"),
+}
+
+XRAY = sample_png((90, 90, 90))
+
+
+class Command(BaseCommand):
+    help = "Create (or complete) the demo data: users, clinics, patients, a plan and attached files."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.ensure_superuser()
+        north_staff, harbour_staff = (self.ensure_clinic(name, *staff) for name, staff in CLINICS.items())
+
+        ada = self.ensure_patient(north_staff.clinic, "N-0001", "Ada Lovelace")
+        self.ensure_patient(north_staff.clinic, "N-0002", "Alan Turing")
+        grace = self.ensure_patient(harbour_staff.clinic, "H-0001", "Grace Hopper")
+
+        plan, _ = TreatmentPlan.objects.get_or_create(patient=ada, title="Crown, upper left incisor")
+        consultation, _ = PlanItem.objects.get_or_create(plan=plan, position=1, description="Consultation and X-ray")
+        fitting, _ = PlanItem.objects.get_or_create(plan=plan, position=2, description="Crown fitting")
+
+        self.attach(north_staff, "plan_item", consultation, "xray", "xray.png", XRAY)
+        self.attach(north_staff, "plan_item", consultation, "before", "before.png", sample_png((200, 170, 120)))
+        self.attach(north_staff, "plan_item", consultation, "reference", "referral.pdf", sample_pdf("Referral letter"))
+        self.attach(north_staff, "plan_item", fitting, "after", "after.png", sample_png((245, 245, 240)))
+        # The same X-ray uploaded again, for another owner of the same patient: one blob, more links.
+        self.attach(north_staff, "plan_item", fitting, "xray", "xray-copy.png", XRAY)
+        self.attach(north_staff, "patient", ada, "xray", "xray.png", XRAY)
+        # Identical bytes in another clinic are never shared across tenants: a blob of its own.
+        self.attach(harbour_staff, "patient", grace, "xray", "xray.png", XRAY)
+        self.attach(harbour_staff, "patient", grace, "consent", "consent.pdf", sample_pdf("Consent form"))
+
+        self.stdout.write(
+            f"\n{Attachment.objects.count()} attachments stored as {Blob.objects.count()} blobs.\n"
+            f"\nOpen {ADMIN_URL} and log in as:\n"
+            f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser"
+        )
+        for name, (username, password) in CLINICS.items():
+            self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (no admin access)")
+
+    def ensure_superuser(self) -> None:
+        User = get_user_model()  # noqa: N806
+        if User.objects.filter(username=ADMIN_USERNAME).exists():
+            return
+        User.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
+        self.stdout.write(f"Created superuser {ADMIN_USERNAME!r}.")
+
+    def ensure_clinic(self, name: str, username: str, password: str) -> StaffProfile:
+        clinic, created = Clinic.objects.get_or_create(name=name)
+        if created:
+            self.stdout.write(f"Created clinic {name!r}.")
+        User = get_user_model()  # noqa: N806
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User.objects.create_user(username, f"{username}@example.com", password)
+            self.stdout.write(f"Created staff user {username!r}.")
+        profile, _ = StaffProfile.objects.get_or_create(user=user, defaults={"clinic": clinic})
+        return profile
+
+    def ensure_patient(self, clinic: Clinic, record_number: str, name: str) -> Patient:
+        patient, created = Patient.objects.get_or_create(
+            clinic=clinic, record_number=record_number, defaults={"name": name}
+        )
+        if created:
+            self.stdout.write(f"Created patient {patient}.")
+        return patient
+
+    def attach(self, staff: StaffProfile, owner_type: str, owner: Any, slot: str, filename: str, data: bytes) -> None:
+        attachment = services.attach(
+            ContentFile(data, name=filename),
+            owner_type=owner_type,
+            owner_id=owner.pk,
+            name=slot,
+            tenant=staff.clinic_id,
+            user=staff.user,
+        )
+        if attachment.was_created:
+            self.stdout.write(f"Attached {filename} to {owner_type} {owner} [{slot}] (blob {attachment.blob_id}).")
