@@ -1,0 +1,133 @@
+"""Attaching a 200 MiB file grows peak memory by less than 64 MiB, on disk and on S3.
+
+A bound, not a speed test. Each case runs ``tests/memory_probe.py`` in a fresh
+interpreter (``sys.executable``) so that pytest's own memory and earlier tests
+do not blur the figures; the probe warms up, reads its peak RSS, attaches the
+file, reads the peak again, streams the stored bytes back and reads it once
+more. On S3 the bytes go to the session's moto server, whose memory is its own
+process's and does not count. Run with ``-s`` to see the figures::
+
+    .venv/bin/python -m pytest tests/test_memory.py -s -q
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import STORE_KINDS, make_bucket
+
+pytestmark = pytest.mark.slow
+
+MIB = 1024 * 1024
+FILE_SIZE = 200 * MIB
+BOUND_MIB = 64
+#: Input file + stored copy + spool of a non-seekable stream, with room to spare.
+FREE_SPACE_NEEDED = 1024 * MIB
+PROBE = Path(__file__).with_name("memory_probe.py")
+REPO_ROOT = PROBE.parent.parent
+#: A guard against a hung subprocess, not a speed assertion.
+PROBE_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def workspace():
+    """A temporary folder with enough free space, removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="attachments-memory-"))
+    try:
+        free = shutil.disk_usage(base).free
+        if free < FREE_SPACE_NEEDED:
+            pytest.skip(f"needs ~{FREE_SPACE_NEEDED // MIB} MiB free in {base.parent}, has {free // MIB} MiB")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def big_file(workspace):
+    """A 200 MiB file of random bytes, written 1 MiB at a time; (path, sha256 hex)."""
+    path = workspace / "big.bin"
+    hasher = hashlib.sha256()
+    with open(path, "wb") as out:
+        for _ in range(FILE_SIZE // MIB):
+            chunk = os.urandom(MIB)  # never repeats, so nothing can be deduplicated or compressed
+            hasher.update(chunk)
+            out.write(chunk)
+    yield path, hasher.hexdigest()
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def case_dir(workspace):
+    """An empty folder per case for the probe's database, storage and spool."""
+    path = Path(tempfile.mkdtemp(prefix="case-", dir=workspace))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_probe(args: list[str], workdir: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("DJANGO_ATTACHMENTS_TEST_PG", None)  # SQLite in a temporary file
+    env.pop("PYTHONTRACEMALLOC", None)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TMPDIR"] = str(workdir / "tmp")  # any tempfile (and tests.settings' MEDIA_ROOT) lands here
+    (workdir / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), "--workdir", str(workdir), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("MEMORY_PROBE ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(
+            f"memory probe failed (exit {proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(lines[-1].removeprefix("MEMORY_PROBE "))
+
+
+@pytest.mark.parametrize("mode", ["file", "stream"])
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_attach_200_mib_peak_memory_is_bounded(kind, mode, big_file, case_dir, request):
+    path, sha256 = big_file
+    args = ["--store", kind, "--mode", mode, "--input", str(path), "--sha256", sha256]
+    if kind == "s3":
+        endpoint = request.getfixturevalue("moto_server")
+        args += ["--endpoint", endpoint, "--bucket", make_bucket(endpoint)]
+
+    result = run_probe(args, case_dir)
+
+    attach = result["attach_growth_mib"]
+    read = result["read_back_growth_mib"]
+    alone = result["read_back_alone_growth_mib"]
+    samples = result["samples_mib"]
+    figures = (
+        f"[{kind}-{mode}] {result['size_mib']:.0f} MiB, bound {BOUND_MIB} MiB: "
+        f"attach grew peak RSS by {attach['max']} MiB (ru_maxrss {attach['maxrss']}, VmHWM {attach['hwm']}); "
+        f"attach + read-back by {read['max']} MiB (ru_maxrss {read['maxrss']}, VmHWM {read['hwm']}); "
+        f"read-back alone by {alone and alone['max']} MiB; "
+        f"baseline ru_maxrss {samples['baseline']['maxrss']} MiB, VmHWM {samples['baseline']['hwm']} MiB; "
+        f"spooled {result['spooled']}"
+    )
+    print("\n" + figures)
+
+    assert result["was_created"] and result["distinct_from_warm_up"], figures
+    # The non-seekable stream must take the spooling path, the open file must not.
+    assert result["spooled"] == (1 if mode == "stream" else 0), figures
+    assert result["blob_size_ok"] and result["blob_sha256_ok"], f"stored blob does not match the input; {result}"
+    assert result["read_back_size_ok"] and result["read_back_sha256_ok"], f"bytes read back differ; {result}"
+    # "max" is the larger of the ru_maxrss and VmHWM (Linux) measures.
+    assert attach["max"] < BOUND_MIB, figures
+    assert read["max"] < BOUND_MIB, figures
+    if alone is not None:
+        assert alone["max"] < BOUND_MIB, figures
