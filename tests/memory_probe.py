@@ -125,6 +125,8 @@ class NonSeekableReader(io.RawIOBase):
 
 
 def storage_config(args: argparse.Namespace, workdir: Path) -> dict:
+    from tests.conftest import s3_backend  # importable once setup_django() put the repo on sys.path
+
     if args.store == "disk":
         return {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -132,31 +134,17 @@ def storage_config(args: argparse.Namespace, workdir: Path) -> dict:
         }
     if not args.endpoint or not args.bucket:
         raise SystemExit("--store s3 needs --endpoint and --bucket")
-    return {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": args.bucket,
-            "endpoint_url": args.endpoint,
-            "access_key": "testing",
-            "secret_key": "testing",
-            "region_name": "us-east-1",
-        },
-    }
+    return s3_backend(args.endpoint, args.bucket)
 
 
 def setup_django(args: argparse.Namespace, workdir: Path) -> None:
-    # Never a developer's real AWS configuration, never the PostgreSQL switch.
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=os.devnull + ".missing",
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull + ".missing",
-    )
-    os.environ.pop("DJANGO_ATTACHMENTS_TEST_PG", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+    # Importing the test fixtures points AWS configuration away from a developer's own.
+    import tests.conftest  # noqa: F401
+
+    os.environ.pop("DJANGO_ATTACHMENTS_TEST_PG", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 
     import django
     from django.conf import settings
