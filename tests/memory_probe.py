@@ -192,7 +192,6 @@ def small_source(data: bytes, mode: str):
     return NonSeekableReader(io.BytesIO(data))
 
 
-
 def top_allocations(snapshot, limit: int = 15) -> list[str]:
     import tracemalloc
 
@@ -313,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("MEMORY_PROBE " + json.dumps(result), flush=True)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

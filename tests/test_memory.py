@@ -91,7 +91,8 @@ def run_probe(args: list[str], workdir: Path) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("MEMORY_PROBE ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(
-            f"memory probe failed (exit {proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+            f"memory probe failed (exit {proc.returncode}):\n"
+            f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
         )
     return json.loads(lines[-1].removeprefix("MEMORY_PROBE "))
 

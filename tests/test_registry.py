@@ -23,9 +23,7 @@ def test_valid_owner_types(registry, owner_type):
     assert registry.get(owner_type).owner_type == owner_type
 
 
-@pytest.mark.parametrize(
-    "owner_type", ["", "x" * 41, "Plan", "plan item", "plan/item", "plän", "note\x00", None, 42]
-)
+@pytest.mark.parametrize("owner_type", ["", "x" * 41, "Plan", "plan item", "plan/item", "plän", "note\x00", None, 42])
 def test_invalid_owner_types(owner_type):
     with pytest.raises(InvalidOwnerType):
         OwnerSpec(owner_type, resolver)

@@ -199,6 +199,9 @@ def test_content_type_allow_lists_use_the_sniffed_type(owners, store, settings, 
 def test_empty_files_allowed_unless_disabled(owners, store, settings):
     attachment = services.attach(b"", owner_type="patient", owner_id=owners.alice.pk)
     assert attachment.blob.size == 0 and read_all(attachment.blob) == b""
+    with attachment_registry.override(OwnerSpec("note", resolve_note, allowed_content_types=["image/*"])):
+        empty = services.attach(b"", owner_type="note", owner_id=owners.alice_note.pk)  # no type to refuse
+    assert empty.blob.content_type == "application/x-empty"
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ALLOW_EMPTY_FILES": False}
     with pytest.raises(EmptyFile):
         services.attach(b"", owner_type="patient", owner_id=owners.adam.pk)

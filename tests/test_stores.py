@@ -75,7 +75,9 @@ def test_identifiers_hold_no_machine_paths(store):
         assert not str(value).startswith(os.sep) or store.alias == value
 
 
-@pytest.mark.parametrize("start, end, expected", [(0, 0, b"0"), (2, 5, b"2345"), (8, None, b"89"), (0, 9, b"0123456789")])
+@pytest.mark.parametrize(
+    "start, end, expected", [(0, 0, b"0"), (2, 5, b"2345"), (8, None, b"89"), (0, 9, b"0123456789")]
+)
 def test_byte_ranges(store, start, end, expected):
     identifiers = save(store, b"0123456789")
     assert read(store, identifiers, start=start, end=end) == expected

@@ -17,7 +17,9 @@ def sample_png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
 
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     row = b"\x00" + bytes(rgb) * size  # filter type 0, then the pixels
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
+    )
 
 
 def sample_pdf(text: str) -> bytes:

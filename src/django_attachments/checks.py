@@ -80,7 +80,8 @@ def check_blob_storages(app_configs: Any = None, databases: Any = None, **kwargs
         for missing in sorted(used - defined):
             errors.append(
                 checks.Error(
-                    f"Blobs in database {alias!r} are stored in storage {missing!r}, which is not in settings.STORAGES.",
+                    f"Blobs in database {alias!r} are stored in storage {missing!r}, "
+                    "which is not in settings.STORAGES.",
                     hint="Keep every storage alias that blobs were written to, even after changing "
                     "DJANGO_ATTACHMENTS['STORAGE'].",
                     id="django_attachments.E004",

@@ -87,7 +87,15 @@ class InvalidSlot(AttachmentError, ValueError):
 
 
 class InvalidValue(AttachmentError, ValueError):
-    """An identifier or text field has the wrong shape or length."""
+    """An identifier or text field has the wrong shape or length; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SlotTaken(AttachmentError, ValueError):
+    """The owner already has this file in that slot."""
 
 
 # --- the storage ------------------------------------------------------------

@@ -84,6 +84,12 @@ class OwnerSpec:
     attached to this owner type: ``allowed_content_types`` (patterns such as
     ``"image/*"``), ``max_size`` in bytes, and ``allowed_names`` (the slots an
     attachment may use; ``None`` allows any).
+
+    Two optional hooks refine who may do what through the API, once the owner
+    is known to be in the caller's tenant: ``can_view(request, owner)`` (see
+    the owner's files; a denied caller is told the owner does not exist) and
+    ``can_attach(request, owner)`` (add, edit or remove the owner's files; a
+    caller who may view but not attach gets 403).
     """
 
     owner_type: str
@@ -91,11 +97,15 @@ class OwnerSpec:
     allowed_content_types: Collection[str] | None = None
     max_size: int | None = None
     allowed_names: Collection[str] | None = None
+    can_view: Callable[[Any, Owner], bool] | None = None
+    can_attach: Callable[[Any, Owner], bool] | None = None
 
     def __post_init__(self) -> None:
         validate_owner_type(self.owner_type)
-        if not callable(self.resolver):
-            raise TypeError(f"OwnerSpec({self.owner_type!r}): resolver must be callable, not {self.resolver!r}.")
+        for attr in ("resolver", "can_view", "can_attach"):
+            value = getattr(self, attr)
+            if not callable(value) and not (value is None and attr != "resolver"):
+                raise TypeError(f"OwnerSpec({self.owner_type!r}): {attr} must be callable, not {value!r}.")
         if self.max_size is not None and (
             isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 0
         ):
@@ -104,7 +114,9 @@ class OwnerSpec:
             value = getattr(self, attr)
             if value is not None:
                 if isinstance(value, str):
-                    raise TypeError(f"OwnerSpec({self.owner_type!r}): {attr} must be a collection of strings, not a str.")
+                    raise TypeError(
+                        f"OwnerSpec({self.owner_type!r}): {attr} must be a collection of strings, not a str."
+                    )
                 object.__setattr__(self, attr, frozenset(value))
 
 
@@ -118,9 +130,7 @@ def validate_owner_type(owner_type: object) -> str:
             f"the limit is {OWNER_TYPE_MAX_LENGTH}."
         )
     if not _OWNER_TYPE_RE.fullmatch(owner_type):
-        raise InvalidOwnerType(
-            f"owner_type {owner_type!r} may only use lowercase letters, digits, '_', '.' and '-'."
-        )
+        raise InvalidOwnerType(f"owner_type {owner_type!r} may only use lowercase letters, digits, '_', '.' and '-'.")
     return owner_type
 
 

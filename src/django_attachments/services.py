@@ -26,32 +26,17 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils.http import content_disposition_header
 
 from . import ingest
 from .conf import app_settings
-from .exceptions import (
-    AttachmentError,
-    AttachmentsImproperlyConfigured,
-    BlobNotFound,
-    EmptyFile,
-    InvalidSlot,
-    InvalidValue,
-    OwnerMismatch,
-    OwnerNotFound,
-)
+from .exceptions import AttachmentError, BlobNotFound, EmptyFile, InvalidSlot, OwnerMismatch, SlotTaken
 from .filenames import sanitize_filename
-from .models import (
-    NAME_MAX_LENGTH,
-    OWNER_ID_MAX_LENGTH,
-    SUBJECT_MAX_LENGTH,
-    TENANT_MAX_LENGTH,
-    Attachment,
-    Blob,
-)
-from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
+from .models import Attachment, Blob
+from .policy import clean_owner_id, clean_text, owner_key, resolve_owner, size_limit
+from .registry import attachment_registry, validate_owner_type
 from .signals import attachment_created, attachment_deleted, blob_created
 from .stores import RangeReader, get_store
 
@@ -60,75 +45,6 @@ logger = logging.getLogger(__name__)
 #: How often attach() retries when a concurrent upload or purge changes the
 #: blob it is about to reuse or create.
 _MAX_ATTEMPTS = 5
-
-
-# -- owners ----------------------------------------------------------------------
-
-
-def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tuple[OwnerSpec, Owner]:
-    """Resolve an owner through its registered spec, as seen from ``tenant``.
-
-    Raises UnknownOwnerType, or OwnerNotFound both when the owner does not
-    exist and when it lies in another tenant: the caller cannot tell them apart.
-    """
-    validate_owner_type(owner_type)
-    owner_id = clean_owner_id(owner_id)
-    spec = attachment_registry.get(owner_type)
-    not_found = OwnerNotFound(f"No {owner_type} with id {owner_id!r}.")
-    try:
-        owner = spec.resolver(owner_id)
-    except (ValueError, TypeError, LookupError, ValidationError) as exc:
-        # A malformed id (a resolver filtering an integer or UUID key by "abc")
-        # is an owner that does not exist, not a server error.
-        raise not_found from exc
-    if owner is None:
-        raise not_found
-    if not isinstance(owner, Owner):
-        raise AttachmentsImproperlyConfigured(
-            f"The resolver of owner type {owner_type!r} returned {owner!r}; it must return an Owner or None."
-        )
-    if tenant is not None and _key(owner.tenant, "tenant", owner_type) != str(tenant):
-        raise not_found
-    canonical = owner.canonical_id(owner_id)
-    if canonical != owner_id:
-        clean_owner_id(canonical)
-    return spec, owner
-
-
-def _key(value: Any, what: str, owner_type: str) -> str:
-    text = "" if value is None else str(value)
-    limit = TENANT_MAX_LENGTH if what == "tenant" else SUBJECT_MAX_LENGTH
-    if len(text) > limit:
-        raise AttachmentsImproperlyConfigured(
-            f"The resolver of owner type {owner_type!r} returned a {what} of {len(text)} characters; the limit is {limit}."
-        )
-    return text
-
-
-def clean_owner_id(owner_id: Any) -> str:
-    if isinstance(owner_id, (int, UUID)) and not isinstance(owner_id, bool):
-        owner_id = str(owner_id)
-    if not isinstance(owner_id, str) or not owner_id or owner_id != owner_id.strip():
-        raise InvalidValue(f"owner_id must be a non-empty string without surrounding spaces, not {owner_id!r}.")
-    if len(owner_id) > OWNER_ID_MAX_LENGTH or not owner_id.isprintable():
-        raise InvalidValue(f"owner_id must be at most {OWNER_ID_MAX_LENGTH} printable characters.")
-    return owner_id
-
-
-def _clean_text(spec: OwnerSpec, name: Any, description: Any) -> tuple[str, str]:
-    if not isinstance(name, str) or len(name) > NAME_MAX_LENGTH or not name.isprintable():
-        raise InvalidValue(f"name must be a string of at most {NAME_MAX_LENGTH} printable characters.")
-    if spec.allowed_names is not None and name not in spec.allowed_names:
-        allowed = ", ".join(repr(n) for n in sorted(spec.allowed_names))
-        raise InvalidSlot(f"Owner type {spec.owner_type!r} has no slot {name!r}; its slots are: {allowed}.")
-    if not isinstance(description, str):
-        raise InvalidValue("description must be a string.")
-    return name, description
-
-
-def _size_limit(spec: OwnerSpec) -> int | None:
-    limits = [limit for limit in (app_settings.MAX_UPLOAD_SIZE, spec.max_size) if limit is not None]
-    return min(limits) if limits else None
 
 
 def _user_or_none(user: Any) -> Any:
@@ -160,11 +76,11 @@ def attach(
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
     owner_id = owner.canonical_id(clean_owner_id(owner_id))
-    name, description = _clean_text(spec, name, description)
-    blob_tenant = _key(owner.tenant, "tenant", owner_type)
-    blob_subject = _key(owner.subject, "subject", owner_type)
+    name, description = clean_text(spec, name, description)
+    blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
+    blob_subject = owner_key(owner.subject, "subject", owner_type)
     source = ingest.as_file(file)
-    limit = _size_limit(spec)
+    limit = size_limit(spec)
     declared = ingest.declared_size(source)
     if declared is not None:
         ingest.check_size(declared, limit)  # refuse before reading a byte
@@ -174,9 +90,10 @@ def attach(
     with ingest.inspect(source, max_size=limit) as inspected:
         if inspected.size == 0 and not app_settings.ALLOW_EMPTY_FILES:
             raise EmptyFile("The file is empty.")
-        ingest.check_content_type(
-            inspected.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
-        )
+        if inspected.size:  # an empty file has no type to allow or refuse
+            ingest.check_content_type(
+                inspected.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
+            )
         link_args = dict(
             owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
         )
@@ -269,20 +186,28 @@ def link(
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
     owner_id = owner.canonical_id(clean_owner_id(owner_id))
-    name, description = _clean_text(spec, name, description)
+    name, description = clean_text(spec, name, description)
     blob_id = _blob_id(blob)
     with transaction.atomic():
         locked = Blob.objects.for_tenant(tenant).select_for_update().filter(pk=blob_id).first()
         if locked is None:
             raise BlobNotFound(f"No blob with id {blob_id!r}.")
-        if _key(owner.tenant, "tenant", owner_type) != locked.tenant or (
-            _key(owner.subject, "subject", owner_type) != locked.subject
+        if owner_key(owner.tenant, "tenant", owner_type) != locked.tenant or (
+            owner_key(owner.subject, "subject", owner_type) != locked.subject
         ):
             raise OwnerMismatch(f"The {owner_type} {owner_id!r} does not share this file's subject.")
-        ingest.check_size(locked.size, _size_limit(spec))
-        ingest.check_content_type(locked.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+        ingest.check_size(locked.size, size_limit(spec))
+        if locked.size:
+            ingest.check_content_type(
+                locked.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
+            )
         return _link_locked(
-            locked, owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
+            locked,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            name=name,
+            description=description,
+            user=_user_or_none(user),
         )
 
 
@@ -338,12 +263,42 @@ def unlink_all_for_owner(owner_type: str, owner_id: Any) -> int:
     owner_id = clean_owner_id(owner_id)
     with transaction.atomic():
         attachments = list(
-            Attachment.objects.select_for_update().filter(owner_type=owner_type, owner_id=owner_id).select_related("blob")
+            Attachment.objects.select_for_update()
+            .filter(owner_type=owner_type, owner_id=owner_id)
+            .select_related("blob")
         )
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).delete()
     for attachment in attachments:
         attachment_deleted.send(sender=Attachment, attachment=attachment)
     return len(attachments)
+
+
+def update_attachment(attachment: Attachment, *, name: str | None = None, description: str | None = None) -> Attachment:
+    """Change an attachment's slot and/or description; the slot is checked against its owner type."""
+    new_name = attachment.name if name is None else name
+    new_description = attachment.description if description is None else description
+    if attachment.owner_type in attachment_registry:
+        new_name, new_description = clean_text(
+            attachment_registry.get(attachment.owner_type), new_name, new_description
+        )
+    elif new_name != attachment.name:
+        raise InvalidSlot(f"Owner type {attachment.owner_type!r} is no longer registered; its slots cannot change.")
+    attachment.name, attachment.description = new_name, new_description
+    try:
+        with transaction.atomic():
+            attachment.save(update_fields=["name", "description"])
+    except IntegrityError:
+        raise SlotTaken(f"This owner already has this file in slot {new_name!r}.") from None
+    return attachment
+
+
+# -- queries -------------------------------------------------------------------
+
+
+def attachments_for(tenant: Any) -> QuerySet[Attachment]:
+    """Attachments whose blob is in ``tenant`` (every tenant for None), with their blobs."""
+    queryset = Attachment.objects.select_related("blob")
+    return queryset if tenant is None else queryset.filter(blob__tenant=str(tenant))
 
 
 # -- reading -------------------------------------------------------------------

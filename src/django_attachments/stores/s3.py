@@ -118,9 +118,9 @@ class S3Store(BaseStore):
         # One client for all parts: the storage's connection is per thread, and
         # a new client in each pool thread would cost a session and its memory.
         client = self.client
-        upload_id = client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **params
-        )["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **params)[
+            "UploadId"
+        ]
         parts: list[dict[str, Any]] = []
         try:
             # A small pool sends parts side by side; at most MAX_PARTS_IN_FLIGHT
@@ -251,7 +251,9 @@ class S3Store(BaseStore):
                 for error in response.get("Errors", []):
                     if error.get("Code") != "NoSuchKey":
                         failures.append(
-                            DeleteFailure(self._name_from_key(error["Key"]), f"{error.get('Code')}: {error.get('Message')}")
+                            DeleteFailure(
+                                self._name_from_key(error["Key"]), f"{error.get('Code')}: {error.get('Message')}"
+                            )
                         )
         return failures
 

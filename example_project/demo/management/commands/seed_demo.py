@@ -10,16 +10,16 @@ once, while the other clinic's copy of those bytes is a blob of its own.
 
 from typing import Any
 
+from clinics.models import Clinic, StaffProfile
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
+from patients.models import Patient
+from treatment_plan.models import PlanItem, TreatmentPlan
 
-from clinics.models import Clinic, StaffProfile
 from demo.sample_files import sample_pdf, sample_png
 from django_attachments import services
 from django_attachments.models import Attachment, Blob
-from patients.models import Patient
-from treatment_plan.models import PlanItem, TreatmentPlan
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 ADMIN_USERNAME = ADMIN_PASSWORD = "admin"

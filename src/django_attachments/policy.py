@@ -1,0 +1,91 @@
+"""The policy every verb applies before touching bytes or rows.
+
+An owner must resolve through its registered spec; seen from a tenant, an
+owner of another tenant is indistinguishable from one that does not exist.
+Identifiers and text fields are checked for shape, slots against the owner
+type's ``allowed_names``, and sizes against the smaller of the global and the
+owner type's limit::
+
+    spec, owner = resolve_owner("plan_item", "42", tenant="7")   # OwnerNotFound, UnknownOwnerType, ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+
+from .conf import app_settings
+from .exceptions import AttachmentsImproperlyConfigured, InvalidSlot, InvalidValue, OwnerNotFound
+from .models import NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, SUBJECT_MAX_LENGTH, TENANT_MAX_LENGTH
+from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
+
+
+def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tuple[OwnerSpec, Owner]:
+    """Resolve an owner through its registered spec, as seen from ``tenant``.
+
+    Raises UnknownOwnerType, or OwnerNotFound both when the owner does not
+    exist and when it lies in another tenant: the caller cannot tell them apart.
+    """
+    validate_owner_type(owner_type)
+    owner_id = clean_owner_id(owner_id)
+    spec = attachment_registry.get(owner_type)
+    not_found = OwnerNotFound(f"No {owner_type} with id {owner_id!r}.")
+    try:
+        owner = spec.resolver(owner_id)
+    except (ValueError, TypeError, LookupError, ValidationError) as exc:
+        # A malformed id (a resolver filtering an integer or UUID key by "abc")
+        # is an owner that does not exist, not a server error.
+        raise not_found from exc
+    if owner is None:
+        raise not_found
+    if not isinstance(owner, Owner):
+        raise AttachmentsImproperlyConfigured(
+            f"The resolver of owner type {owner_type!r} returned {owner!r}; it must return an Owner or None."
+        )
+    if tenant is not None and owner_key(owner.tenant, "tenant", owner_type) != str(tenant):
+        raise not_found
+    canonical = owner.canonical_id(owner_id)
+    if canonical != owner_id:
+        clean_owner_id(canonical)
+    return spec, owner
+
+
+def owner_key(value: Any, what: str, owner_type: str) -> str:
+    text = "" if value is None else str(value)
+    limit = TENANT_MAX_LENGTH if what == "tenant" else SUBJECT_MAX_LENGTH
+    if len(text) > limit:
+        raise AttachmentsImproperlyConfigured(
+            f"The resolver of owner type {owner_type!r} returned a {what} of {len(text)} characters; "
+            f"the limit is {limit}."
+        )
+    return text
+
+
+def clean_owner_id(owner_id: Any) -> str:
+    if isinstance(owner_id, (int, UUID)) and not isinstance(owner_id, bool):
+        owner_id = str(owner_id)
+    if not isinstance(owner_id, str) or not owner_id or owner_id != owner_id.strip():
+        raise InvalidValue(
+            f"owner_id must be a non-empty string without surrounding spaces, not {owner_id!r}.", field="owner_id"
+        )
+    if len(owner_id) > OWNER_ID_MAX_LENGTH or not owner_id.isprintable():
+        raise InvalidValue(f"owner_id must be at most {OWNER_ID_MAX_LENGTH} printable characters.", field="owner_id")
+    return owner_id
+
+
+def clean_text(spec: OwnerSpec, name: Any, description: Any) -> tuple[str, str]:
+    if not isinstance(name, str) or len(name) > NAME_MAX_LENGTH or not name.isprintable():
+        raise InvalidValue(f"name must be a string of at most {NAME_MAX_LENGTH} printable characters.", field="name")
+    if spec.allowed_names is not None and name not in spec.allowed_names:
+        allowed = ", ".join(repr(n) for n in sorted(spec.allowed_names))
+        raise InvalidSlot(f"Owner type {spec.owner_type!r} has no slot {name!r}; its slots are: {allowed}.")
+    if not isinstance(description, str):
+        raise InvalidValue("description must be a string.", field="description")
+    return name, description
+
+
+def size_limit(spec: OwnerSpec) -> int | None:
+    limits = [limit for limit in (app_settings.MAX_UPLOAD_SIZE, spec.max_size) if limit is not None]
+    return min(limits) if limits else None
