@@ -15,14 +15,14 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[s3,test]"
+	$(BIN)/python -m pip install --quiet -e ".[s3,example,test]"
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
 	cd example_project && ../$(BIN)/python manage.py migrate --noinput
-	cd example_project && ../$(BIN)/python manage.py seed_demo
+	cd example_project && ../$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	cd example_project && ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: test-sqlite test-postgres

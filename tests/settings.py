@@ -6,7 +6,9 @@ sets it). Storages point at temporary folders and, for S3, at a moto server
 that ``tests/conftest.py`` starts on 127.0.0.1.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 SECRET_KEY = "tests-only-not-secret"
@@ -23,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "drf_spectacular",
     "django_attachments",
     "tests.testapp",
 ]
@@ -66,6 +69,7 @@ else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
 MEDIA_ROOT = tempfile.mkdtemp(prefix="attachments-media-")
+atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)
 FILE_UPLOAD_TEMP_DIR = None
 
 STORAGES = {
@@ -74,3 +78,6 @@ STORAGES = {
 }
 
 DJANGO_ATTACHMENTS = {}
+
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {"TITLE": "django_attachments (tests)", "VERSION": "test"}

@@ -16,18 +16,34 @@ def test_all_clear():
     assert check_settings() == [] and check_libmagic() == []
 
 
-def test_wrong_setting(settings):
-    settings.DJANGO_ATTACHMENTS = {"MAX_UPLOAD_SIZE": "big"}
+def test_wrong_settings_are_all_reported(settings):
+    settings.DJANGO_ATTACHMENTS = {"MAX_UPLOAD_SIZE": "big", "SNIFF_BYTES": 5}
     messages = check_settings()
-    assert ids(messages) == ["django_attachments.E001"]
-    assert "MAX_UPLOAD_SIZE" in messages[0].msg
+    assert ids(messages) == ["django_attachments.E001"] * 2
+    assert "MAX_UPLOAD_SIZE" in messages[0].msg and "SNIFF_BYTES" in messages[1].msg
+
+
+def test_unknown_key(settings):
+    settings.DJANGO_ATTACHMENTS = {"STORGE": "x"}
+    assert ids(check_settings()) == ["django_attachments.E001"]
+
+
+def test_relative_local_location_is_a_warning(settings):
+    settings.MEDIA_ROOT = ""
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.W001"] and "absolute path" in messages[0].hint
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": "/srv/files"}},
+    }
+    assert check_settings() == []
 
 
 def test_unknown_storage_alias(settings):
     settings.DJANGO_ATTACHMENTS = {"STORAGE": "attachments"}
     messages = check_settings()
     assert ids(messages) == ["django_attachments.E002"]
-    assert "default" in messages[0].hint
+    assert "default" in messages[0].hint and "staticfiles" not in messages[0].hint
 
 
 @pytest.mark.django_db

@@ -4,12 +4,11 @@ Wired up in settings::
 
     DJANGO_ATTACHMENTS = {"TENANT_RESOLVER": "clinics.tenancy.clinic_for_request"}
 
-Anonymous callers have no clinic (``None``). An authenticated user without a
-staff profile is refused outright rather than given ``None``, which the
-attachments app reads as "no tenant restriction".
+A caller with no clinic (anonymous, or an account without a staff profile,
+such as the demo's superuser) gets ``None``, which the attachments API refuses
+with 403: no tenant, no files.
 """
 
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from .models import StaffProfile
@@ -20,6 +19,4 @@ def clinic_for_request(request: HttpRequest) -> str | None:
     if user is None or not user.is_authenticated:
         return None
     clinic_id = StaffProfile.objects.filter(user_id=user.pk).values_list("clinic_id", flat=True).first()
-    if clinic_id is None:
-        raise PermissionDenied("This account does not belong to a clinic.")
-    return str(clinic_id)
+    return None if clinic_id is None else str(clinic_id)

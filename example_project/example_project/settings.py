@@ -6,6 +6,8 @@ Out of the box it runs on SQLite (``db.sqlite3``) with uploads on local disk
     DJANGO_DEBUG=0 DJANGO_SECRET_KEY=...      # anything but a local demo
     DJANGO_ALLOWED_HOSTS=demo.example.com
     STORAGE_BACKEND=s3 AWS_STORAGE_BUCKET_NAME=... [AWS_S3_ENDPOINT_URL=...] [AWS_S3_REGION_NAME=...]
+    DJANGO_DB_PATH=/tmp/demo.sqlite3 DJANGO_MEDIA_ROOT=/tmp/demo-media   # elsewhere than next to manage.py
+    ATTACHMENTS_MAX_UPLOAD_SIZE=1073741824                               # bytes (25 MiB by default)
 
 With ``STORAGE_BACKEND=s3`` the credentials come from boto3's usual sources
 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an instance role).
@@ -32,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_attachments",
     "clinics",
     "patients",
@@ -67,7 +71,12 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_DB_PATH") or BASE_DIR / "db.sqlite3",
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -78,7 +87,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 # Uploads are served through django_attachments (streamed, or a signed URL),
 # never from MEDIA_URL, so no URL pattern serves this folder.
-MEDIA_ROOT = BASE_DIR / "media"
+MEDIA_ROOT = os.environ.get("DJANGO_MEDIA_ROOT") or BASE_DIR / "media"
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -95,7 +104,25 @@ if os.environ.get("STORAGE_BACKEND") == "s3":
     }
 
 DJANGO_ATTACHMENTS = {
-    "MAX_UPLOAD_SIZE": 25 * 1024 * 1024,
+    "MAX_UPLOAD_SIZE": int(os.environ.get("ATTACHMENTS_MAX_UPLOAD_SIZE", 25 * 1024 * 1024)),
     # The caller's tenant is their clinic; see clinics/tenancy.py.
     "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django_attachments example API",
+    "DESCRIPTION": "Files owned by patients and treatment plan items, per clinic.",
+    "VERSION": "0.1.0",
+    # Swagger UI's assets come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
 }

@@ -1,10 +1,15 @@
-"""URLs of the example project: the admin, and / redirecting to it."""
+"""URLs of the example project: the attachments API, its schema and Swagger UI, the admin."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="swagger-ui", permanent=False)),
+    path("api/", include("django_attachments.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
 ]

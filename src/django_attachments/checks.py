@@ -7,15 +7,16 @@ Ids are stable; a retired id stays reserved and is never reused.
 - ``django_attachments.E003``: libmagic cannot be loaded, so content types cannot be sniffed.
 - ``django_attachments.E004``: a blob references a storage alias that is not in ``STORAGES``
   (only checked with ``--database``).
+- ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 
 from .conf import app_settings
 
@@ -23,28 +24,52 @@ TAG = "django_attachments"
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    try:
-        app_settings.reload()
-        app_settings.validate_all()
-    except ImproperlyConfigured as exc:
-        return [
-            checks.Error(
-                str(exc),
-                hint="See the settings reference in the django_attachments docs.",
-                id="django_attachments.E001",
-            )
-        ]
+    app_settings.reload()
+    errors = [
+        checks.Error(
+            str(exc), hint="See the settings reference in the django_attachments docs.", id="django_attachments.E001"
+        )
+        for exc in app_settings.errors()
+    ]
+    if errors:
+        return errors
     alias = app_settings.STORAGE
     defined = getattr(settings, "STORAGES", {}) or {}
     if alias not in defined:
+        candidates = sorted(name for name in defined if name != "staticfiles")
         return [
             checks.Error(
                 f"DJANGO_ATTACHMENTS['STORAGE'] is {alias!r}, which is not an alias of settings.STORAGES.",
-                hint=f"Use one of: {', '.join(sorted(defined)) or '(none defined)'}, or add {alias!r} to STORAGES.",
+                hint=f"Add {alias!r} to STORAGES"
+                + (f", or use one of: {', '.join(candidates)}." if candidates else "."),
                 id="django_attachments.E002",
             )
         ]
-    return []
+    return _check_local_location(alias, defined[alias])
+
+
+def _check_local_location(alias: str, config: dict[str, Any]) -> list[checks.CheckMessage]:
+    """A local-disk storage without an absolute location writes wherever the process happens to run."""
+    from django.core.files.storage import FileSystemStorage
+    from django.utils.module_loading import import_string
+
+    try:
+        backend = import_string(config.get("BACKEND", ""))
+    except ImportError:
+        return []
+    if not (isinstance(backend, type) and issubclass(backend, FileSystemStorage)):
+        return []
+    location = (config.get("OPTIONS") or {}).get("location") or settings.MEDIA_ROOT
+    if location and os.path.isabs(str(location)):
+        return []
+    return [
+        checks.Warning(
+            f"Storage {alias!r} keeps attachments on local disk at {str(location)!r}, relative to the "
+            "directory the process starts in: files written by one process may be missing for another.",
+            hint="Set MEDIA_ROOT (or the storage's OPTIONS['location']) to an absolute path.",
+            id="django_attachments.W001",
+        )
+    ]
 
 
 def check_libmagic(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -62,6 +62,16 @@ DEFAULTS: dict[str, Any] = {
     # Longest filename kept, in characters; longer names are shortened, keeping
     # their extension.
     "MAX_FILENAME_LENGTH": 255,
+    # --- the REST API ---
+    # DRF permission classes of the API views (classes or dotted paths).
+    "PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticated",),
+    # "proxy": stream downloads through Django; "redirect": 302 to a signed
+    # storage URL where the storage can sign one (else proxy).
+    "DOWNLOAD_MODE": "proxy",
+    # Attachments per page of the list endpoint, and the most a client may ask
+    # for with ?page_size=.
+    "PAGE_SIZE": 50,
+    "MAX_PAGE_SIZE": 500,
 }
 
 
@@ -138,6 +148,37 @@ def _callable_path(name: str, value: Any) -> Callable[..., Any] | None:
     return resolved
 
 
+def _class_list(name: str, value: Any) -> tuple[type, ...]:
+    if isinstance(value, (str, type)) or not isinstance(value, (list, tuple)):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a list of classes or dotted paths, not {value!r}."
+        )
+    classes = []
+    for item in value:
+        if isinstance(item, str):
+            try:
+                item = import_string(item)
+            except ImportError as exc:
+                raise AttachmentsImproperlyConfigured(
+                    f"{SETTINGS_NAME}[{name!r}] could not import {item!r}: {exc}"
+                ) from exc
+        if not isinstance(item, type):
+            raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] holds {item!r}, which is not a class.")
+        classes.append(item)
+    return tuple(classes)
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def validate(name: str, value: Any) -> str:
+        if value not in choices:
+            raise AttachmentsImproperlyConfigured(
+                f"{SETTINGS_NAME}[{name!r}] must be one of {', '.join(map(repr, choices))}, not {value!r}."
+            )
+        return value
+
+    return validate
+
+
 VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "STORAGE": _non_empty_str,
     "KEY_PREFIX": _key_prefix,
@@ -150,6 +191,10 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),
     "SNIFF_BYTES": lambda n, v: _positive_int(n, v, minimum=1024),
     "MAX_FILENAME_LENGTH": lambda n, v: _positive_int(n, v, minimum=16),
+    "PERMISSION_CLASSES": _class_list,
+    "DOWNLOAD_MODE": _choice("proxy", "redirect"),
+    "PAGE_SIZE": lambda n, v: _positive_int(n, v),
+    "MAX_PAGE_SIZE": lambda n, v: _positive_int(n, v),
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()  # a new setting needs both entries
 
@@ -164,7 +209,9 @@ class AppSettings:
     def _user_settings(self) -> dict[str, Any]:
         user = getattr(settings, SETTINGS_NAME, None) or {}
         if not isinstance(user, dict):
-            raise AttachmentsImproperlyConfigured(f"settings.{SETTINGS_NAME} must be a dict, not {type(user).__name__}.")
+            raise AttachmentsImproperlyConfigured(
+                f"settings.{SETTINGS_NAME} must be a dict, not {type(user).__name__}."
+            )
         if not self._checked_keys:
             unknown = sorted(set(user) - set(DEFAULTS))
             if unknown:
@@ -187,10 +234,19 @@ class AppSettings:
         self._cache[name] = value
         return value
 
-    def validate_all(self) -> None:
-        """Read every setting once, raising on the first wrong one."""
+    def errors(self) -> list[AttachmentsImproperlyConfigured]:
+        """Every wrong setting (or the unknown keys), each as the error reading it would raise."""
+        try:
+            self._user_settings()
+        except AttachmentsImproperlyConfigured as exc:
+            return [exc]
+        found = []
         for name in DEFAULTS:
-            getattr(self, name)
+            try:
+                getattr(self, name)
+            except AttachmentsImproperlyConfigured as exc:
+                found.append(exc)
+        return found
 
     def reload(self) -> None:
         self._cache.clear()

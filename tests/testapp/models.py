@@ -15,3 +15,10 @@ class Patient(models.Model):
 class Note(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE)
     text = models.TextField(blank=True)
+
+
+class Staff(models.Model):
+    """Which clinic (tenant) a user works for."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="staff")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE)

@@ -21,7 +21,7 @@ from demo.sample_files import sample_pdf, sample_png
 from django_attachments import services
 from django_attachments.models import Attachment, Blob
 
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 ADMIN_USERNAME = ADMIN_PASSWORD = "admin"
 
 #: clinic name -> (staff username, password)
@@ -36,7 +36,13 @@ XRAY = sample_png((90, 90, 90))
 class Command(BaseCommand):
     help = "Create (or complete) the demo data: users, clinics, patients, a plan and attached files."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--base-url", default=DEFAULT_BASE_URL, help="Where the server will listen, for the printed links."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        base = options["base_url"].rstrip("/")
         self.ensure_superuser()
         north_staff, harbour_staff = (self.ensure_clinic(name, *staff) for name, staff in CLINICS.items())
 
@@ -61,11 +67,19 @@ class Command(BaseCommand):
 
         self.stdout.write(
             f"\n{Attachment.objects.count()} attachments stored as {Blob.objects.count()} blobs.\n"
-            f"\nOpen {ADMIN_URL} and log in as:\n"
-            f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser"
+            f"\n  API:      {base}/api/attachments/"
+            f"\n  Swagger:  {base}/api/docs/"
+            f"\n  Admin:    {base}/admin/\n"
+            f"\nLog in as:\n"
+            f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser (admin; sees no clinic's files in the API)"
         )
         for name, (username, password) in CLINICS.items():
-            self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (no admin access)")
+            self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (API, Swagger UI)")
+        self.stdout.write(
+            f"\nTry: curl -u north:north-demo {base}/api/attachments/\n"
+            f"     curl -u north:north-demo -F owner_type=patient -F owner_id=1 -F file=@README.md "
+            f"{base}/api/attachments/\n"
+        )
 
     def ensure_superuser(self) -> None:
         User = get_user_model()  # noqa: N806

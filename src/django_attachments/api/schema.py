@@ -1,0 +1,126 @@
+"""The OpenAPI description of the API, for drf-spectacular (optional: ``[openapi]`` extra).
+
+Without drf-spectacular installed, :func:`describe` leaves the views as they
+are; with it, every endpoint documents its bodies (the multipart upload with a
+binary ``file``, the JSON link, the binary download) and its error answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+try:
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import (
+        OpenApiParameter,
+        OpenApiResponse,
+        extend_schema,
+        extend_schema_field,
+        extend_schema_view,
+    )
+except ImportError:  # pragma: no cover - exercised only without the extra
+    extend_schema_view = None
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": (
+        'DRF\'s error body plus a machine-readable "code": {"detail": "...", "code": "not_found"} or '
+        '{"<field>": ["..."], "code": "owner_mismatch"}.'
+    ),
+    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}
+
+
+UPDATE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 64},
+        "description": {"type": "string", "maxLength": 10000},
+    },
+    "additionalProperties": False,
+}
+
+
+def _errors(*statuses: int) -> dict[int, Any]:
+    meaning = {
+        400: "Invalid input; the body names the field.",
+        401: "Not authenticated.",
+        403: "Not allowed (permission, no tenant, or the owner type's can_attach hook).",
+        404: "No such attachment or blob in the caller's tenant.",
+        413: "The file is larger than the upload limit.",
+        415: "The sniffed content type is not allowed.",
+        503: "The storage is unavailable.",
+    }
+    return {status: OpenApiResponse(ERROR_SCHEMA, description=meaning[status]) for status in statuses}
+
+
+def describe(viewset: type[T]) -> type[T]:
+    """Attach the OpenAPI description to the attachments viewset."""
+    if extend_schema_view is None:
+        return viewset
+    from .serializers import (
+        AttachmentSerializer,
+        LinkSerializer,
+        ListFilterSerializer,
+        UploadedFileField,
+        UploadSerializer,
+    )
+
+    # Binary whatever the project's COMPONENT_SPLIT_REQUEST says.
+    extend_schema_field(OpenApiTypes.BINARY)(UploadedFileField)
+
+    binary = OpenApiResponse(OpenApiTypes.BINARY, description="The file's bytes.")
+    return extend_schema_view(
+        list=extend_schema(
+            summary="List the caller's tenant's attachments, newest first",
+            parameters=[ListFilterSerializer],
+            responses={200: AttachmentSerializer(many=True), **_errors(400, 401, 403, 404)},
+        ),
+        create=extend_schema(
+            summary="Upload a file to an owner, or link an existing blob to another owner",
+            description=(
+                "multipart/form-data with `file` uploads new bytes (deduplicated per tenant and subject); "
+                "application/json with `blob_id` links an existing blob. 201 when the link is new, 200 when it "
+                "already existed."
+            ),
+            request={"multipart/form-data": UploadSerializer, "application/json": LinkSerializer},
+            responses={
+                201: AttachmentSerializer,
+                200: AttachmentSerializer,
+                **_errors(400, 401, 403, 404, 413, 415, 503),
+            },
+        ),
+        retrieve=extend_schema(
+            summary="One attachment", responses={200: AttachmentSerializer, **_errors(401, 403, 404)}
+        ),
+        partial_update=extend_schema(
+            summary="Change an attachment's slot (name) or description",
+            # A raw schema rather than the serializer: other fields are refused, not ignored.
+            request={"application/json": UPDATE_SCHEMA},
+            responses={200: AttachmentSerializer, **_errors(400, 401, 403, 404)},
+        ),
+        destroy=extend_schema(
+            summary="Unlink: remove the attachment (its blob stays until the purge removes orphans)",
+            responses={204: None, **_errors(401, 403, 404)},
+        ),
+        download=extend_schema(
+            summary="The file's bytes (streamed, single byte ranges, ETag)",
+            parameters=[
+                OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="bytes=START-END"),
+                OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
+                OpenApiParameter("If-Range", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            ],
+            responses={
+                (200, "*/*"): binary,
+                (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+                302: OpenApiResponse(description="Redirect to a signed storage URL (redirect mode)."),
+                304: OpenApiResponse(description="Not modified (If-None-Match)."),
+                416: OpenApiResponse(description="Range not satisfiable."),
+                **_errors(401, 403, 404, 503),
+            },
+        ),
+    )(viewset)

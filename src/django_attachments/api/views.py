@@ -1,0 +1,166 @@
+"""The attachments endpoint: list, upload or link, read, edit, unlink, download.
+
+Every request sees only its tenant's attachments; an attachment of another
+tenant is "not found", exactly like one that does not exist. The views
+translate HTTP to :mod:`django_attachments.services` calls and back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import services
+from ..conf import app_settings
+from ..exceptions import AttachmentError, OwnerNotFound, UnknownOwnerType
+from ..models import Attachment
+from ..registry import attachment_registry
+from . import access, downloads, errors, schema, uploads
+from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
+
+
+class AttachmentPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+
+    def get_page_size(self, request: Request) -> int:
+        self.page_size = app_settings.PAGE_SIZE
+        self.max_page_size = app_settings.MAX_PAGE_SIZE
+        return super().get_page_size(request)
+
+
+@schema.describe
+class AttachmentViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = AttachmentSerializer
+    pagination_class = AttachmentPagination
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # Any segment: a malformed id gets this API's JSON 404, not the project's HTML one.
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self) -> list[Any]:
+        return [permission() for permission in app_settings.PERMISSION_CLASSES]
+
+    def get_exception_handler(self) -> Any:
+        return errors.handle_exception
+
+    # -- reading ---------------------------------------------------------------
+
+    def get_queryset(self) -> QuerySet[Attachment]:
+        queryset = services.attachments_for(access.tenant_for(self.request)).order_by("-created_at", "-id")
+        if self.action != "list":
+            return queryset
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
+        # and "?owner_type=" should be refused, not ignored (while "?name=" means "no slot").
+        filters = ListQuerySerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        for field in ("owner_type", "owner_id", "name"):
+            if field in values:
+                queryset = queryset.filter(**{field: values[field]})
+        if "checksum" in values:
+            queryset = queryset.filter(blob__checksum=values["checksum"].lower())
+        return self._visible(queryset, values)
+
+    def _visible(self, queryset: QuerySet[Attachment], values: dict[str, Any]) -> QuerySet[Attachment]:
+        """Apply the owner types' ``can_view`` hooks to a list.
+
+        A hook is asked about one owner at a time, so owner types that have one
+        are listed only for a single owner (``?owner_type=…&owner_id=…``), where
+        the hook is asked once; elsewhere their rows are left out. The number
+        of queries stays independent of the page size either way.
+        """
+        owner_type, owner_id = values.get("owner_type"), values.get("owner_id")
+        if owner_type and owner_id and owner_type in attachment_registry:
+            spec = attachment_registry.get(owner_type)
+            if spec.can_view is not None:
+                try:
+                    _, owner = services.resolve_owner(owner_type, owner_id, tenant=access.tenant_for(self.request))
+                except AttachmentError:
+                    return queryset.none()
+                return queryset if access.may_view(self.request, spec, owner) else queryset.none()
+        hooked = [spec.owner_type for spec in attachment_registry if spec.can_view is not None]
+        return queryset.exclude(owner_type__in=hooked) if hooked else queryset
+
+    def get_object(self) -> Attachment:
+        attachment = super().get_object()
+        self._owner_check(attachment, change=self.action in {"partial_update", "destroy"})
+        return attachment
+
+    def _owner_check(self, attachment: Attachment, *, change: bool) -> None:
+        """Ask the owner type's hooks, if it has any; a vanished owner is not found."""
+        try:
+            spec = attachment_registry.get(attachment.owner_type)
+        except UnknownOwnerType:
+            return
+        if spec.can_view is None and (spec.can_attach is None or not change):
+            return
+        try:
+            _, owner = services.resolve_owner(
+                attachment.owner_type, attachment.owner_id, tenant=access.tenant_for(self.request)
+            )
+        except OwnerNotFound:
+            raise NotFound() from None
+        (access.check_attach if change else access.check_view)(self.request, spec, owner)
+
+    @action(detail=True, methods=["get"], url_path="download")
+    def download(self, request: Request, pk: str | None = None) -> HttpResponse:
+        attachment = self.get_object()
+        if app_settings.DOWNLOAD_MODE == "redirect":
+            redirect = downloads.redirect_to_blob(attachment.blob)
+            if redirect is not None:
+                return redirect
+        return downloads.serve_blob(request, attachment.blob)
+
+    # -- writing ---------------------------------------------------------------
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        is_form = request.content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
+        if is_form:
+            uploads.limit_upload(request)  # before the body is read
+        data = request.data
+        if not hasattr(data, "keys"):
+            raise ValidationError({"non_field_errors": ["Expected an object."]}, code="invalid")
+        if "file" in data and "blob_id" in data:
+            raise ValidationError({"blob_id": ["Send either a file or a blob_id, not both."]}, code="invalid")
+        if is_form and "blob_id" not in data:
+            serializer = UploadSerializer(data=data)
+            serializer.is_valid(raise_exception=True)
+            attachment = self._perform(services.attach, serializer.validated_data.pop("file"), serializer)
+        else:
+            serializer = LinkSerializer(data=data)
+            serializer.is_valid(raise_exception=True)
+            attachment = self._perform(services.link, serializer.validated_data.pop("blob_id"), serializer)
+        output = AttachmentSerializer(attachment, context=self.get_serializer_context()).data
+        return Response(output, status=status.HTTP_201_CREATED if attachment.was_created else status.HTTP_200_OK)
+
+    def _perform(self, verb: Any, subject: Any, serializer: Any) -> Attachment:
+        """Check the caller may attach to the owner, then attach or link ``subject``."""
+        values = serializer.validated_data
+        tenant = access.tenant_for(self.request)
+        spec, owner = services.resolve_owner(values["owner_type"], values["owner_id"], tenant=tenant)
+        hidden = errors.to_api_error(OwnerNotFound(f"No {spec.owner_type} with id {values['owner_id']!r}."))
+        access.check_attach(self.request, spec, owner, not_found=hidden)
+        return verb(subject, **values, tenant=tenant, user=self.request.user)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        attachment = self.get_object()
+        serializer = UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.update_attachment(attachment, **serializer.validated_data)
+        return Response(AttachmentSerializer(attachment, context=self.get_serializer_context()).data)
+
+    def perform_destroy(self, instance: Attachment) -> None:
+        services.unlink(instance)

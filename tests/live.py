@@ -1,0 +1,94 @@
+"""The example project served for real, in a subprocess, for tests that need a live server.
+
+    with example_server(tmp_path) as server:
+        server.url          # "http://127.0.0.1:PORT"
+        server.pid          # the server process, e.g. to read its memory
+
+It runs on a fresh SQLite database and media folder inside ``workdir``,
+migrated and seeded with ``seed_demo`` (users ``north``/``north-demo`` and
+``harbour``/``harbour-demo``, one per clinic), with ``runserver --noreload``
+on a free port of 127.0.0.1. Extra ``env`` reaches the server, e.g.
+``DJANGO_ATTACHMENTS_MAX_UPLOAD_SIZE``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_project"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DJANGO_SETTINGS_MODULE", "DJANGO_ATTACHMENTS_TEST_PG"}
+    }
+    environment.update(
+        DJANGO_DB_PATH=str(workdir / "db.sqlite3"),
+        DJANGO_MEDIA_ROOT=str(workdir / "media"),
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="live-test-server",
+        PYTHONUNBUFFERED="1",
+        **(env or {}),
+    )
+
+    def manage(*args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=EXAMPLE_DIR, env=environment, check=True, capture_output=True
+        )
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("seed_demo")
+    port = _free_port()
+    log = workdir / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=EXAMPLE_DIR,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/schema/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the example server did not start:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.2)
+        yield Server(url=url, pid=proc.pid, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
