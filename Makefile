@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-sqlite test-postgres install dist clean
+.PHONY: demo test lint test-sqlite test-postgres install dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: install
 	cd example_project && ../$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	cd example_project && ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+lint: install
+	$(BIN)/ruff check src tests example_project docs
+	$(BIN)/ruff format --check src tests example_project docs
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
 # nothing): say so plainly instead of failing with a bare status.
