@@ -84,7 +84,9 @@ def main():
             headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
         )
         print("### Link the same blob to a plan item of the same patient\n")
-        link = json.dumps({"blob_id": created["blob_id"], "owner_type": "plan_item", "owner_id": "1", "name": "reference"})
+        link = json.dumps(
+            {"blob_id": created["blob_id"], "owner_type": "plan_item", "owner_id": "1", "name": "reference"}
+        )
         call(base, "POST", "/api/attachments/", body=link.encode(), headers={"Content-Type": "application/json"})
         print("### Link to another patient: owner_mismatch\n")
         grace_item = json.dumps({"blob_id": created["blob_id"], "owner_type": "patient", "owner_id": "2"})
