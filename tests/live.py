@@ -8,7 +8,7 @@ It runs on a fresh SQLite database and media folder inside ``workdir``,
 migrated and seeded with ``seed_demo`` (users ``north``/``north-demo`` and
 ``harbour``/``harbour-demo``, one per clinic), with ``runserver --noreload``
 on a free port of 127.0.0.1. Extra ``env`` reaches the server, e.g.
-``DJANGO_ATTACHMENTS_MAX_UPLOAD_SIZE``.
+``ATTACHMENTS_MAX_UPLOAD_SIZE``.
 """
 
 from __future__ import annotations

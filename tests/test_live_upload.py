@@ -1,0 +1,296 @@
+"""Uploading 1 GiB through the API to a live server keeps the server's memory flat.
+
+A bound, not a speed test. The example project runs with ``runserver`` in a
+subprocess (:func:`tests.live.example_server`); this test streams a 1 GiB
+``multipart/form-data`` body to ``POST /api/attachments/`` with a plain
+``http.client`` connection that generates the file on the fly, 1 MiB at a
+time, hashing it as it goes, so the client never holds the file either. The
+server's peak RSS (``VmHWM`` of ``/proc/<pid>/status``) is read after a small
+warm-up upload and download (imports, libmagic, the first queries), after the
+big upload and after streaming the file back; neither may grow it by 64 MiB.
+Where the kernel allows it (root, Linux), the peak is reset first by writing
+``5`` to ``/proc/<pid>/clear_refs``, so the baseline is the warm server's RSS.
+Run with ``-s`` to see the figures::
+
+    .venv/bin/python -m pytest tests/test_live_upload.py -s -q
+
+Throughputs are printed for information only; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.live import example_server
+
+pytestmark = pytest.mark.slow
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+FILE_SIZE = GIB
+CHUNK = MIB
+BOUND_MIB = 64
+#: The request is spooled to a temporary upload file, which is then moved into
+#: the media folder (same file system): ~1 GiB, plus room for the database,
+#: the log and a failed run's leftovers.
+FREE_SPACE_NEEDED = 3.5 * GIB
+#: Per socket operation: a guard against a hung server, not a speed assertion.
+SOCKET_TIMEOUT = 600
+USERNAME, PASSWORD = "north", "north-demo"  # staff of "Northside Dental", from seed_demo
+AUTH = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+
+
+# -- reading the server's memory ------------------------------------------------
+
+
+def status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS; False where the kernel refuses."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler:
+    """Polls VmRSS in a thread: when the peak is too high, shows when it happened."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid, self.interval = pid, interval
+        self.max_kib = 0
+        self.max_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                rss = status_kib(self.pid, "VmRSS")
+            except (OSError, RuntimeError):
+                return
+            if rss > self.max_kib:
+                self.max_kib, self.max_at = rss, time.monotonic() - started
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- a streaming HTTP client ------------------------------------------------------
+
+
+def random_chunks(size: int, chunk_size: int = CHUNK):
+    """``size`` bytes of never-repeating random data, ``chunk_size`` at a time."""
+    remaining = size
+    while remaining:
+        n = min(chunk_size, remaining)
+        yield os.urandom(n)
+        remaining -= n
+
+
+def connect(base_url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(base_url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=SOCKET_TIMEOUT)
+
+
+def get_json(base_url: str, path: str) -> tuple[int, object]:
+    conn = connect(base_url)
+    try:
+        conn.request("GET", path, headers={"Authorization": AUTH, "Accept": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, json.loads(body) if body else None
+    finally:
+        conn.close()
+
+
+def upload(base_url: str, fields: dict[str, str], filename: str, size: int) -> tuple[int, object, str, float]:
+    """POST a multipart body whose file part is ``size`` random bytes, generated while sending.
+
+    Returns (status, parsed JSON body, SHA-256 of the bytes sent, seconds spent).
+    ``Content-Length`` is exact and computed up front (runserver needs it; no
+    chunked encoding), so nothing but one chunk is ever in memory.
+    """
+    boundary = f"----live-upload-{uuid.uuid4().hex}"
+    preamble = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    preamble += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    epilogue = f"\r\n--{boundary}--\r\n".encode()
+
+    hasher = hashlib.sha256()
+    conn = connect(base_url)
+    started = time.monotonic()
+    try:
+        conn.putrequest("POST", "/api/attachments/")
+        conn.putheader("Authorization", AUTH)
+        conn.putheader("Accept", "application/json")
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        conn.putheader("Content-Length", str(len(preamble) + size + len(epilogue)))
+        conn.endheaders()
+        try:
+            conn.send(preamble)
+            for chunk in random_chunks(size):
+                hasher.update(chunk)
+                conn.send(chunk)
+            conn.send(epilogue)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early (e.g. 413): read its answer below
+        response = conn.getresponse()
+        body = response.read()
+        elapsed = time.monotonic() - started
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = body[:2000]
+        return response.status, parsed, hasher.hexdigest(), elapsed
+    finally:
+        conn.close()
+
+
+def download(base_url: str, url: str) -> tuple[int, int, str, float]:
+    """GET ``url`` in 1 MiB reads, hashing: (status, bytes received, SHA-256, seconds)."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    hasher = hashlib.sha256()
+    received = 0
+    conn = connect(base_url)
+    started = time.monotonic()
+    try:
+        conn.request("GET", path, headers={"Authorization": AUTH})
+        response = conn.getresponse()
+        while chunk := response.read(CHUNK):
+            hasher.update(chunk)
+            received += len(chunk)
+        return response.status, received, hasher.hexdigest(), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+# -- the test ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def workdir():
+    """A temporary folder with room for the 1 GiB upload, removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="attachments-live-upload-"))
+    try:
+        free = shutil.disk_usage(base).free
+        if free < FREE_SPACE_NEEDED:
+            pytest.skip(f"needs ~{FREE_SPACE_NEEDED / GIB:.1f} GiB free in {base.parent}, has {free / GIB:.1f} GiB")
+        (base / "tmp").mkdir()
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def patient_of_north(base_url: str) -> str:
+    """The id of a patient of Northside Dental (the seed gives N-0001 an X-ray)."""
+    status, body = get_json(base_url, "/api/attachments/?owner_type=patient")
+    assert status == 200, f"listing as {USERNAME}: {status} {body}"
+    results = body["results"] if isinstance(body, dict) else body
+    assert results, f"seed_demo attached no file to a patient of {USERNAME}'s clinic: {body}"
+    return str(results[0]["owner_id"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
+def test_live_upload_of_1_gib_keeps_server_memory_flat(workdir):
+    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp")}
+    with example_server(workdir, env=env) as server:
+        pid, url = server.pid, server.url
+
+        def log_tail() -> str:
+            return server.log.read_text(errors="replace")[-3000:]
+
+        owner_id = patient_of_north(url)
+        fields = {"owner_type": "patient", "owner_id": owner_id, "name": "big"}
+
+        # Warm-up: imports, libmagic, the upload handlers, the queries and the download path.
+        status, body, sha, _ = upload(url, {**fields, "name": "warm-up"}, "warm-up.bin", 256 * 1024)
+        assert status == 201, f"warm-up upload: {status} {body}\n{log_tail()}"
+        assert body["checksum"] == sha
+        status, received, read_sha, _ = download(url, body["download_url"])
+        assert (status, received, read_sha) == (200, 256 * 1024, sha), log_tail()
+
+        reset = reset_peak(pid)
+        baseline = status_kib(pid, "VmHWM")
+        rss_before = status_kib(pid, "VmRSS")
+
+        with RssSampler(pid) as upload_sampler:
+            status, body, sent_sha, upload_seconds = upload(url, fields, "big.bin", FILE_SIZE)
+        after_upload = status_kib(pid, "VmHWM")
+        upload_growth = (after_upload - baseline) / 1024
+        upload_rate = FILE_SIZE / upload_seconds / 1e6
+
+        spool_left = sorted(p.name for p in (workdir / "tmp").iterdir())
+
+        figures = (
+            f"1 GiB through the live API, bound {BOUND_MIB} MiB "
+            f"(peak reset via clear_refs: {'yes' if reset else 'no'}): "
+            f"baseline VmHWM {baseline / 1024:.1f} MiB (VmRSS {rss_before / 1024:.1f}); "
+            f"upload grew the server's peak by {upload_growth:.1f} MiB "
+            f"(sampled VmRSS max {upload_sampler.max_kib / 1024:.1f} MiB at {upload_sampler.max_at:.1f} s), "
+            f"{upload_rate:.0f} MB/s in {upload_seconds:.1f} s"
+        )
+        print("\n" + figures)
+
+        assert status == 201, f"{figures}\nupload answered {status}: {body}\n{log_tail()}"
+        assert body["size"] == FILE_SIZE, f"{figures}\n{body}"
+        assert body["checksum"] == sent_sha, f"{figures}\nsent {sent_sha}, stored {body['checksum']}"
+        assert upload_growth < BOUND_MIB, figures
+
+        if reset:  # the download's own peak, from the RSS it starts at
+            reset_peak(pid)
+        before_download = status_kib(pid, "VmHWM")
+        with RssSampler(pid) as download_sampler:
+            status, received, read_sha, download_seconds = download(url, body["download_url"])
+        after_download = status_kib(pid, "VmHWM")
+        download_growth = (after_download - baseline) / 1024
+        download_alone = (after_download - before_download) / 1024
+        download_rate = received / download_seconds / 1e6
+
+        figures += (
+            f"; download peak {download_growth:.1f} MiB above the pre-upload baseline "
+            f"({download_alone:.1f} MiB above its own start; sampled VmRSS max "
+            f"{download_sampler.max_kib / 1024:.1f} MiB), {download_rate:.0f} MB/s in {download_seconds:.1f} s; "
+            f"temporary files left in the server's TMPDIR: {spool_left or 'none'}"
+        )
+        print(figures)
+
+        assert status == 200, f"{figures}\ndownload answered {status}\n{log_tail()}"
+        assert received == FILE_SIZE, figures
+        assert read_sha == sent_sha, f"{figures}\nsent {sent_sha}, read back {read_sha}"
+        assert download_growth < BOUND_MIB, figures
