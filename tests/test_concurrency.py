@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
@@ -62,3 +63,60 @@ def test_identical_concurrent_uploads_to_one_owner_are_idempotent(owners, store)
     run_in_threads(lambda i: services.attach(data, owner_type="patient", owner_id=owners.alice.pk), THREADS)
     assert Blob.objects.count() == 1 and Attachment.objects.count() == 1
     assert len(list(store.list())) == 1
+
+
+def old_orphans(owners, count):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    blobs = []
+    for i in range(count):
+        attachment = services.attach(f"orphan {i} ".encode() * 50, owner_type="patient", owner_id=owners.alice.pk)
+        services.unlink(attachment)
+        blobs.append(attachment.blob)
+    Blob.objects.update(created_at=timezone.now() - timedelta(days=2))
+    return blobs
+
+
+def test_two_purges_at_once_remove_each_blob_once(owners, store):
+    old_orphans(owners, 60)
+    results = [None, None]
+
+    def purge(i):
+        results[i] = services.purge_orphans(batch_size=5)
+
+    run_in_threads(purge, 2)
+    assert sum(r.found for r in results) == 60 and sum(r.removed for r in results) == 60
+    assert all(r.ok for r in results)
+    assert not Blob.objects.exists() and list(store.list()) == []
+
+
+def test_purge_racing_links_and_attaches_never_leaves_a_link_without_bytes(owners, store):
+    from django_attachments.exceptions import BlobNotFound
+
+    blobs = old_orphans(owners, 40)
+    payloads = {blob.pk: f"orphan {i} ".encode() * 50 for i, blob in enumerate(blobs)}
+    notes = [Note.objects.create(patient=owners.alice, text=str(i)) for i in range(4)]
+
+    def worker(i):
+        if i == 0:
+            services.purge_orphans(batch_size=3)
+            return
+        for n, blob in enumerate(blobs[i - 1 :: 3]):
+            try:
+                if n % 2:
+                    services.link(blob.pk, owner_type="note", owner_id=notes[i].pk)
+                else:  # the same bytes again: reuse the blob if it survives, else store anew
+                    services.attach(payloads[blob.pk], owner_type="note", owner_id=notes[i].pk)
+            except BlobNotFound:
+                pass  # the purge won this one: the link is refused, not left dangling
+
+    run_in_threads(worker, 4)
+    linked = Blob.objects.filter(attachments__isnull=False).distinct()
+    assert linked.exists()
+    for blob in linked:
+        with services.open_blob(blob) as stream:
+            data = b"".join(stream.chunks())
+        assert hashlib.sha256(data).hexdigest() == blob.checksum
+    assert not Attachment.objects.exclude(blob__in=Blob.objects.all()).exists()

@@ -1,18 +1,21 @@
-"""Read-only admin pages for blobs and attachments.
+"""Admin pages for blobs and attachments: read-only, plus purging selected orphans.
 
 Rows are created and removed through :mod:`django_attachments.services` only,
-so that bytes and rows stay consistent; the admin shows them.
+so that bytes and rows stay consistent; the admin shows them, and its one
+action calls the same purge as ``manage.py purge_orphan_attachments``.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
+from . import services
 from .models import Attachment, Blob
 
 
@@ -39,10 +42,26 @@ class AttachmentInline(admin.TabularInline):
         return False
 
 
+class OrphanFilter(admin.SimpleListFilter):
+    title = _("links")
+    parameter_name = "orphan"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", _("Orphans (no attachment)")), ("no", _("Linked"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() == "yes":
+            return queryset.orphans()
+        if self.value() == "no":
+            return queryset.exclude(pk__in=Blob.objects.orphans().values("pk"))
+        return queryset
+
+
 @admin.register(Blob)
 class BlobAdmin(ReadOnlyAdmin):
     list_display = ("filename", "content_type", "human_size", "storage", "tenant", "subject", "links", "created_at")
-    list_filter = ("storage", "content_type", "created_at")
+    list_filter = (OrphanFilter, "storage", "content_type", "created_at")
+    actions = ["purge_selected"]
     search_fields = ("=checksum", "filename", "=tenant", "=subject")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Blob._meta.fields]
@@ -50,6 +69,27 @@ class BlobAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: Any) -> Any:
         return super().get_queryset(request).annotate(_links=Count("attachments"))
+
+    def has_purge_permission(self, request: Any) -> bool:
+        return request.user.has_perm("django_attachments.delete_blob")
+
+    @admin.action(description=_("Purge selected orphan blobs (rows, then bytes)"), permissions=["purge"])
+    def purge_selected(self, request: Any, queryset: Any) -> None:
+        # Explicitly chosen: no grace period, but still only blobs that are orphans
+        # under the purge's lock; linked blobs among the selection are kept.
+        selected = list(queryset.values_list("pk", flat=True))
+        result = services.purge_orphans(older_than=timedelta(0), blob_ids=selected)
+        kept = len(selected) - result.found
+        level = messages.ERROR if result.failures else messages.SUCCESS
+        text = _("Purged %(count)d orphan blob(s), %(size)s.") % {
+            "count": result.found,
+            "size": filesizeformat(result.bytes),
+        }
+        if kept:
+            text += " " + _("%(kept)d selected blob(s) still have attachments and were kept.") % {"kept": kept}
+        if result.failures:
+            text += " " + _("Some bytes could not be deleted (now stray): %s") % "; ".join(result.failures[:3])
+        self.message_user(request, text, level)
 
     @admin.display(description=_("size"), ordering="size")
     def human_size(self, obj: Blob) -> str:

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils.translation import gettext_lazy as _
 
 from .registry import OWNER_TYPE_MAX_LENGTH
@@ -33,10 +35,24 @@ FILENAME_MAX_LENGTH = 255
 _sha256_hex = RegexValidator(r"^[0-9a-f]{64}$", _("Enter a lowercase hexadecimal SHA-256 digest."))
 
 
+def object_name() -> Cast:
+    """The storage's name for a blob's object, out of its identifiers, as plain text.
+
+    The same expression serves the index and the stray sweep's look-ups, so
+    that the database can use one for the other. (A bare KeyTextTransform
+    would compare its values as JSON on SQLite.)
+    """
+    return Cast(KeyTextTransform("name", "storage_identifiers"), output_field=models.CharField())
+
+
 class BlobQuerySet(models.QuerySet):
     def orphans(self) -> BlobQuerySet:
         """Blobs that no attachment references."""
         return self.filter(~Exists(Attachment.objects.filter(blob=OuterRef("pk"))))
+
+    def with_object_names(self, names: list[str]) -> BlobQuerySet:
+        """Blobs whose object (in its storage) has one of ``names``."""
+        return self.annotate(object_name=object_name()).filter(object_name__in=names)
 
     def for_tenant(self, tenant: str | None) -> BlobQuerySet:
         """Blobs of ``tenant``; ``None`` means every tenant (a trusted caller)."""
@@ -66,6 +82,11 @@ class Blob(models.Model):
             models.UniqueConstraint(
                 fields=["tenant", "subject", "checksum"], name="django_attachments_blob_unique_content"
             ),
+        ]
+        indexes = [
+            # The stray sweep asks "which of these object names does a blob reference?"
+            # in batches: an index on the name inside the opaque identifiers.
+            models.Index("storage", object_name(), name="django_att_blob_object_idx"),
         ]
 
     def __str__(self) -> str:

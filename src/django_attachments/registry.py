@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +90,11 @@ class OwnerSpec:
     the owner's files; a denied caller is told the owner does not exist) and
     ``can_attach(request, owner)`` (add, edit or remove the owner's files; a
     caller who may view but not attach gets 403).
+
+    ``batch_resolver(owner_ids)``, optional, resolves many owners in one go
+    (``{owner_id: Owner}``, leaving out or mapping to None the ones that do not
+    exist); the purge's dangling-link check uses it instead of one resolver
+    call per owner.
     """
 
     owner_type: str
@@ -99,10 +104,11 @@ class OwnerSpec:
     allowed_names: Collection[str] | None = None
     can_view: Callable[[Any, Owner], bool] | None = None
     can_attach: Callable[[Any, Owner], bool] | None = None
+    batch_resolver: Callable[[Sequence[str]], Mapping[str, Owner | None]] | None = None
 
     def __post_init__(self) -> None:
         validate_owner_type(self.owner_type)
-        for attr in ("resolver", "can_view", "can_attach"):
+        for attr in ("resolver", "can_view", "can_attach", "batch_resolver"):
             value = getattr(self, attr)
             if not callable(value) and not (value is None and attr != "resolver"):
                 raise TypeError(f"OwnerSpec({self.owner_type!r}): {attr} must be callable, not {value!r}.")

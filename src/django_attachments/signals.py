@@ -26,3 +26,9 @@ attachment_created = Signal()
 #: The row is gone; ``attachment.blob`` may now be an orphan.
 #: Arguments: ``sender`` (the Attachment class), ``attachment``.
 attachment_deleted = Signal()
+
+#: Sent for every blob the purge removes, after its row is deleted and its
+#: bytes' deletion was tried.
+#: Arguments: ``sender`` (the Blob class), ``blob`` (no longer in the database),
+#: ``bytes_deleted`` (False when the storage refused: the object is now stray).
+blob_purged = Signal()

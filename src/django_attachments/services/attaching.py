@@ -1,23 +1,9 @@
-"""The verbs of django_attachments: the only code that opens transactions and calls stores.
+"""Putting files in and taking links out: attach, link, update, unlink, and reading bytes back.
 
-::
-
-    from django_attachments import services
-
-    attachment = services.attach(
-        request.FILES["file"], owner_type="plan_item", owner_id=str(item.pk),
-        name="before", tenant=clinic_id, user=request.user,
-    )
-    services.link(attachment.blob, owner_type="patient", owner_id=str(patient.pk), tenant=clinic_id)
-    services.unlink(attachment)
-    services.unlink_all_for_owner("plan_item", str(item.pk))   # from the consumer's delete path
-
-Policy: an owner must resolve through its registered resolver, be in the
-caller's ``tenant`` (when one is given) and share the blob's subject. Bytes are
-read once, in chunks; identical bytes are stored once per (tenant, subject).
-Bytes are written *before* the row that references them and deleted if that
-row cannot be committed, so a failure leaves at most a stray object (which
-``purge_orphan_attachments --stray`` sweeps), never a row without bytes.
+Bytes are read once, in chunks; identical bytes are stored once per (tenant,
+subject). Bytes are written *before* the row that references them and deleted
+if that row cannot be committed, so a failure leaves at most a stray object
+(which ``purge_orphan_attachments --stray`` sweeps), never a row without bytes.
 """
 
 from __future__ import annotations
@@ -30,15 +16,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils.http import content_disposition_header
 
-from . import ingest
-from .conf import app_settings
-from .exceptions import AttachmentError, BlobNotFound, EmptyFile, InvalidSlot, OwnerMismatch, SlotTaken
-from .filenames import sanitize_filename
-from .models import Attachment, Blob
-from .policy import clean_owner_id, clean_text, owner_key, resolve_owner, size_limit
-from .registry import attachment_registry, validate_owner_type
-from .signals import attachment_created, attachment_deleted, blob_created
-from .stores import RangeReader, get_store
+from .. import ingest
+from ..conf import app_settings
+from ..exceptions import AttachmentError, BlobNotFound, EmptyFile, InvalidSlot, OwnerMismatch, SlotTaken
+from ..filenames import sanitize_filename
+from ..models import Attachment, Blob
+from ..policy import clean_owner_id, clean_text, owner_key, resolve_owner, size_limit
+from ..registry import attachment_registry, validate_owner_type
+from ..signals import attachment_created, attachment_deleted, blob_created
+from ..stores import RangeReader, get_store
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,51 @@
+"""The verbs of django_attachments: the only code that opens transactions and calls stores.
+
+::
+
+    from django_attachments import services
+
+    attachment = services.attach(
+        request.FILES["file"], owner_type="plan_item", owner_id=str(item.pk),
+        name="before", tenant=clinic_id, user=request.user,
+    )
+    services.link(attachment.blob, owner_type="patient", owner_id=str(patient.pk), tenant=clinic_id)
+    services.unlink(attachment)
+    services.unlink_all_for_owner("plan_item", str(item.pk))   # from the consumer's delete path
+
+    services.purge_orphans()                  # blobs nothing links to, past the grace period
+    services.purge_strays()                   # objects no blob references, past the grace period
+    services.find_dangling(delete=True)       # links whose owner no longer resolves
+
+Policy (see :mod:`django_attachments.policy`): an owner must resolve through
+its registered resolver, be in the caller's ``tenant`` (when one is given) and
+share the blob's subject.
+"""
+
+from ..policy import resolve_owner
+from .attaching import (
+    attach,
+    attachments_for,
+    blob_url,
+    link,
+    open_blob,
+    unlink,
+    unlink_all_for_owner,
+    update_attachment,
+)
+from .purging import PurgeResult, find_dangling, purge_orphans, purge_strays
+
+__all__ = [
+    "PurgeResult",
+    "attach",
+    "attachments_for",
+    "blob_url",
+    "find_dangling",
+    "link",
+    "open_blob",
+    "purge_orphans",
+    "purge_strays",
+    "resolve_owner",
+    "unlink",
+    "unlink_all_for_owner",
+    "update_attachment",
+]

@@ -1,0 +1,284 @@
+"""Removing what nothing needs any more, safely while uploads and links go on.
+
+- **Orphans**: blobs with no attachment, created more than the grace period
+  ago. Each batch locks its candidate rows (``SELECT … FOR UPDATE SKIP LOCKED``
+  on PostgreSQL, so two purges share the work instead of colliding),
+  re-checks "no attachments" under the lock, deletes the rows and commits;
+  only then are the bytes deleted, in one batched call per storage. ``attach``
+  and ``link`` lock the blob they reuse, so a link either wins (the blob is no
+  orphan any more) or waits and finds the blob gone. A failed byte delete
+  leaves a stray object, never a row without bytes.
+- **Strays**: objects under the key prefix that no blob references, older than
+  the grace period: what a crash between writing bytes and committing a row
+  leaves. Found by listing each storage and checking the names in batches.
+  A fresh upload's object is younger than the grace period, and each batch is
+  checked against the table right before it is deleted.
+- **Dangling links**: attachments whose owner no longer resolves (deleted by
+  a bulk query or a cascade that sent no signal). Reported; removed on request.
+
+Every function returns a :class:`PurgeResult`, and with ``dry_run=True``
+reports what a real run would remove and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Count, ProtectedError
+from django.utils import timezone as django_timezone
+
+from ..conf import app_settings
+from ..exceptions import AttachmentsImproperlyConfigured
+from ..models import Attachment, Blob
+from ..registry import OwnerSpec, attachment_registry
+from ..signals import blob_purged
+from ..stores import StoredObject, get_store
+from .attaching import unlink_all_for_owner
+
+logger = logging.getLogger(__name__)
+
+#: Called once per item found (removed, or to remove on a dry run), for progress and verbose output.
+OnItem = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class PurgeResult:
+    """What one kind of purge found and removed."""
+
+    kind: str
+    dry_run: bool = False
+    found: int = 0
+    removed: int = 0
+    bytes: int = 0
+    failures: list[str] = field(default_factory=list)
+    #: Dangling check only: links of owner types nobody registers (never removed).
+    unregistered: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cutoff(older_than: timedelta | None) -> datetime:
+    grace = app_settings.ORPHAN_GRACE_PERIOD if older_than is None else older_than
+    return django_timezone.now() - grace
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -- orphans -------------------------------------------------------------------
+
+
+def purge_orphans(
+    *,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    limit: int | None = None,
+    blob_ids: Iterable[Any] | None = None,
+    on_item: OnItem | None = None,
+) -> PurgeResult:
+    """Remove blobs without attachments created before the grace period (``older_than`` overrides it).
+
+    ``blob_ids`` narrows the purge to those blobs (the admin action).
+    """
+    result = PurgeResult("orphans", dry_run=dry_run)
+    candidates = Blob.objects.orphans().filter(created_at__lt=_cutoff(older_than)).order_by("created_at", "pk")
+    if blob_ids is not None:
+        candidates = candidates.filter(pk__in=list(blob_ids))
+    if dry_run:
+        for blob in (candidates[:limit] if limit else candidates).iterator(chunk_size=batch_size):
+            _count(result, blob, on_item)
+        return result
+    lock = connection.features.has_select_for_update_skip_locked
+    while limit is None or result.found < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.found)
+        try:
+            with transaction.atomic():
+                batch = list((candidates.select_for_update(skip_locked=True) if lock else candidates)[:size])
+                if not batch:
+                    break
+                # Re-check under the lock: a link committed since the query is kept.
+                linked = set(Attachment.objects.filter(blob__in=batch).values_list("blob_id", flat=True))
+                doomed = [blob for blob in batch if blob.pk not in linked]
+                Blob.objects.filter(pk__in=[blob.pk for blob in doomed]).delete()
+        except ProtectedError:
+            continue  # a link slipped in on a database without row locks: its blob is no orphan; go again
+        _delete_bytes(doomed, result, on_item)
+    return result
+
+
+def _count(result: PurgeResult, blob: Blob, on_item: OnItem | None) -> None:
+    result.found += 1
+    result.bytes += blob.size
+    if on_item:
+        on_item("orphan", {"id": str(blob.pk), "size": blob.size, "filename": blob.filename, "storage": blob.storage})
+
+
+def _delete_bytes(blobs: list[Blob], result: PurgeResult, on_item: OnItem | None) -> None:
+    """The rows are gone and committed; delete the bytes, one batched call per storage."""
+    by_storage: dict[str, list[Blob]] = {}
+    for blob in blobs:
+        by_storage.setdefault(blob.storage, []).append(blob)
+    for alias, group in by_storage.items():
+        try:
+            failures = get_store(alias).delete_many([blob.storage_identifiers for blob in group])
+            failed = {failure.name for failure in failures}
+            result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
+        except Exception as exc:  # the whole storage refused; the objects are stray now
+            logger.exception("Could not delete the bytes of %d purged blobs from storage %r", len(group), alias)
+            failed = {blob.storage_identifiers.get("name") for blob in group}
+            result.failures.append(f"storage {alias!r}: {exc}")
+        for blob in group:
+            deleted = blob.storage_identifiers.get("name") not in failed
+            _count(result, blob, on_item)
+            if deleted:
+                result.removed += 1
+            else:
+                result.bytes -= blob.size
+            blob_purged.send(sender=Blob, blob=blob, bytes_deleted=deleted)
+
+
+# -- strays --------------------------------------------------------------------
+
+
+def purge_strays(
+    *,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+    limit: int | None = None,
+    on_item: OnItem | None = None,
+) -> PurgeResult:
+    """Delete objects under the key prefix that no blob references, older than the grace period.
+
+    Every storage alias that blobs use is swept, and the configured one.
+    """
+    result = PurgeResult("strays", dry_run=dry_run)
+    cutoff = _cutoff(older_than)
+    aliases = set(Blob.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
+    for alias in sorted(aliases):
+        try:
+            store = get_store(alias)
+        except AttachmentsImproperlyConfigured as exc:
+            result.failures.append(str(exc))
+            continue
+        old_enough = (obj for obj in store.list() if _aware(obj.modified) < cutoff)
+        for batch in _batches(old_enough, batch_size):
+            if limit is not None:
+                batch = batch[: limit - result.found]
+            _sweep(store, batch, result, dry_run, on_item)
+            if limit is not None and result.found >= limit:
+                return result
+    return result
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _sweep(store: Any, batch: list[StoredObject], result: PurgeResult, dry_run: bool, on_item: OnItem | None) -> None:
+    names = [obj.name for obj in batch]
+    referenced = set(
+        Blob.objects.filter(storage=store.alias).with_object_names(names).values_list("object_name", flat=True)
+    )
+    strays = [obj for obj in batch if obj.name not in referenced]
+    failed: set[str] = set()
+    if strays and not dry_run:
+        failures = store.delete_many([store.identifiers_for(obj.name) for obj in strays])
+        failed = {failure.name for failure in failures}
+        result.failures += [f"storage {store.alias!r}: could not delete {f.name}: {f.error}" for f in failures]
+    for obj in strays:
+        result.found += 1
+        if obj.name in failed:
+            continue
+        result.bytes += obj.size
+        result.removed += 0 if dry_run else 1
+        if on_item:
+            on_item("stray", {"storage": store.alias, "name": obj.name, "size": obj.size})
+
+
+# -- dangling links ------------------------------------------------------------
+
+
+def find_dangling(
+    *,
+    delete: bool = False,
+    batch_size: int = 500,
+    limit: int | None = None,
+    on_item: OnItem | None = None,
+) -> PurgeResult:
+    """Find (and with ``delete=True`` remove) attachments whose owner no longer resolves.
+
+    Owners are resolved in batches where the owner type has a
+    ``batch_resolver``, one by one otherwise. Attachments of owner types that
+    nobody registers are counted in ``unregistered`` and left alone: their app
+    may come back.
+    """
+    result = PurgeResult("dangling", dry_run=not delete)
+    specs = list(attachment_registry)
+    for spec in specs:
+        owner_ids = (
+            Attachment.objects.filter(owner_type=spec.owner_type)
+            .values_list("owner_id", flat=True)
+            .distinct()
+            .order_by("owner_id")
+        )
+        for batch in _batches(owner_ids.iterator(chunk_size=batch_size), batch_size):
+            missing = sorted(set(batch) - _existing(spec, batch))
+            if not missing:
+                continue
+            links = dict(
+                Attachment.objects.filter(owner_type=spec.owner_type, owner_id__in=missing)
+                .values_list("owner_id")
+                .annotate(n=Count("id"))
+            )
+            for owner_id in missing:
+                if limit is not None and result.found >= limit:
+                    return result
+                result.found += links.get(owner_id, 0)
+                if delete:
+                    result.removed += unlink_all_for_owner(spec.owner_type, owner_id)
+                if on_item:
+                    on_item(
+                        "dangling",
+                        {"owner_type": spec.owner_type, "owner_id": owner_id, "links": links.get(owner_id, 0)},
+                    )
+    registered = [spec.owner_type for spec in specs]
+    result.unregistered = dict(
+        Attachment.objects.exclude(owner_type__in=registered).values_list("owner_type").annotate(n=Count("id"))
+    )
+    return result
+
+
+def _existing(spec: OwnerSpec, owner_ids: list[str]) -> set[str]:
+    """The ids among ``owner_ids`` whose owner resolves."""
+    if spec.batch_resolver is not None:
+        owners = spec.batch_resolver(list(owner_ids))
+        return {owner_id for owner_id in owner_ids if owners.get(owner_id) is not None}
+    existing = set()
+    for owner_id in owner_ids:
+        try:
+            if spec.resolver(owner_id) is not None:
+                existing.add(owner_id)
+        except (ValueError, TypeError, LookupError, ValidationError):
+            pass  # a malformed id resolves to nothing, as in resolve_owner()
+    return existing
