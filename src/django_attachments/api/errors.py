@@ -36,12 +36,6 @@ class StorageUnavailable(exceptions.APIException):
     default_code = "storage_unavailable"
 
 
-class RangeNotSatisfiable(exceptions.APIException):
-    status_code = status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
-    default_detail = "The requested range is not satisfiable."
-    default_code = "range_not_satisfiable"
-
-
 def _field_error(field: str, exc: Exception, code: str) -> exceptions.ValidationError:
     return exceptions.ValidationError({field: [exceptions.ErrorDetail(str(exc), code=code)]})
 

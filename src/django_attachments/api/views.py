@@ -19,12 +19,12 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import services
+from .. import downloads, services
 from ..conf import app_settings
 from ..exceptions import AttachmentError, OwnerNotFound, UnknownOwnerType
 from ..models import Attachment
 from ..registry import attachment_registry
-from . import access, downloads, errors, schema, uploads
+from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
 
 

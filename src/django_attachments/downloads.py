@@ -1,4 +1,6 @@
-"""Serving a blob's bytes: streamed, ranged, cacheable, and never rendered inline.
+"""Serving a blob's bytes over HTTP: streamed, ranged, cacheable, and never rendered inline.
+
+Shared by the REST API and the admin.
 
 Proxy mode streams the object from its store in chunks with ``Content-Length``,
 an ``ETag`` from the checksum (``If-None-Match`` -> 304), single byte ranges
@@ -18,12 +20,15 @@ from typing import Any
 from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import content_disposition_header, parse_etags
 
-from .. import services
-from ..models import Blob
-from ..stores import RangeReader
-from .errors import RangeNotSatisfiable
+from . import services
+from .models import Blob
+from .stores import RangeReader
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeNotSatisfiable(ValueError):
+    """A well-formed byte range that lies outside the file."""
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -41,12 +46,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "":  # a suffix: the last N bytes
         length = int(last)
         if length == 0 or size == 0:
-            raise RangeNotSatisfiable()
+            raise RangeNotSatisfiable(header)
         return max(size - length, 0), size - 1
     start = int(first)
     end = size - 1 if last == "" else min(int(last), size - 1)
     if start >= size or (last != "" and int(last) < start):
-        raise RangeNotSatisfiable()
+        raise RangeNotSatisfiable(header)
     return start, end
 
 
