@@ -1,10 +1,13 @@
 from django.contrib import admin
 
+from django_attachments.admin import AttachmentsAdminMixin
+
 from .models import Patient
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(AttachmentsAdminMixin, admin.ModelAdmin):
+    attachments_owner_type = "patient"  # its change page lists, uploads and unlinks its files
     list_display = ("name", "record_number", "clinic", "id")
     list_filter = ("clinic",)
     search_fields = ("name", "=record_number")

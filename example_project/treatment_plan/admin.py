@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from django_attachments.admin import AttachmentsAdminMixin
+
 from .models import PlanItem, TreatmentPlan
 
 
@@ -20,7 +22,8 @@ class TreatmentPlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(PlanItem)
-class PlanItemAdmin(admin.ModelAdmin):
+class PlanItemAdmin(AttachmentsAdminMixin, admin.ModelAdmin):
+    attachments_owner_type = "plan_item"  # its change page lists, uploads and unlinks its files
     list_display = ("description", "plan", "position", "id")
     list_filter = ("plan__patient__clinic",)
     list_select_related = ("plan",)

@@ -13,6 +13,7 @@ scripts uploaded by one user never run in another user's browser.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,8 +22,11 @@ from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpRespons
 from django.utils.http import content_disposition_header, parse_etags
 
 from . import services
+from .exceptions import StorageError
 from .models import Blob
 from .stores import RangeReader
+
+logger = logging.getLogger(__name__)
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -103,6 +107,15 @@ def serve_blob(request: Any, blob: Blob) -> HttpResponse:
         response["Content-Length"] = str(end - start + 1)
         response["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
     return _common_headers(response, blob)
+
+
+def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponse:
+    """serve_blob() for HTML pages: a storage failure is a plain 503, not a server error."""
+    try:
+        return serve_blob(request, blob)
+    except StorageError:
+        logger.exception("Could not read blob %s from storage %r", blob.pk, blob.storage)
+        return HttpResponse("The file is unavailable right now.", status=503, content_type="text/plain")
 
 
 def redirect_to_blob(blob: Blob) -> HttpResponse | None:

@@ -8,6 +8,7 @@ deduplication: the same X-ray attached three times within one clinic is stored
 once, while the other clinic's copy of those bytes is a blob of its own.
 """
 
+import hashlib
 from typing import Any
 
 from clinics.models import Clinic, StaffProfile
@@ -64,9 +65,13 @@ class Command(BaseCommand):
         # Identical bytes in another clinic are never shared across tenants: a blob of its own.
         self.attach(harbour_staff, "patient", grace, "xray", "xray.png", XRAY)
         self.attach(harbour_staff, "patient", grace, "consent", "consent.pdf", sample_pdf("Consent form"))
+        # A scan uploaded to the wrong patient and unlinked: an orphan blob, which
+        # `manage.py purge_orphan_attachments` removes once the grace period is over.
+        self.ensure_orphan(north_staff, ada, "wrong-patient.pdf", sample_pdf("Scan of someone else"))
 
         self.stdout.write(
-            f"\n{Attachment.objects.count()} attachments stored as {Blob.objects.count()} blobs.\n"
+            f"\n{Attachment.objects.count()} attachments stored as {Blob.objects.count()} blobs "
+            f"({Blob.objects.orphans().count()} of them orphaned).\n"
             f"\n  API:      {base}/api/attachments/"
             f"\n  Swagger:  {base}/api/docs/"
             f"\n  Admin:    {base}/admin/\n"
@@ -107,6 +112,15 @@ class Command(BaseCommand):
         if created:
             self.stdout.write(f"Created patient {patient}.")
         return patient
+
+    def ensure_orphan(self, staff: StaffProfile, owner: Any, filename: str, data: bytes) -> None:
+        if Blob.objects.filter(checksum=hashlib.sha256(data).hexdigest()).exists():
+            return
+        attachment = services.attach(
+            ContentFile(data, name=filename), owner_type="patient", owner_id=owner.pk, tenant=staff.clinic_id
+        )
+        services.unlink(attachment)
+        self.stdout.write(f"Left {filename} as an orphan blob (attached, then unlinked).")
 
     def attach(self, staff: StaffProfile, owner_type: str, owner: Any, slot: str, filename: str, data: bytes) -> None:
         attachment = services.attach(

@@ -11,12 +11,17 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import Http404
 from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from . import services
-from .models import Attachment, Blob
+from .. import downloads, services
+from ..models import Attachment, Blob
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -59,7 +64,17 @@ class OrphanFilter(admin.SimpleListFilter):
 
 @admin.register(Blob)
 class BlobAdmin(ReadOnlyAdmin):
-    list_display = ("filename", "content_type", "human_size", "storage", "tenant", "subject", "links", "created_at")
+    list_display = (
+        "filename",
+        "content_type",
+        "human_size",
+        "storage",
+        "tenant",
+        "subject",
+        "links",
+        "created_at",
+        "download",
+    )
     list_filter = (OrphanFilter, "storage", "content_type", "created_at")
     actions = ["purge_selected"]
     search_fields = ("=checksum", "filename", "=tenant", "=subject")
@@ -69,6 +84,29 @@ class BlobAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: Any) -> Any:
         return super().get_queryset(request).annotate(_links=Count("attachments"))
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<path:object_id>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="django_attachments_blob_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request: Any, object_id: str) -> Any:
+        blob = self.get_object(request, unquote(object_id))
+        if blob is None:
+            raise Http404(_("No such blob."))
+        if not self.has_view_permission(request, blob):
+            raise PermissionDenied
+        return downloads.serve_blob_or_503(request, blob)
+
+    @admin.display(description=_("download"))
+    def download(self, obj: Blob) -> str:
+        url = reverse("admin:django_attachments_blob_download", args=[quote(obj.pk)], current_app=self.admin_site.name)
+        return format_html('<a href="{}">{}</a>', url, _("download"))
 
     def has_purge_permission(self, request: Any) -> bool:
         return request.user.has_perm("django_attachments.delete_blob")
@@ -111,4 +149,7 @@ class AttachmentAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("filename"), ordering="blob__filename")
     def filename(self, obj: Attachment) -> str:
-        return obj.blob.filename
+        url = reverse(
+            "admin:django_attachments_blob_download", args=[quote(obj.blob_id)], current_app=self.admin_site.name
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.blob.filename)

@@ -1,0 +1,16 @@
+"""The admin: pages for blobs and attachments, and a panel for your own models' change pages.
+
+::
+
+    # treatment_plan/admin.py
+    from django_attachments.admin import AttachmentsAdminMixin
+
+    @admin.register(PlanItem)
+    class PlanItemAdmin(AttachmentsAdminMixin, admin.ModelAdmin):
+        attachments_owner_type = "plan_item"
+"""
+
+from .models import AttachmentAdmin, BlobAdmin, OrphanFilter
+from .panel import AttachmentsAdminMixin
+
+__all__ = ["AttachmentAdmin", "AttachmentsAdminMixin", "BlobAdmin", "OrphanFilter"]
