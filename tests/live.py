@@ -57,9 +57,13 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
     )
 
     def manage(*args: str) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=EXAMPLE_DIR, env=environment, check=True, capture_output=True
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=EXAMPLE_DIR, env=environment, capture_output=True
         )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr.decode()[-3000:]}")
+
+    workdir.mkdir(parents=True, exist_ok=True)
 
     manage("migrate", "--noinput", "-v", "0")
     manage("seed_demo")
@@ -67,7 +71,8 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
     log = workdir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            # --insecure: serve the admin's static files although DEBUG is off.
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
             cwd=EXAMPLE_DIR,
             env=environment,
             stdout=out,

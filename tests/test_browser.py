@@ -1,0 +1,110 @@
+"""The admin attachments panel in a real browser: log in, open a plan item, upload, see, download, unlink.
+
+Headless Chromium (Debian's ``chromium`` package; ``.ci/run`` installs it)
+driven by Playwright's Python package with ``executable_path`` pointed at it,
+so no browser is downloaded. Runs against the example project served live. On
+failure a screenshot and the page's HTML are saved under ``test-artifacts/``
+(or ``$TEST_ARTIFACTS``). Skipped where Chromium or Playwright is missing,
+except in CI (``CI=true``), where their absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PNG_BYTES
+from tests.live import example_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def page(request, tmp_path):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    _require(sync_playwright is not None, "playwright is not installed")
+    _require(CHROMIUM is not None, "chromium is not installed (Debian: apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            report = getattr(request.node, "report_call", None)
+            if report is not None and report.failed:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+                (ARTIFACTS / f"{request.node.name}.html").write_text(page.content())
+            context.close()
+            browser.close()
+
+
+def test_staff_upload_download_and_unlink_on_a_plan_item(page, tmp_path):
+    upload = tmp_path / "after-photo.png"
+    upload.write_bytes(PNG_BYTES)
+    with example_server(tmp_path / "server") as server:
+        page.goto(f"{server.url}/admin/login/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "admin")
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{server.url}/admin/")
+
+        # Open the first plan item from the admin's list.
+        page.goto(f"{server.url}/admin/treatment_plan/planitem/")
+        page.click("#result_list tbody tr a >> nth=0")
+        panel = page.locator("#attachments")
+        panel.wait_for()
+        rows_before = panel.locator("tr.attachment-row").count()
+
+        # Upload into the "after" slot.
+        panel.locator("input[type=file]").set_input_files(str(upload))
+        panel.locator("select[name=name]").select_option("after")
+        panel.locator("textarea[name=description]").fill("Uploaded from the browser test")
+        panel.locator("input[type=submit][value=Upload]").click()
+        page.wait_for_load_state()
+        assert "Attached after-photo.png." in page.locator(".messagelist").inner_text()
+        row = panel.locator("tr.attachment-row", has_text="after-photo.png")
+        assert row.count() == 1 and panel.locator("tr.attachment-row").count() == rows_before + 1
+        assert "image/png" in row.inner_text() and "Uploaded from the browser test" in row.inner_text()
+
+        # Download it: the same bytes come back, as an attachment.
+        with page.expect_download() as info:
+            row.locator("a.attachment-download").click()
+        download = info.value
+        assert download.suggested_filename == "after-photo.png"
+        assert Path(download.path()).read_bytes() == upload.read_bytes()
+
+        # Unlink it.
+        row.locator("input.attachment-unlink").click()
+        page.wait_for_load_state()
+        assert "Unlinked after-photo.png." in page.locator(".messagelist").inner_text()
+        assert panel.locator("tr.attachment-row", has_text="after-photo.png").count() == 0
+        assert panel.locator("tr.attachment-row").count() == rows_before
