@@ -120,6 +120,19 @@ def check_size(size: int, limit: int | None) -> None:
         raise FileTooLarge(f"The file is larger than the limit of {limit} bytes.", limit=limit)
 
 
+#: Where an upload handler leaves the Digest of a file it received (see uploadhandlers.py).
+DIGEST_ATTRIBUTE = "_django_attachments_digest"
+
+
+@dataclass(frozen=True)
+class Digest:
+    """SHA-256, size and first bytes of a file, computed while it was being received."""
+
+    checksum: str
+    size: int
+    head: bytes
+
+
 @dataclass
 class Inspected:
     """What :func:`inspect` learned, and the file to store (positioned at 0)."""
@@ -136,6 +149,12 @@ def inspect(source: File, *, max_size: int | None = None) -> Iterator[Inspected]
 
     Raises FileTooLarge as soon as more than ``max_size`` bytes were read.
     """
+    digest = getattr(source, DIGEST_ATTRIBUTE, None)
+    if isinstance(digest, Digest) and _seekable(source) and declared_size(source) == digest.size:
+        # Hashed on arrival by HashingTemporaryFileUploadHandler: no second read.
+        check_size(digest.size, max_size)
+        yield Inspected(file=source, size=digest.size, checksum=digest.checksum, content_type=sniff(digest.head))
+        return
     chunk_size = app_settings.CHUNK_SIZE
     sniff_bytes = app_settings.SNIFF_BYTES
     spool: TemporaryUploadedFile | None = None

@@ -7,6 +7,8 @@
    that lies about ``Content-Length`` (or sends chunked bodies) cannot make the
    server spool more than the limit to disk.
 
+Large files are also hashed as they arrive (see ``uploadhandlers.py``).
+
 The owner type's own ``max_size`` is only known once ``owner_type`` is parsed;
 the service applies it (and the global limit again) after parsing.
 """
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.files.uploadhandler import FileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 
 from ..conf import app_settings
 from ..registry import attachment_registry
+from ..uploadhandlers import HashingTemporaryFileUploadHandler
 from .errors import PayloadTooLarge
 
 #: Room for the multipart boundaries, headers and the small text fields.
@@ -66,9 +69,17 @@ class SizeLimitUploadHandler(FileUploadHandler):
         return None  # the next handlers build the file
 
 
-def limit_upload(request: Any) -> None:
-    """Apply both checks to ``request`` (a DRF request) before its body is parsed."""
+def prepare_upload(request: Any) -> None:
+    """Before the body of ``request`` (a DRF request) is parsed: check its size, and hash files on arrival.
+
+    The project's TemporaryFileUploadHandler is swapped for the hashing one,
+    so that large files are not read again to be hashed.
+    """
     limit = upload_limit()
     check_content_length(request, limit)
     django_request = request._request
-    django_request.upload_handlers = [SizeLimitUploadHandler(django_request, limit), *django_request.upload_handlers]
+    handlers = [
+        HashingTemporaryFileUploadHandler(django_request) if type(handler) is TemporaryFileUploadHandler else handler
+        for handler in django_request.upload_handlers
+    ]
+    django_request.upload_handlers = [SizeLimitUploadHandler(django_request, limit), *handlers]

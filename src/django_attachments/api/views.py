@@ -129,7 +129,7 @@ class AttachmentViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         is_form = request.content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
         if is_form:
-            uploads.limit_upload(request)  # before the body is read
+            uploads.prepare_upload(request)  # before the body is read
         data = request.data
         if not hasattr(data, "keys"):
             raise ValidationError({"non_field_errors": ["Expected an object."]}, code="invalid")
