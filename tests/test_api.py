@@ -454,3 +454,21 @@ def test_streamed_upload_of_a_real_file(staff, owners, store, tmp_path):
     assert response.status_code == 201
     assert response.json()["checksum"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert body(staff["a"].get(download(response.json()["id"]))) == path.read_bytes()
+
+
+def test_every_404_looks_the_same(staff, owners, store, png):
+    theirs = upload(staff["b"], "patient", owners.bob.pk, png).json()["id"]
+    hidden = upload(staff["a"], "note", owners.alice_note.pk, png, name="xray").json()["id"]
+    spec = OwnerSpec("note", resolve_note, allowed_names={"", "xray"}, can_view=lambda request, owner: False)
+    with attachment_registry.override(spec):
+        bodies = [
+            staff["a"].get(path).json()
+            for path in (
+                detail("00000000-0000-0000-0000-000000000000"),
+                detail(theirs),
+                detail("not-a-uuid"),
+                detail(hidden),
+                download(theirs),
+            )
+        ]
+    assert bodies == [{"detail": "Not found.", "code": "not_found"}] * 5

@@ -51,7 +51,7 @@ def test_blobs_in_a_storage_that_is_gone(owners, pdf):
     from django_attachments.models import Blob
 
     Blob.objects.create(checksum="0" * 64, size=1, content_type="x/y", filename="f", storage="retired")
-    assert ids(check_blob_storages(databases=["default"])) == ["django_attachments.E004"]
+    assert ids(check_blob_storages(databases=["default"])) == ["django_attachments.W002"]
     assert check_blob_storages(databases=None) == []
 
 

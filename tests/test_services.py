@@ -360,3 +360,17 @@ def test_resolver_validation_errors_mean_not_found(owners):
     with attachment_registry.override(OwnerSpec("strict", strict)):
         with pytest.raises(OwnerNotFound):
             services.attach(b"x", owner_type="strict", owner_id="abc")
+
+
+def test_a_slug_resolver_without_an_id_keeps_the_slug(owners, store, pdf):
+    from django_attachments.registry import Owner
+
+    def by_name(owner_id):  # finds patients by name only, and returns the model instance
+        patient = type(owners.alice).objects.filter(name=owner_id).first()
+        return patient and Owner(tenant=str(patient.clinic_id), subject=str(patient.pk), instance=patient)
+
+    with attachment_registry.override(OwnerSpec("patient_by_name", by_name)):
+        services.attach(pdf, owner_type="patient_by_name", owner_id="Alice")
+        # Stored under what the resolver finds again, so the dangling check does not misread it.
+        assert services.find_dangling().found == 0
+    assert Attachment.objects.get().owner_id == "Alice"

@@ -5,8 +5,8 @@ Ids are stable; a retired id stays reserved and is never reused.
 - ``django_attachments.E001``: a setting in ``DJANGO_ATTACHMENTS`` is wrong.
 - ``django_attachments.E002``: ``DJANGO_ATTACHMENTS["STORAGE"]`` is not an alias of ``STORAGES``.
 - ``django_attachments.E003``: libmagic cannot be loaded, so content types cannot be sniffed.
-- ``django_attachments.E004``: a blob references a storage alias that is not in ``STORAGES``
-  (only checked with ``--database``).
+- ``django_attachments.W002``: blobs reference a storage alias that is not in ``STORAGES``
+  (only checked with ``--database``; a warning, so that it never blocks ``migrate``).
 - ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
 """
 
@@ -104,12 +104,12 @@ def check_blob_storages(app_configs: Any = None, databases: Any = None, **kwargs
             continue  # not migrated yet
         for missing in sorted(used - defined):
             errors.append(
-                checks.Error(
+                checks.Warning(
                     f"Blobs in database {alias!r} are stored in storage {missing!r}, "
                     "which is not in settings.STORAGES.",
                     hint="Keep every storage alias that blobs were written to, even after changing "
                     "DJANGO_ATTACHMENTS['STORAGE'].",
-                    id="django_attachments.E004",
+                    id="django_attachments.W002",
                 )
             )
     return errors

@@ -11,6 +11,7 @@ owner type's limit::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -46,10 +47,30 @@ def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tupl
         )
     if tenant is not None and owner_key(owner.tenant, "tenant", owner_type) != str(tenant):
         raise not_found
-    canonical = owner.canonical_id(owner_id)
-    if canonical != owner_id:
-        clean_owner_id(canonical)
-    return spec, owner
+    return spec, replace(owner, id=_canonical_id(spec, owner, owner_id))
+
+
+def _canonical_id(spec: OwnerSpec, owner: Owner, given: str) -> str:
+    """The id the owner's attachments are stored under, and found again by.
+
+    ``Owner.id`` if the resolver set it; else the primary key of a model
+    ``instance`` — but only if the resolver finds the owner again by it (a
+    resolver that looks owners up by slug must not have links stored under
+    primary keys, where neither it nor the purge would find them); else the id
+    as given.
+    """
+    if owner.id is not None:
+        return clean_owner_id(owner.id)
+    candidate = owner.canonical_id(given)
+    if candidate == given:
+        return given
+    try:
+        again = spec.resolver(clean_owner_id(candidate))
+    except (ValueError, TypeError, LookupError, ValidationError, InvalidValue):
+        again = None
+    if isinstance(again, Owner) and again.tenant == owner.tenant and again.subject == owner.subject:
+        return candidate
+    return given
 
 
 def owner_key(value: Any, what: str, owner_type: str) -> str:

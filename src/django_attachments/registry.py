@@ -57,13 +57,14 @@ class Owner:
     subject: str | None = None
     instance: Any = field(default=None, compare=False)
     #: The owner's canonical id, under which attachments are stored. When None,
-    #: the primary key of ``instance`` is used if it is a model instance, else
-    #: the id as the caller gave it. Set it when the resolver looks owners up by
-    #: anything but the primary key, so that "01", "+1" and "1" cannot become
-    #: three owners of one row.
+    #: the primary key of ``instance`` is used if it is a model instance and the
+    #: resolver finds the same owner by it, else the id as the caller gave it;
+    #: so "01", "+1" and "1" cannot become three owners of one row. Set it when
+    #: the resolver looks owners up by anything but the primary key.
     id: str | None = None
 
     def canonical_id(self, given: str) -> str:
+        """``id`` if set, else the primary key of a model ``instance``, else ``given`` (unverified)."""
         if self.id is not None:
             return str(self.id)
         meta, pk = getattr(self.instance, "_meta", None), getattr(self.instance, "pk", None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -72,6 +74,11 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Any:
     """DRF's exception handler, plus service errors and a top-level ``code``."""
     if isinstance(exc, errors.AttachmentError) and not isinstance(exc, errors.AttachmentsImproperlyConfigured):
         exc = to_api_error(exc)
+    elif isinstance(exc, Http404):
+        # The same body for a missing, another tenant's, a hidden or a malformed id.
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException) and isinstance(response.data, dict):
         codes = exc.get_codes()

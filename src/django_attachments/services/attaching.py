@@ -61,7 +61,7 @@ def attach(
     existing attachment; ``attachment.was_created`` tells which happened.
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = owner.canonical_id(clean_owner_id(owner_id))
+    owner_id = owner.id  # canonical: see policy.resolve_owner
     name, description = clean_text(spec, name, description)
     blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
     blob_subject = owner_key(owner.subject, "subject", owner_type)
@@ -171,13 +171,13 @@ def link(
     same link already existed.
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = owner.canonical_id(clean_owner_id(owner_id))
+    owner_id = owner.id  # canonical: see policy.resolve_owner
     name, description = clean_text(spec, name, description)
     blob_id = _blob_id(blob)
     with transaction.atomic():
         locked = Blob.objects.for_tenant(tenant).select_for_update().filter(pk=blob_id).first()
         if locked is None:
-            raise BlobNotFound(f"No blob with id {blob_id!r}.")
+            raise BlobNotFound(f"No blob with id '{blob_id}'.")
         if owner_key(owner.tenant, "tenant", owner_type) != locked.tenant or (
             owner_key(owner.subject, "subject", owner_type) != locked.subject
         ):
@@ -203,7 +203,7 @@ def _blob_id(blob: Any) -> UUID:
     try:
         return blob if isinstance(blob, UUID) else UUID(str(blob))
     except ValueError:
-        raise BlobNotFound(f"No blob with id {blob!r}.") from None
+        raise BlobNotFound(f"No blob with id '{blob}'.") from None
 
 
 def _link_locked(blob: Blob, *, owner_type: str, owner_id: str, name: str, description: str, user: Any) -> Attachment:

@@ -272,8 +272,12 @@ def find_dangling(
 def _existing(spec: OwnerSpec, owner_ids: list[str]) -> set[str]:
     """The ids among ``owner_ids`` whose owner resolves."""
     if spec.batch_resolver is not None:
-        owners = spec.batch_resolver(list(owner_ids))
-        return {owner_id for owner_id in owner_ids if owners.get(owner_id) is not None}
+        try:
+            owners = spec.batch_resolver(list(owner_ids))
+        except (ValueError, TypeError, LookupError, ValidationError):
+            owners = None  # one malformed id spoils the batch: ask one by one instead
+        if owners is not None:
+            return {owner_id for owner_id in owner_ids if owners.get(owner_id) is not None}
     existing = set()
     for owner_id in owner_ids:
         try:

@@ -9,7 +9,8 @@
     manage.py purge_orphan_attachments --stray --json       # for cron and monitoring
 
 Exits with status 1 when any delete failed (the objects concerned are stray
-and the next ``--stray`` run retries them); rows never point at missing bytes.
+and the next ``--stray`` run retries them; rows never point at missing bytes),
+and 2 on wrong arguments.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from ... import services
+from ...conf import app_settings
+
+#: The youngest objects --stray may delete unless told otherwise: an upload in
+#: flight writes its bytes before its row, and must not be taken for a stray.
+STRAY_MIN_AGE = timedelta(hours=1)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,10 +69,23 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
         parser.add_argument("--batch-size", type=positive, default=500, help="Rows or objects per batch (500).")
         parser.add_argument("--limit", type=positive, help="Stop after this many items of each kind.")
+        parser.add_argument(
+            "--allow-young-strays",
+            action="store_true",
+            help=f"Let --stray delete objects younger than {STRAY_MIN_AGE} (only with uploads stopped).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["delete"] and not options["dangling"]:
-            raise CommandError("--delete only applies to --dangling.")
+            raise CommandError("--delete only applies to --dangling.", returncode=2)
+        older_than = options["older_than"]
+        grace = app_settings.ORPHAN_GRACE_PERIOD if older_than is None else older_than
+        if options["stray"] and grace < STRAY_MIN_AGE and not options["allow_young_strays"]:
+            raise CommandError(
+                f"--stray with a grace period of {grace} could delete the bytes of uploads still in flight; "
+                f"use at least {STRAY_MIN_AGE}, or --allow-young-strays with uploads stopped.",
+                returncode=2,
+            )
         self.verbosity = options["verbosity"]
         self.progress = sys.stderr.isatty() and not options["json"] and self.verbosity >= 1
         self.counted = 0
@@ -93,8 +112,8 @@ class Command(BaseCommand):
         failures = sum(len(r.failures) for r in results)
         if failures:
             raise CommandError(
-                f"{failures} delete(s) failed; rows were removed first, so the objects are now stray "
-                "and the next --stray run retries them."
+                f"{failures} failure(s), listed above. Rows always go first: an object whose delete failed "
+                "is now stray, and the next --stray run retries it."
             )
 
     def on_item(self, kind: str, item: dict[str, Any]) -> None:
