@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint test-sqlite test-postgres install dist clean
+.PHONY: demo test lint docs test-sqlite test-postgres install dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[s3,example,test]"
+	$(BIN)/python -m pip install --quiet -e ".[s3,example,test,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,7 +25,11 @@ demo: install
 	cd example_project && ../$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	cd example_project && ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: lint test-sqlite test-postgres
+test: lint docs test-sqlite test-postgres
+
+# The documentation site; warnings (broken links, pages missing from the nav) are errors.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
 	$(BIN)/ruff check src tests example_project docs
