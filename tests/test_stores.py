@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -225,3 +226,30 @@ def test_s3_deletes_in_batches_of_1000(s3):
 def test_s3_unsigned_storage_gives_no_url(s3):
     store = s3(querystring_auth=False)
     assert store.url(save(store, b"x"), expires=60) is None
+
+
+def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
+    """moto ignores the checksum headers, so the test inspects what is sent."""
+    from django_attachments.stores import s3 as s3_module
+
+    store = s3()
+    sent = []
+
+    def capture(params, **kwargs):
+        sent.append({key: params.get(key) for key in ("ChecksumSHA256", "ChecksumAlgorithm", "IfNoneMatch")})
+
+    for operation in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
+        store.client.meta.events.register(f"before-parameter-build.s3.{operation}", capture)
+    small = b"small object"
+    save(store, small)
+    assert sent[0]["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(small).digest()).decode()
+    assert sent[0]["IfNoneMatch"] == "*"
+    sent.clear()
+    big = os.urandom(s3_module.MULTIPART_THRESHOLD + 1)
+    save(store, big)
+    create, *parts, complete = sent
+    assert create["ChecksumAlgorithm"] == "SHA256" and complete["IfNoneMatch"] == "*"
+    offsets = range(0, len(big), s3_module.PART_SIZE)
+    assert sorted(p["ChecksumSHA256"] for p in parts) == sorted(
+        base64.b64encode(hashlib.sha256(big[i : i + s3_module.PART_SIZE]).digest()).decode() for i in offsets
+    )
