@@ -15,6 +15,7 @@
     services.purge_orphans()                  # blobs nothing links to, past the grace period
     services.purge_strays()                   # objects no blob references, past the grace period
     services.find_dangling(delete=True)       # links whose owner no longer resolves
+    services.verify_blobs()                   # every blob's bytes still there, still the same
 
 Policy (see :mod:`django_attachments.policy`): an owner must resolve through
 its registered resolver, be in the caller's ``tenant`` (when one is given) and
@@ -33,6 +34,7 @@ from .attaching import (
     update_attachment,
 )
 from .purging import PurgeResult, find_dangling, purge_orphans, purge_strays
+from .verifying import VerifyResult, verify_blobs
 
 __all__ = [
     "PurgeResult",
@@ -48,4 +50,6 @@ __all__ = [
     "unlink",
     "unlink_all_for_owner",
     "update_attachment",
+    "VerifyResult",
+    "verify_blobs",
 ]

@@ -34,7 +34,7 @@ from django.db.models import Count, ProtectedError
 from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
-from ..exceptions import AttachmentsImproperlyConfigured
+from ..exceptions import AttachmentsImproperlyConfigured, StorageError
 from ..models import Attachment, Blob
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
@@ -182,12 +182,15 @@ def purge_strays(
             result.failures.append(str(exc))
             continue
         old_enough = (obj for obj in store.list() if _aware(obj.modified) < cutoff)
-        for batch in _batches(old_enough, batch_size):
-            if limit is not None:
-                batch = batch[: limit - result.found]
-            _sweep(store, batch, result, dry_run, on_item)
-            if limit is not None and result.found >= limit:
-                return result
+        try:
+            for batch in _batches(old_enough, batch_size):
+                if limit is not None:
+                    batch = batch[: limit - result.found]
+                _sweep(store, batch, result, dry_run, on_item)
+                if limit is not None and result.found >= limit:
+                    return result
+        except StorageError as exc:  # listing failed: nothing more is deleted from this storage
+            result.failures.append(f"storage {alias!r}: {exc}")
     return result
 
 

@@ -14,6 +14,7 @@ The adapter is chosen from the storage's class: ``FileSystemStorage`` ->
 :class:`FileSystemStore`, django-storages' ``S3Storage`` -> :class:`S3Store`
 (only imported when boto3 is installed), anything else ->
 :class:`StorageAPIStore`, which uses the public ``Storage`` API only.
+:func:`register_adapter` adds or overrides an adapter for a storage class.
 """
 
 from __future__ import annotations
@@ -37,24 +38,64 @@ __all__ = [
     "StorageAPIStore",
     "StoredObject",
     "get_store",
+    "register_adapter",
+    "unregister_adapter",
 ]
 
 _stores: dict[str, BaseStore] = {}
 _lock = threading.Lock()
+#: Storage class -> store adapter class; looked up along the storage's MRO.
+_adapters: dict[type, type[BaseStore]] = {FileSystemStorage: FileSystemStore}
+
+
+def register_adapter(storage_class: type, store_class: type[BaseStore]) -> None:
+    """Use ``store_class`` for storages of ``storage_class`` (and its subclasses).
+
+    For storages the built-in adapters do not know, or to wrap one (tests inject
+    faults this way). A second registration for the same storage class is refused.
+    """
+    if not (isinstance(store_class, type) and issubclass(store_class, BaseStore)):
+        raise TypeError(f"{store_class!r} is not a BaseStore subclass.")
+    with _lock:
+        if storage_class in _adapters:
+            raise ValueError(
+                f"{storage_class.__qualname__} already uses {_adapters[storage_class].__qualname__}; "
+                "unregister_adapter() it first."
+            )
+        _adapters[storage_class] = store_class
+        _stores.clear()
+
+
+def unregister_adapter(storage_class: type) -> None:
+    with _lock:
+        _adapters.pop(storage_class, None)
+        _stores.clear()
 
 
 def _adapter_for(storage: Any) -> type[BaseStore]:
-    if isinstance(storage, FileSystemStorage):
-        return FileSystemStore
+    _register_s3()
+    for klass in type(storage).__mro__:
+        if klass in _adapters:
+            return _adapters[klass]
+    return StorageAPIStore
+
+
+def _register_s3() -> None:
+    """The S3 adapter, registered on first use: only where boto3 and django-storages' S3 backend import."""
+    global _s3_checked
+    if _s3_checked:
+        return
+    _s3_checked = True
     try:
         from storages.backends.s3 import S3Storage
-    except ImportError:  # boto3 not installed: no S3 storage can be configured either
-        S3Storage = None  # noqa: N806
-    if S3Storage is not None and isinstance(storage, S3Storage):
-        from .s3 import S3Store
 
-        return S3Store
-    return StorageAPIStore
+        from .s3 import S3Store
+    except ImportError:  # boto3 not installed: no S3 storage can be configured either
+        return
+    _adapters.setdefault(S3Storage, S3Store)
+
+
+_s3_checked = False
 
 
 def get_store(alias: str) -> BaseStore:
