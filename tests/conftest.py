@@ -130,6 +130,30 @@ def owners(db):
     return o
 
 
+@pytest.fixture
+def tenant_resolver(settings):
+    """The API's caller tenant is the clinic of the user's staff record (tests/testapp/tenancy.py)."""
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "TENANT_RESOLVER": "tests.testapp.tenancy.clinic_of"}
+
+
+@pytest.fixture
+def staff(owners, tenant_resolver):
+    """An API client per clinic ("a", "b"), authenticated as a member of its staff."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from tests.testapp.models import Staff
+
+    def client_for(clinic, username):
+        user = get_user_model().objects.create_user(username)
+        Staff.objects.create(user=user, clinic=clinic)
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return {"a": client_for(owners.clinic_a, "anna"), "b": client_for(owners.clinic_b, "ben")}
+
+
 # Small, real files whose type libmagic recognises.
 PNG_BYTES = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"

@@ -14,51 +14,11 @@ from rest_framework.test import APIClient
 from django_attachments import services
 from django_attachments.models import Attachment, Blob
 from django_attachments.registry import OwnerSpec, attachment_registry
-from tests.testapp.models import Note, Staff
+from tests.apitools import LIST, body, detail, download, upload
+from tests.testapp.models import Note
 from tests.testapp.owners import resolve_note
 
-pytestmark = pytest.mark.django_db
-
-LIST = "/api/attachments/"
-
-
-def detail(pk):
-    return f"/api/attachments/{pk}/"
-
-
-def download(pk):
-    return f"/api/attachments/{pk}/download/"
-
-
-@pytest.fixture(autouse=True)
-def tenant_resolver(settings):
-    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "TENANT_RESOLVER": "tests.testapp.tenancy.clinic_of"}
-
-
-@pytest.fixture
-def staff(owners):
-    """An API client per clinic, logged in as a member of its staff."""
-
-    def client_for(clinic, username):
-        user = get_user_model().objects.create_user(username)
-        Staff.objects.create(user=user, clinic=clinic)
-        client = APIClient()
-        client.force_authenticate(user)
-        return client
-
-    return {"a": client_for(owners.clinic_a, "anna"), "b": client_for(owners.clinic_b, "ben")}
-
-
-def upload(client, owner_type, owner_id, data, filename="scan.pdf", **fields):
-    return client.post(
-        LIST,
-        {"file": SimpleUploadedFile(filename, data), "owner_type": owner_type, "owner_id": str(owner_id), **fields},
-        format="multipart",
-    )
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tenant_resolver")]
 
 
 # -- upload, dedup, link -----------------------------------------------------
