@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.urls import reverse
@@ -11,6 +12,8 @@ from ..models import NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, Attachment
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
 DESCRIPTION_MAX_LENGTH = 10_000
+#: Stands in for an attachment id while the download URL is resolved once.
+_PLACEHOLDER = uuid.UUID(int=0)
 
 
 class StrictCharField(serializers.CharField):
@@ -49,11 +52,17 @@ class AttachmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_download_url(self, attachment: Attachment) -> str:
-        namespace = getattr(self.context.get("request"), "resolver_match", None)
-        prefix = f"{namespace.namespace}:" if namespace and namespace.namespace else "django_attachments:"
-        path = reverse(f"{prefix}attachment-download", args=[attachment.pk])
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        # Resolved once per request and filled in per row: reverse() and
+        # build_absolute_uri() for every row of a 500-row page add up.
+        template = self.context.get("_download_url_template")
+        if template is None:
+            request = self.context.get("request")
+            match = getattr(request, "resolver_match", None)
+            namespace = match.namespace if match and match.namespace else "django_attachments"
+            path = reverse(f"{namespace}:attachment-download", args=[_PLACEHOLDER])
+            template = request.build_absolute_uri(path) if request is not None else path
+            self.context["_download_url_template"] = template
+        return template.replace(str(_PLACEHOLDER), str(attachment.pk))
 
 
 class _OwnerFields(serializers.Serializer):
