@@ -32,8 +32,8 @@ docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
-	$(BIN)/ruff check src tests example_project docs
-	$(BIN)/ruff format --check src tests example_project docs
+	$(BIN)/ruff check src tests example_project docs/tools
+	$(BIN)/ruff format --check src tests example_project docs/tools
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
 # nothing): say so plainly instead of failing with a bare status.
