@@ -12,15 +12,15 @@ from django.test import RequestFactory
 
 from django_attachments import services
 from django_attachments.ingest import DIGEST_ATTRIBUTE, Digest
-from django_attachments.uploadhandlers import BackgroundHasher, HashingTemporaryFileUploadHandler
+from django_attachments.uploadhandlers import Hasher, HashingTemporaryFileUploadHandler
 
 
-def test_background_hasher_matches_hashlib():
+def test_hasher_matches_hashlib():
     chunks = [os.urandom(n) for n in (0, 1, 65536, 1000, 300_000)]
-    hasher = BackgroundHasher(head_bytes=100)
+    hasher = Hasher(head_bytes=100)
     for chunk in chunks:
         hasher.update(chunk)
-    digest = hasher.finish()
+    digest = hasher.digest()
     data = b"".join(chunks)
     assert digest == Digest(checksum=hashlib.sha256(data).hexdigest(), size=len(data), head=data[:100])
 
