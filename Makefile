@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint docs test-sqlite test-postgres install dist clean
+.PHONY: demo test lint docs test-sqlite test-postgres bench bench-quick install dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[s3,example,test,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[s3,example,test,docs,bench]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,8 +32,8 @@ docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
-	$(BIN)/ruff check src tests example_project docs/tools
-	$(BIN)/ruff format --check src tests example_project docs/tools
+	$(BIN)/ruff check src tests example_project docs/tools benchmarks
+	$(BIN)/ruff format --check src tests example_project docs/tools benchmarks
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
 # nothing): say so plainly instead of failing with a bare status.
@@ -46,6 +46,13 @@ test-sqlite: install
 # The memory bound tests (marked slow) run their own SQLite process; once is enough.
 test-postgres: install
 	$(BIN)/python -m tests.pgcluster -- $(PYTEST) -m "not slow" $(PYTEST_ARGS); $(NO_TESTS_OK)
+
+# The benchmark suite (figures only; see docs/benchmarks.md). bench-quick is CI's small run.
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: install
+	$(BIN)/python benchmarks/run.py --quick
 
 dist: install
 	$(BIN)/python -m pip install --quiet build

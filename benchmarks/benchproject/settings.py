@@ -1,0 +1,94 @@
+"""Settings of the benchmark project, from the environment that ``benchmarks/run.py`` sets.
+
+- ``BENCH_WORKDIR``: folder for the SQLite database, the media folders and the upload temp files.
+- ``BENCH_STORAGE``: the ``STORAGES`` alias uploads go to: ``default`` (local disk) or ``s3``.
+- ``BENCH_S3_ENDPOINT``, ``BENCH_S3_BUCKET``: the moto server and bucket behind the ``s3`` alias.
+- ``BENCH_PG_HOST``, ``BENCH_PG_PORT``, ``BENCH_PG_NAME``: PostgreSQL instead of SQLite.
+
+Single-tenant (no TENANT_RESOLVER), no authentication (AllowAny), no upload
+size limit, DEBUG off (no query log growing in the server's memory).
+"""
+
+import os
+from pathlib import Path
+
+WORKDIR = Path(os.environ["BENCH_WORKDIR"])
+
+DEBUG = False
+SECRET_KEY = "benchmarks-only-not-secret"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "rest_framework",
+    "django_attachments",
+    "benchapp",
+]
+
+# The same small stack in front of the API and of the bare views.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "benchproject.urls"
+WSGI_APPLICATION = "benchproject.wsgi.application"
+TEMPLATES: list = []
+
+if os.environ.get("BENCH_PG_NAME"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ["BENCH_PG_NAME"],
+            "USER": "postgres",
+            "HOST": os.environ["BENCH_PG_HOST"],
+            "PORT": os.environ["BENCH_PG_PORT"],
+        }
+    }
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(WORKDIR / "db.sqlite3")}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+MEDIA_ROOT = str(WORKDIR / "media")
+#: Where the bare views store their uploads (a FileSystemStorage of its own).
+BARE_MEDIA_ROOT = str(WORKDIR / "bare-media")
+# Upload temp files on the same file system as both media folders: storing is a rename.
+FILE_UPLOAD_TEMP_DIR = str(WORKDIR / "tmp")
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if os.environ.get("BENCH_S3_ENDPOINT"):
+    STORAGES["s3"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["BENCH_S3_BUCKET"],
+            "endpoint_url": os.environ["BENCH_S3_ENDPOINT"],
+            "access_key": "testing",
+            "secret_key": "testing",
+            "region_name": "us-east-1",
+        },
+    }
+
+DJANGO_ATTACHMENTS = {
+    "STORAGE": os.environ.get("BENCH_STORAGE", "default"),
+    "MAX_UPLOAD_SIZE": None,
+    "PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
