@@ -52,11 +52,9 @@ import os
 import platform
 import pstats
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -74,38 +72,10 @@ PREFIX = "attachments/"
 # -- moto ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def moto_server(logdir: Path) -> Iterator[str]:
-    """The endpoint of a moto S3 server in a subprocess on a free port of 127.0.0.1."""
-    from tests.conftest import _free_port
+def moto_server(logdir: Path):
+    from tests.servers import moto_server as start
 
-    port = _free_port()
-    log = open(logdir / "moto.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"moto server did not start; see {logdir / 'moto.log'}") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    return start(logdir)
 
 
 # -- Django --------------------------------------------------------------------

@@ -62,15 +62,12 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -81,6 +78,10 @@ from urllib.parse import quote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(REPO_ROOT)]
+
+from tests import servers  # noqa: E402  (the repository root must be on sys.path first)
+from tests.servers import free_port, stop, wait_until  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -475,57 +476,11 @@ def path_of(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- processes: moto and the project's server ---------------------------------------------------
 
 
-def wait_until(url: str, proc: subprocess.Popen, what: str, logfile: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
-                raise SystemExit(f"{what} did not start:\n{tail}") from None
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def moto_server(workdir: Path) -> Iterator[str]:
-    port = free_port()
-    logfile = workdir / "moto.log"
-    tmp = workdir / "moto-tmp"
-    tmp.mkdir(exist_ok=True)
-    with open(logfile, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **AWS_ENV, "TMPDIR": str(tmp)},
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(endpoint + "/moto-api/", proc, "the moto server", logfile, timeout=30)
-        yield endpoint
-    finally:
-        stop(proc)
+def moto_server(workdir: Path):
+    return servers.moto_server(workdir, env=AWS_ENV)
 
 
 def children_of(pid: int) -> list[int]:

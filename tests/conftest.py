@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
+
+from tests import servers
 
 # Keep every test away from a developer's real AWS configuration and credentials.
 os.environ.update(
@@ -24,35 +21,11 @@ os.environ.update(
 STORE_KINDS = ["disk", "s3"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def moto_server():
+def moto_server(tmp_path_factory):
     """The endpoint URL of a moto S3 server in a subprocess, for the whole session."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("moto server did not start")
-            time.sleep(0.1)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    with servers.moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
 
 
 def s3_backend(endpoint: str, bucket: str, **options) -> dict:

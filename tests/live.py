@@ -14,15 +14,14 @@ on a free port of 127.0.0.1. Extra ``env`` reaches the server, e.g.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests import servers
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_project"
 
@@ -32,12 +31,6 @@ class Server:
     url: str
     pid: int
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -67,7 +60,7 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
 
     manage("migrate", "--noinput", "-v", "0")
     manage("seed_demo")
-    port = _free_port()
+    port = servers.free_port()
     log = workdir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -80,20 +73,7 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/schema/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the example server did not start:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.2)
+        servers.wait_until(url + "/api/schema/", proc, "the example server", log)
         yield Server(url=url, pid=proc.pid, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        servers.stop(proc)

@@ -16,11 +16,12 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+
+from tests import servers
 
 
 def _bindir() -> str:
@@ -33,12 +34,6 @@ def _bindir() -> str:
     raise SystemExit("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set PG_BINDIR.")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def cluster() -> Iterator[str]:
     """Yield "127.0.0.1:PORT" of a running throwaway cluster."""
@@ -49,7 +44,7 @@ def cluster() -> Iterator[str]:
     datadir = os.path.join(workdir, "data")
     if as_root:
         shutil.chown(workdir, "postgres", "postgres")
-    port = _free_port()
+    port = servers.free_port()
 
     def run(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, stdout=subprocess.DEVNULL)
