@@ -81,7 +81,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(REPO_ROOT)]
 
 from tests import servers  # noqa: E402  (the repository root must be on sys.path first)
-from tests.servers import free_port, stop, wait_until  # noqa: E402
+from tests.servers import free_port, reset_peak, status_kib, stop, wait_until  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -165,24 +165,6 @@ def fmt_mib(growth: Growth | None) -> str:
 
 
 # -- memory of a process ---------------------------------------------------------------
-
-
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset the process's VmHWM to its current RSS; False where the kernel refuses."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, moto's S3 server.
+"""Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, moto's S3 server,
+and reading another process's memory (Linux ``/proc``).
 
 ::
 
@@ -71,3 +72,22 @@ def moto_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[st
         yield endpoint
     finally:
         stop(proc)
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A ``Vm*`` field (``VmRSS``, ``VmHWM``, …) of ``/proc/PID/status``, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS; False where the kernel refuses."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.live import example_server
+from tests.servers import reset_peak, status_kib
 
 pytestmark = pytest.mark.slow
 
@@ -55,24 +56,6 @@ AUTH = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
 
 
 # -- reading the server's memory ------------------------------------------------
-
-
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset the process's VmHWM to its current RSS; False where the kernel refuses."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class RssSampler:
