@@ -619,6 +619,19 @@ def api_fields(ctx: Context, name: str) -> dict[str, str]:
 # -- 1. upload to local disk --------------------------------------------------------------------
 
 
+def api_upload(ctx: Context, server: Any, pid: int, payload: Payload, label: str) -> tuple[Reply, PeakMeter, bool]:
+    """POST ``payload`` to the API under a PeakMeter; the flag says whether it came back stored and intact."""
+    size = payload.size
+    with PeakMeter(pid) as meter:
+        reply = post_multipart(server.url, "/api/attachments/", api_fields(ctx, ""), payload, "b.bin")
+    ok = ctx.check(reply.status == 201, f"{label} API upload {fmt_size(size)}: {reply.status} {reply.body!r:.300}")
+    ok = ok and ctx.check(
+        reply.body.get("checksum") == payload.sha256 and reply.body.get("size") == size,
+        f"{label} API upload {fmt_size(size)}: checksum/size mismatch {reply.body!r:.300}",
+    )
+    return reply, meter, ok
+
+
 def bench_disk_upload(ctx: Context) -> None:
     server = ctx.disk_server
     assert server is not None and ctx.pool is not None
@@ -651,15 +664,7 @@ def bench_disk_upload(ctx: Context) -> None:
                 sync()
                 pid = server.pid
                 if which == "api":
-                    with PeakMeter(pid) as meter:
-                        reply = post_multipart(server.url, "/api/attachments/", api_fields(ctx, ""), payload, "b.bin")
-                    ok = ctx.check(
-                        reply.status == 201, f"disk API upload {fmt_size(size)}: {reply.status} {reply.body!r:.300}"
-                    )
-                    ok = ok and ctx.check(
-                        reply.body.get("checksum") == payload.sha256 and reply.body.get("size") == size,
-                        f"disk API upload {fmt_size(size)}: checksum/size mismatch {reply.body!r:.300}",
-                    )
+                    reply, meter, ok = api_upload(ctx, server, pid, payload, "disk")
                     api_times.append(reply.seconds)
                     api_rss.append(meter.growth)
                     api_cpu.append(meter.cpu)
@@ -769,15 +774,7 @@ def bench_s3_upload(ctx: Context) -> None:
             for which in order:
                 sync()
                 if which == "api":
-                    with PeakMeter(server.pid) as meter:
-                        reply = post_multipart(server.url, "/api/attachments/", api_fields(ctx, ""), payload, "b.bin")
-                    ok = ctx.check(
-                        reply.status == 201, f"S3 API upload {fmt_size(size)}: {reply.status} {reply.body!r:.300}"
-                    )
-                    ok = ok and ctx.check(
-                        reply.body.get("checksum") == payload.sha256 and reply.body.get("size") == size,
-                        f"S3 API upload {fmt_size(size)}: checksum/size mismatch {reply.body!r:.300}",
-                    )
+                    reply, meter, ok = api_upload(ctx, server, server.pid, payload, "S3")
                     api_times.append(reply.seconds)
                     api_rss.append(meter.growth)
                     api_cpu.append(meter.cpu)
