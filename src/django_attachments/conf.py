@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     "ORPHAN_GRACE_PERIOD": timedelta(hours=24),
     # Lifetime of signed download URLs. A timedelta or a number of seconds.
     "URL_EXPIRY": timedelta(minutes=5),
+    # Lifetime of a direct-upload ticket and of the URL it hands out: the
+    # client must start sending the bytes, and complete the upload, before it
+    # ends. A timedelta or a number of seconds.
+    "UPLOAD_EXPIRY": timedelta(hours=1),
     # Dotted path to a callable ``request -> str | None`` naming the caller's
     # tenant, for the API. None means single-tenant: every owner is visible.
     "TENANT_RESOLVER": None,
@@ -187,6 +191,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "ALLOW_EMPTY_FILES": _bool,
     "ORPHAN_GRACE_PERIOD": _duration,
     "URL_EXPIRY": _duration,
+    "UPLOAD_EXPIRY": _duration,
     "TENANT_RESOLVER": _callable_path,
     "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),
     "SNIFF_BYTES": lambda n, v: _positive_int(n, v, minimum=1024),

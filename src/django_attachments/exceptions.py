@@ -98,6 +98,54 @@ class SlotTaken(AttachmentError, ValueError):
     """The owner already has this file in that slot."""
 
 
+# --- direct uploads ---------------------------------------------------------
+
+
+class UploadNotFound(AttachmentError, ObjectDoesNotExist):
+    """The direct upload does not exist, or is not visible from the caller's tenant."""
+
+
+class DirectUploadError(AttachmentError, ValueError):
+    """A direct upload cannot go on; ``code`` says why, in a word clients can branch on."""
+
+    code = "upload_failed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class UploadExpired(DirectUploadError):
+    """The upload's ticket expired before it was completed."""
+
+    code = "upload_expired"
+
+
+class UploadMissing(DirectUploadError):
+    """No bytes have arrived for the upload yet. The ticket stays open: send them, then complete."""
+
+    code = "upload_missing"
+
+
+class UploadMismatch(DirectUploadError):
+    """The bytes received are not the ones declared (``size_mismatch``, ``checksum_mismatch``)."""
+
+
+class UploadClosed(DirectUploadError):
+    """The upload is already completed or failed (``upload_closed``), or has its bytes (``upload_exists``)."""
+
+    code = "upload_closed"
+
+
+class UploadFailed(DirectUploadError):
+    """Completing the upload failed, now or before: its object is deleted and the ticket closed.
+
+    ``code`` is the reason: ``size_mismatch``, ``checksum_mismatch``,
+    ``unsupported_file_type``, ``file_too_large``, ``upload_expired``, ...
+    """
+
+
 # --- the storage ------------------------------------------------------------
 
 
@@ -107,3 +155,7 @@ class StorageError(AttachmentError, OSError):
 
 class ObjectMissing(StorageError, FileNotFoundError):
     """The storage has no object under the identifiers a blob holds."""
+
+
+class ObjectExists(StorageError, FileExistsError):
+    """The storage already has an object under the name a write was to use; nothing was overwritten."""

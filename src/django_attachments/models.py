@@ -125,3 +125,87 @@ class Attachment(models.Model):
     def __str__(self) -> str:
         slot = f" [{self.name}]" if self.name else ""
         return f"{self.owner_type}:{self.owner_id}{slot} -> {self.blob_id}"
+
+
+class DirectUploadQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: str | None) -> DirectUploadQuerySet:
+        """Uploads of ``tenant``; ``None`` means every tenant (a trusted caller)."""
+        return self if tenant is None else self.filter(tenant=str(tenant))
+
+    def with_object_names(self, names: list[str]) -> DirectUploadQuerySet:
+        """Uploads whose reserved object (in its storage) has one of ``names``."""
+        return self.annotate(object_name=object_name()).filter(object_name__in=names)
+
+
+class DirectUpload(models.Model):
+    """A ticket for bytes a client sends straight to the storage, verified before a blob exists.
+
+    Created by :func:`django_attachments.services.start_upload` with the owner
+    already checked and an object name reserved by the server; completed by
+    :func:`~django_attachments.services.complete_upload`, which checks the
+    object's size, SHA-256 and sniffed type against what was declared. A
+    pending ticket's object is not stray; the purge removes expired tickets
+    with their objects.
+    """
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STATUS_CHOICES = [(PENDING, _("pending")), (COMPLETED, _("completed")), (FAILED, _("failed"))]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(_("status"), max_length=16, choices=STATUS_CHOICES, default=PENDING)
+    owner_type = models.CharField(_("owner type"), max_length=OWNER_TYPE_MAX_LENGTH)
+    owner_id = models.CharField(_("owner id"), max_length=OWNER_ID_MAX_LENGTH)
+    name = models.CharField(_("slot"), max_length=NAME_MAX_LENGTH, blank=True, default="")
+    description = models.TextField(_("description"), blank=True, default="")
+    tenant = models.CharField(_("tenant"), max_length=TENANT_MAX_LENGTH, blank=True, default="")
+    subject = models.CharField(_("subject"), max_length=SUBJECT_MAX_LENGTH, blank=True, default="")
+    filename = models.CharField(_("filename"), max_length=FILENAME_MAX_LENGTH)
+    declared_content_type = models.CharField(_("declared content type"), max_length=255, blank=True, default="")
+    size = models.PositiveBigIntegerField(_("declared size in bytes"))
+    checksum = models.CharField(_("declared SHA-256"), max_length=64, validators=[_sha256_hex])
+    storage = models.CharField(_("storage alias"), max_length=64)
+    storage_identifiers = models.JSONField(_("storage identifiers"), default=dict)
+    received_checksum = models.CharField(
+        _("received SHA-256"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("Computed by the server while it wrote the bytes itself (stores that cannot sign URLs)."),
+    )
+    error_code = models.CharField(_("error code"), max_length=64, blank=True, default="")
+    error = models.TextField(_("error"), blank=True, default="")
+    attachment = models.ForeignKey(
+        Attachment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("attachment"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    completed_at = models.DateTimeField(_("completed or failed at"), null=True, blank=True)
+
+    objects = DirectUploadQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("direct upload")
+        verbose_name_plural = _("direct uploads")
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="django_att_upload_expiry_idx"),
+            # The stray sweep keeps the objects of pending uploads.
+            models.Index("storage", object_name(), name="django_att_upload_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} -> {self.owner_type}:{self.owner_id} ({self.status})"

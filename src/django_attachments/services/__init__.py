@@ -14,8 +14,15 @@
 
     services.purge_orphans()                  # blobs nothing links to, past the grace period
     services.purge_strays()                   # objects no blob references, past the grace period
+    services.purge_uploads()                  # direct uploads never completed, past their expiry
     services.find_dangling(delete=True)       # links whose owner no longer resolves
     services.verify_blobs()                   # every blob's bytes still there, still the same
+
+    # Direct uploads: the client sends the bytes to the storage, the server verifies them.
+    started = services.start_upload(owner_type="plan_item", owner_id=pk, filename="scan.pdf",
+                                    size=n, checksum=sha256_hex, tenant=clinic_id, user=request.user)
+    ...  # the client PUTs the bytes to services.upload_target(started.upload)
+    attachment = services.complete_upload(started.upload.pk, tenant=clinic_id, user=request.user)
 
 Policy (see :mod:`django_attachments.policy`): an owner must resolve through
 its registered resolver, be in the caller's ``tenant`` (when one is given) and
@@ -33,23 +40,31 @@ from .attaching import (
     unlink_all_for_owner,
     update_attachment,
 )
-from .purging import PurgeResult, find_dangling, purge_orphans, purge_strays
+from .direct import StartedUpload, complete_upload, get_upload, receive_upload, start_upload, upload_target
+from .purging import PurgeResult, find_dangling, purge_orphans, purge_strays, purge_uploads
 from .verifying import VerifyResult, verify_blobs
 
 __all__ = [
     "PurgeResult",
+    "StartedUpload",
     "attach",
     "attachments_for",
     "blob_url",
+    "complete_upload",
     "find_dangling",
+    "get_upload",
     "link",
     "open_blob",
     "purge_orphans",
     "purge_strays",
+    "purge_uploads",
+    "receive_upload",
     "resolve_owner",
+    "start_upload",
     "unlink",
     "unlink_all_for_owner",
     "update_attachment",
+    "upload_target",
     "VerifyResult",
     "verify_blobs",
 ]

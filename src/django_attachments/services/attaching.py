@@ -8,7 +8,9 @@ if that row cannot be committed, so a failure leaves at most a stray object
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -83,67 +85,109 @@ def attach(
         link_args = dict(
             owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
         )
+        store = get_store(app_settings.STORAGE)
+        return store_deduplicated(
+            store,
+            lambda: store.save(
+                inspected.file,
+                size=inspected.size,
+                checksum=inspected.checksum,
+                content_type=inspected.content_type,
+            ),
+            checksum=inspected.checksum,
+            size=inspected.size,
+            content_type=inspected.content_type,
+            tenant=blob_tenant,
+            subject=blob_subject,
+            filename=safe_name,
+            metadata=metadata,
+            link_args=link_args,
+            discard_on_error=True,
+        )
+
+
+def store_deduplicated(
+    store: Any,
+    write: Callable[[], dict],
+    *,
+    checksum: str,
+    size: int,
+    content_type: str,
+    tenant: str,
+    subject: str,
+    filename: str,
+    metadata: dict,
+    link_args: dict,
+    discard_on_error: bool,
+) -> Attachment:
+    """Link the blob of (tenant, subject) with these bytes, or ``write()`` them and record a new one.
+
+    ``write`` puts the bytes in ``store`` and returns their identifiers; it is
+    called only when no blob has the checksum, and at most once. If a
+    concurrent upload of the same bytes commits its blob first, ours are
+    surplus: the winner's blob is linked and our object deleted once that
+    commits. ``discard_on_error`` deletes the written object when recording
+    fails (``attach``: the caller still has the file; a direct upload keeps
+    its object so the client can complete again).
+    """
+    written: dict | None = None
+    try:
         for _attempt in range(_MAX_ATTEMPTS):
             # Reuse: lock the existing blob so a concurrent purge cannot delete it
             # between this check and the new attachment's commit.
             with transaction.atomic():
                 blob = (
-                    Blob.objects.select_for_update()
-                    .filter(tenant=blob_tenant, subject=blob_subject, checksum=inspected.checksum)
-                    .first()
+                    Blob.objects.select_for_update().filter(tenant=tenant, subject=subject, checksum=checksum).first()
                 )
                 if blob is not None:
-                    return _link_locked(blob, **link_args)
-            attachment = _store_new_blob(
-                inspected,
-                tenant=blob_tenant,
-                subject=blob_subject,
-                filename=safe_name,
+                    attachment = _link_locked(blob, **link_args)
+            if blob is not None:
+                if written is not None and not _same_object(blob, written):
+                    transaction.on_commit(functools.partial(_discard, store, written))
+                return attachment
+            if written is None:
+                written = write()
+            attachment = _record_blob(
+                store,
+                written,
+                checksum=checksum,
+                size=size,
+                content_type=content_type,
+                tenant=tenant,
+                subject=subject,
+                filename=filename,
                 metadata=metadata,
                 link_args=link_args,
             )
             if attachment is not None:
                 return attachment
         raise AttachmentError("Could not store the file: the blob kept changing under concurrent updates; retry.")
-
-
-def _store_new_blob(
-    inspected: ingest.Inspected, *, tenant: str, subject: str, filename: str, metadata: dict, link_args: dict
-) -> Attachment | None:
-    """Write the bytes, then the blob and attachment rows; None if another upload won the race."""
-    store = get_store(app_settings.STORAGE)
-    identifiers = store.save(
-        inspected.file, size=inspected.size, checksum=inspected.checksum, content_type=inspected.content_type
-    )
-    try:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    blob = Blob.objects.create(
-                        checksum=inspected.checksum,
-                        size=inspected.size,
-                        content_type=inspected.content_type,
-                        filename=filename,
-                        storage=store.alias,
-                        storage_identifiers=identifiers,
-                        metadata=metadata,
-                        tenant=tenant,
-                        subject=subject,
-                    )
-            except IntegrityError:
-                if not Blob.objects.filter(tenant=tenant, subject=subject, checksum=inspected.checksum).exists():
-                    raise
-                # A concurrent upload of the same bytes committed first: ours are
-                # surplus. The caller retries and reuses the winner's blob.
-                _discard(store, identifiers)
-                return None
-            blob_created.send(sender=Blob, blob=blob)
-            attachment = _link_locked(blob, **link_args)
     except BaseException:
-        # The rows did not commit: the bytes must not outlive them.
-        _discard(store, identifiers)
+        if written is not None and discard_on_error:
+            # The rows did not commit: the bytes must not outlive them.
+            _discard(store, written)
         raise
-    return attachment
+
+
+def _same_object(blob: Blob, identifiers: dict) -> bool:
+    return blob.storage == identifiers.get("storage") and blob.storage_identifiers.get("name") == identifiers.get(
+        "name"
+    )
+
+
+def _record_blob(store: Any, identifiers: dict, *, link_args: dict, **fields: Any) -> Attachment | None:
+    """Insert the blob and its attachment; None if a concurrent upload of the same bytes won the race."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                blob = Blob.objects.create(**fields, storage=store.alias, storage_identifiers=identifiers)
+        except IntegrityError:
+            keys = {name: fields[name] for name in ("tenant", "subject", "checksum")}
+            if not Blob.objects.filter(**keys).exists():
+                raise
+            return None  # the caller reuses the winner's blob
+        blob_created.send(sender=Blob, blob=blob)
+        return _link_locked(blob, **link_args)
 
 
 def _discard(store: Any, identifiers: dict) -> None:

@@ -13,6 +13,11 @@
   leaves. Found by listing each storage and checking the names in batches.
   A fresh upload's object is younger than the grace period, and each batch is
   checked against the table right before it is deleted.
+- **Direct uploads**: tickets still pending after they expired lose their row,
+  then their object (unless a blob references it); completed and failed
+  tickets are kept for the grace period, so that a repeated completion is
+  answered from the record, then removed. A pending ticket's object is not
+  stray, whatever its age.
 - **Dangling links**: attachments whose owner no longer resolves (deleted by
   a bulk query or a cascade that sent no signal). Reported; removed on request.
 
@@ -35,7 +40,7 @@ from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, StorageError
-from ..models import Attachment, Blob
+from ..models import Attachment, Blob, DirectUpload
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
 from ..stores import StoredObject, get_store
@@ -200,9 +205,7 @@ def _aware(moment: datetime) -> datetime:
 
 def _sweep(store: Any, batch: list[StoredObject], result: PurgeResult, dry_run: bool, on_item: OnItem | None) -> None:
     names = [obj.name for obj in batch]
-    referenced = set(
-        Blob.objects.filter(storage=store.alias).with_object_names(names).values_list("object_name", flat=True)
-    )
+    referenced = _referenced(store.alias, names)
     strays = [obj for obj in batch if obj.name not in referenced]
     failed: set[str] = set()
     if strays and not dry_run:
@@ -217,6 +220,97 @@ def _sweep(store: Any, batch: list[StoredObject], result: PurgeResult, dry_run: 
         result.removed += 0 if dry_run else 1
         if on_item:
             on_item("stray", {"storage": store.alias, "name": obj.name, "size": obj.size})
+
+
+def _referenced(alias: str, names: list[str]) -> set[str]:
+    """Which of ``names`` (objects of storage ``alias``) a blob or a pending direct upload holds."""
+    blobs = Blob.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
+    pending = (
+        DirectUpload.objects.filter(storage=alias, status=DirectUpload.PENDING)
+        .with_object_names(names)
+        .values_list("object_name", flat=True)
+    )
+    return set(blobs) | set(pending)
+
+
+# -- direct uploads --------------------------------------------------------------
+
+
+def purge_uploads(
+    *,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    limit: int | None = None,
+    on_item: OnItem | None = None,
+) -> PurgeResult:
+    """Remove expired pending direct uploads with their objects, and closed ones past the grace period.
+
+    ``older_than`` overrides the grace period for closed tickets; a pending
+    ticket goes as soon as it expired (it can no longer be completed).
+    """
+    result = PurgeResult("uploads", dry_run=dry_run)
+    now = django_timezone.now()
+    expired = DirectUpload.objects.filter(status=DirectUpload.PENDING, expires_at__lt=now).order_by("expires_at", "pk")
+    closed = DirectUpload.objects.exclude(status=DirectUpload.PENDING).filter(completed_at__lt=_cutoff(older_than))
+    if dry_run:
+        for upload in (expired[:limit] if limit else expired).iterator(chunk_size=batch_size):
+            _count_upload(result, upload, on_item)
+        closed_count = closed.count()
+        result.found += closed_count if limit is None else min(closed_count, max(0, limit - result.found))
+        return result
+    lock = connection.features.has_select_for_update_skip_locked
+    while limit is None or result.found < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.found)
+        with transaction.atomic():
+            # A completion in progress holds its ticket's lock: skipped, not waited for.
+            batch = list((expired.select_for_update(skip_locked=True) if lock else expired)[:size])
+            if not batch:
+                break
+            # Deleted only if still pending and expired: a completion committed meanwhile keeps its ticket.
+            DirectUpload.objects.filter(
+                pk__in=[upload.pk for upload in batch], status=DirectUpload.PENDING, expires_at__lt=now
+            ).delete()
+        _delete_upload_objects(batch, result, on_item)
+    closed_ids = list(closed.values_list("pk", flat=True)[: None if limit is None else max(0, limit - result.found)])
+    for ids in _batches(closed_ids, batch_size):
+        deleted, _ = DirectUpload.objects.filter(pk__in=ids).delete()
+        result.found += deleted
+        result.removed += deleted
+    return result
+
+
+def _count_upload(result: PurgeResult, upload: DirectUpload, on_item: OnItem | None) -> None:
+    result.found += 1
+    if on_item:
+        on_item(
+            "upload",
+            {"id": str(upload.pk), "size": upload.size, "filename": upload.filename, "storage": upload.storage},
+        )
+
+
+def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_item: OnItem | None) -> None:
+    """The tickets are gone; delete their objects, except any a blob holds (never bytes under a row)."""
+    by_storage: dict[str, list[DirectUpload]] = {}
+    for upload in uploads:
+        by_storage.setdefault(upload.storage, []).append(upload)
+    for alias, group in by_storage.items():
+        names = [upload.storage_identifiers.get("name") for upload in group]
+        held = set(Blob.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True))
+        doomed = [upload for upload in group if upload.storage_identifiers.get("name") not in held]
+        failed: set[str] = set()
+        try:
+            failures = get_store(alias).delete_many([upload.storage_identifiers for upload in doomed])
+            failed = {failure.name for failure in failures}
+            result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
+        except Exception as exc:  # the objects (if any were sent) are stray now
+            logger.exception("Could not delete the objects of %d expired uploads from storage %r", len(doomed), alias)
+            failed = {upload.storage_identifiers.get("name") for upload in doomed}
+            result.failures.append(f"storage {alias!r}: {exc}")
+        for upload in group:
+            _count_upload(result, upload, on_item)
+            if upload.storage_identifiers.get("name") not in failed:
+                result.removed += 1
 
 
 # -- dangling links ------------------------------------------------------------

@@ -26,7 +26,7 @@ from django.core.files.storage import FileSystemStorage, InvalidStorageError, st
 from django.core.signals import setting_changed
 
 from ..exceptions import AttachmentsImproperlyConfigured
-from .base import BaseStore, DeleteFailure, Identifiers, RangeReader, StoredObject
+from .base import BaseStore, DeleteFailure, Identifiers, ObjectStat, RangeReader, StoredObject, UploadTarget
 from .storage_api import FileSystemStore, StorageAPIStore
 
 __all__ = [
@@ -34,9 +34,11 @@ __all__ = [
     "DeleteFailure",
     "FileSystemStore",
     "Identifiers",
+    "ObjectStat",
     "RangeReader",
     "StorageAPIStore",
     "StoredObject",
+    "UploadTarget",
     "get_store",
     "register_adapter",
     "unregister_adapter",

@@ -38,6 +38,29 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class ObjectStat:
+    """What a store says about one object without reading it (:meth:`BaseStore.stat`).
+
+    ``checksum`` is a SHA-256 (hex) of the whole object that the backend
+    computed itself, or None where it reports none. ``identifiers`` are the
+    object's identifiers, completed with what the backend knows (ETag, version).
+    """
+
+    size: int
+    checksum: str | None
+    identifiers: Identifiers
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how a client sends an object's bytes itself (:meth:`BaseStore.upload_target`)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
 class DeleteFailure:
     """An object :meth:`BaseStore.delete_many` could not delete, and why."""
 
@@ -106,6 +129,10 @@ class BaseStore:
 
     #: Whether :meth:`url` can return a signed, expiring URL.
     can_sign_urls = False
+    #: Whether :meth:`upload_target` can hand clients a signed URL to send bytes to.
+    can_sign_uploads = False
+    #: The largest object :meth:`upload_target` can take (None: no limit of its own).
+    max_upload_target_size: int | None = None
 
     def __init__(self, alias: str, storage: Storage) -> None:
         self.alias = alias
@@ -137,16 +164,37 @@ class BaseStore:
         """The minimal identifiers of an object known only by name (for listings)."""
         return {"storage": self.alias, "name": name}
 
+    def reserve(self) -> Identifiers:
+        """Identifiers for a fresh object name that a direct upload will write to."""
+        return self.identifiers_for(self.new_name())
+
     # -- the contract ------------------------------------------------------------
 
-    def save(self, content: File, *, size: int, checksum: str, content_type: str) -> Identifiers:
-        """Write ``content`` (positioned at 0) under a new name; never overwrite.
+    def save(
+        self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
+    ) -> Identifiers:
+        """Write ``content`` (positioned at 0) under a new name, or ``name`` (one :meth:`reserve` gave).
 
-        ``size``, ``checksum`` (SHA-256 hex) and ``content_type`` were computed
-        by the caller from the same bytes; stores that can have the backend
-        verify the transfer use them.
+        Never overwrites: raises :class:`~django_attachments.exceptions.ObjectExists`
+        when ``name`` is taken. ``size``, ``checksum`` (SHA-256 hex) and
+        ``content_type`` were computed by the caller from the same bytes;
+        stores that can have the backend verify the transfer use them.
         """
         raise NotImplementedError(".save() must be overridden.")
+
+    def stat(self, identifiers: Identifiers) -> ObjectStat:
+        """The object's size (and checksum, where the backend computed one); ObjectMissing if absent."""
+        raise NotImplementedError(".stat() must be overridden.")
+
+    def upload_target(self, identifiers: Identifiers, *, size: int, checksum: str, expires: int) -> UploadTarget | None:
+        """A signed request a client can send the object's bytes with, or None where the store cannot sign.
+
+        The request must be bound to the reserved name, to exactly ``size``
+        bytes and, where the backend verifies checksums, to ``checksum``; it
+        must not overwrite an existing object, and it is valid for ``expires``
+        seconds.
+        """
+        return None
 
     def open(self, identifiers: Identifiers, *, start: int = 0, end: int | None = None) -> RangeReader:
         """Stream the object's bytes from ``start`` to ``end`` inclusive (all by default).

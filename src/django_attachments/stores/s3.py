@@ -10,7 +10,11 @@ to the bucket with the storage's boto3 client so that it can:
   boto3's default transfer buffer far more);
 - stream downloads and byte ranges from the response body instead of reading
   whole objects into memory, as ``S3File`` does;
-- delete in batches of 1,000 keys per ``DeleteObjects`` request.
+- delete in batches of 1,000 keys per ``DeleteObjects`` request;
+- hand clients a presigned PUT (SigV4) for direct uploads that binds the key,
+  the exact size (``Content-Length``), the SHA-256 (``x-amz-checksum-sha256``,
+  which S3 checks against the body) and ``If-None-Match: *`` (no overwrite);
+- report the SHA-256 S3 computed for an object written in one PUT.
 
 Identifiers: ``storage``, ``name``, ``bucket``, ``key``, ``region``, ``etag``,
 and ``version_id`` when the bucket is versioned.
@@ -29,8 +33,17 @@ from django.core.files import File
 from storages.utils import clean_name
 
 from ..conf import app_settings
-from ..exceptions import ObjectMissing, StorageError
-from .base import BaseStore, DeleteFailure, Identifiers, RangeReader, StoredObject, wrap_errors
+from ..exceptions import ObjectExists, ObjectMissing, StorageError
+from .base import (
+    BaseStore,
+    DeleteFailure,
+    Identifiers,
+    ObjectStat,
+    RangeReader,
+    StoredObject,
+    UploadTarget,
+    wrap_errors,
+)
 
 #: Files up to this size go up in one PutObject request; larger ones in parts.
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
@@ -40,6 +53,8 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS_IN_FLIGHT = 2
 #: DeleteObjects accepts at most this many keys per request.
 DELETE_BATCH = 1000
+#: The largest object one PutObject request may carry.
+MAX_PUT_SIZE = 5 * 1024**3
 
 
 def _b64(hex_digest: str) -> str:
@@ -56,6 +71,9 @@ def _status(exc: ClientError) -> int:
 
 class S3Store(BaseStore):
     can_sign_urls = True
+    can_sign_uploads = True
+    max_upload_target_size = MAX_PUT_SIZE
+    _presigner: Any = None
 
     @property
     def client(self) -> Any:
@@ -75,10 +93,16 @@ class S3Store(BaseStore):
             return key[len(location) + 1 :]
         return key
 
+    def reserve(self) -> Identifiers:
+        name = self.new_name()
+        return {"storage": self.alias, "name": name, "bucket": self.bucket, "key": self.key_of(name)}
+
     # -- write -------------------------------------------------------------------
 
-    def save(self, content: File, *, size: int, checksum: str, content_type: str) -> Identifiers:
-        name = self.new_name()
+    def save(
+        self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
+    ) -> Identifiers:
+        name = name or self.new_name()
         key = self.key_of(name)
         params = self.storage.get_object_parameters(name)
         params["ContentType"] = content_type
@@ -101,6 +125,8 @@ class S3Store(BaseStore):
             else:
                 response = self._multipart_upload(key, source, params)
         except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                raise ObjectExists(f"Storage {self.alias!r} already has an object {key!r}.") from exc
             raise wrap_errors("write", name, exc) from exc
         identifiers: Identifiers = {
             "storage": self.alias,
@@ -162,6 +188,79 @@ class S3Store(BaseStore):
             ChecksumSHA256=digest,
         )
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": digest}
+
+    # -- direct uploads ------------------------------------------------------------
+
+    @property
+    def presigner(self) -> Any:
+        """A client that signs with SigV4, whatever the storage's signature version.
+
+        SigV4 query signing binds the request's headers (size, checksum,
+        If-None-Match); the older scheme would leave them unsigned.
+        """
+        if self._presigner is None:
+            from botocore.config import Config
+
+            storage = self.storage
+            self._presigner = storage._create_session().client(
+                "s3",
+                region_name=storage.region_name,
+                use_ssl=storage.use_ssl,
+                endpoint_url=storage.endpoint_url,
+                config=storage.client_config.merge(Config(signature_version="s3v4")),
+                verify=storage.verify,
+            )
+        return self._presigner
+
+    def upload_target(self, identifiers: Identifiers, *, size: int, checksum: str, expires: int) -> UploadTarget:
+        params = self._object_params(identifiers)
+        params.pop("VersionId", None)
+        name = self.name_of(identifiers)
+        extra = self.storage.get_object_parameters(name)
+        extra.pop("ContentType", None)  # the client's type is not ours to pin; the sniffed one is recorded
+        if self.storage.default_acl and "ACL" not in extra:
+            extra["ACL"] = self.storage.default_acl
+        params.update(extra, ContentLength=size, ChecksumSHA256=_b64(checksum), IfNoneMatch="*")
+        url = self.presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=int(expires))
+        return UploadTarget(method="PUT", url=url, headers=self._headers_of("PutObject", params))
+
+    def _headers_of(self, operation: str, params: dict[str, Any]) -> dict[str, str]:
+        """The HTTP headers botocore serialises ``params`` to: what a presigned request signs."""
+        members = self.presigner.meta.service_model.operation_model(operation).input_shape.members
+        headers: dict[str, str] = {}
+        for param, value in params.items():
+            serialization = members[param].serialization
+            if serialization.get("location") == "header":
+                headers[serialization["name"]] = str(value)
+            elif serialization.get("location") == "headers":  # Metadata: a prefix per key
+                headers.update({f"{serialization['name']}{key}": str(v) for key, v in value.items()})
+        return headers
+
+    def stat(self, identifiers: Identifiers) -> ObjectStat:
+        params = self._object_params(identifiers)
+        try:
+            response = self.client.head_object(**params, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if _status(exc) == 404:
+                raise ObjectMissing(f"Storage {self.alias!r} has no object {params['Key']!r}.") from exc
+            raise wrap_errors("inspect", params["Key"], exc) from exc
+        checksum = None
+        reported = response.get("ChecksumSHA256")
+        # A composite checksum (a multipart upload's, "…-N") is not the object's SHA-256.
+        if reported and response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT" and "-" not in reported:
+            checksum = base64.b64decode(reported).hex()
+        completed: Identifiers = {
+            "storage": self.alias,
+            "name": self.name_of(identifiers),
+            "bucket": params["Bucket"],
+            "key": params["Key"],
+            "region": self.client.meta.region_name,
+            "etag": str(response.get("ETag", "")).strip('"'),
+        }
+        version = response.get("VersionId") or params.get("VersionId")
+        if version and version != "null":
+            completed["version_id"] = version
+        return ObjectStat(size=int(response["ContentLength"]), checksum=checksum, identifiers=completed)
 
     # -- read --------------------------------------------------------------------
 

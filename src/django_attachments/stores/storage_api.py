@@ -17,26 +17,45 @@ from datetime import datetime, timezone
 from django.core.files import File
 
 from ..conf import app_settings
-from ..exceptions import ObjectMissing
-from .base import BaseStore, Identifiers, RangeReader, StoredObject, wrap_errors
+from ..exceptions import ObjectExists, ObjectMissing
+from .base import BaseStore, Identifiers, ObjectStat, RangeReader, StoredObject, wrap_errors
 
 
 class StorageAPIStore(BaseStore):
     """A store over any Django storage, through its public API only."""
 
-    def save(self, content: File, *, size: int, checksum: str, content_type: str) -> Identifiers:
-        name = self.new_name()
+    def save(
+        self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
+    ) -> Identifiers:
+        reserved = name
+        name = name or self.new_name()
         if not isinstance(content, File):
             content = File(content)
         if content.seekable():
             content.seek(0)
+        if reserved is not None and self.storage.exists(name):
+            raise ObjectExists(f"Storage {self.alias!r} already has an object {name!r}.")
         try:
             # Storage.save() never overwrites: on a name clash it picks another
             # name (get_available_name), which is why the returned name is kept.
             saved_name = self.storage.save(name, content)
         except Exception as exc:
             raise wrap_errors("write", name, exc) from exc
+        if reserved is not None and saved_name != reserved:
+            # Another writer took the reserved name between the check and the save.
+            self.delete({"storage": self.alias, "name": saved_name})
+            raise ObjectExists(f"Storage {self.alias!r} already has an object {name!r}.")
         return {"storage": self.alias, "name": saved_name}
+
+    def stat(self, identifiers: Identifiers) -> ObjectStat:
+        name = self.name_of(identifiers)
+        try:
+            size = self.storage.size(name)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"Storage {self.alias!r} has no object {name!r}.") from exc
+        except Exception as exc:
+            raise wrap_errors("inspect", name, exc) from exc
+        return ObjectStat(size=size, checksum=None, identifiers={"storage": self.alias, "name": name})
 
     def open(self, identifiers: Identifiers, *, start: int = 0, end: int | None = None) -> RangeReader:
         name = self.name_of(identifiers)

@@ -1,0 +1,425 @@
+"""Direct uploads: the client sends the bytes to the storage itself; the server verifies them.
+
+1. :func:`start_upload` checks the owner and the declared size, checksum and
+   type exactly as :func:`~.attaching.attach` would. If the tenant already
+   holds those bytes for the owner's subject, the attachment is made at once
+   and no upload is needed. Otherwise it records a :class:`DirectUpload`
+   ticket with an object name the *server* chose; :func:`upload_target` signs
+   a request for it (a presigned S3 PUT bound to that key, the exact size,
+   the SHA-256 and no-overwrite) where the store can sign one.
+2. The client sends the bytes there; where the store cannot sign (local
+   disk), the API accepts them itself and hands them to :func:`receive_upload`,
+   which streams them into the reserved object, hashing them on the way.
+3. :func:`complete_upload` checks the object before any blob exists: it is
+   there, has the declared size and SHA-256 (the store's own checksum where
+   it computed one, else the object streamed through the hash), and its
+   sniffed type (from a ranged read of its first bytes) is allowed. Then the
+   usual deduplicated blob + attachment. On any mismatch the object is
+   deleted and the ticket fails; completing again answers the same.
+
+Objects of pending tickets are not stray; :func:`purge_expired_uploads`
+removes tickets past their expiry with their objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass
+from typing import IO, Any
+from uuid import UUID
+
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from .. import ingest
+from ..conf import app_settings
+from ..exceptions import (
+    AttachmentError,
+    AttachmentsImproperlyConfigured,
+    ContentTypeNotAllowed,
+    EmptyFile,
+    FileTooLarge,
+    InvalidFile,
+    InvalidValue,
+    ObjectExists,
+    ObjectMissing,
+    OwnerMismatch,
+    OwnerNotFound,
+    UploadClosed,
+    UploadExpired,
+    UploadFailed,
+    UploadMismatch,
+    UploadMissing,
+    UploadNotFound,
+)
+from ..filenames import sanitize_filename
+from ..models import Attachment, Blob, DirectUpload
+from ..policy import clean_text, owner_key, resolve_owner, size_limit
+from ..stores import Identifiers, UploadTarget, get_store
+from ..uploadhandlers import Hasher
+from .attaching import _discard, _link_locked, _user_or_none, store_deduplicated
+
+logger = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class StartedUpload:
+    """What :func:`start_upload` decided: an attachment made at once, or a ticket to send bytes for."""
+
+    attachment: Attachment | None
+    upload: DirectUpload | None
+
+
+def _now() -> Any:
+    return timezone.now()
+
+
+# -- 1. start ------------------------------------------------------------------
+
+
+def start_upload(
+    *,
+    owner_type: str,
+    owner_id: Any,
+    filename: str,
+    size: int,
+    checksum: str,
+    name: str = "",
+    description: str = "",
+    content_type: str | None = None,
+    tenant: Any = None,
+    user: Any = None,
+) -> StartedUpload:
+    """Check a direct upload before any byte is sent; attach known bytes at once, else open a ticket.
+
+    Raises what :func:`~.attaching.attach` raises for the owner, slot, size
+    (the declared one) and type (the declared one, when given: the sniffed
+    type is checked again on completion), and UploadMismatch when known bytes
+    with that checksum have another size.
+    """
+    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+    owner_id = owner.id  # canonical: see policy.resolve_owner
+    name, description = clean_text(spec, name, description)
+    blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
+    blob_subject = owner_key(owner.subject, "subject", owner_type)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidValue(f"size must be a whole number of bytes, not {size!r}.", field="size")
+    if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
+        raise InvalidValue("checksum must be a SHA-256 digest in hexadecimal (64 characters).", field="checksum")
+    checksum = checksum.lower()
+    if not isinstance(filename, str):
+        raise InvalidValue("filename must be a string.", field="filename")
+    declared_type = (content_type or "").split(";", 1)[0].strip().lower()
+    ingest.check_size(size, size_limit(spec))
+    if size == 0 and not app_settings.ALLOW_EMPTY_FILES:
+        raise EmptyFile("The file is empty.")
+    if size and declared_type:  # refuse early what the sniffed type will refuse anyway
+        ingest.check_content_type(declared_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+    user = _user_or_none(user)
+
+    with transaction.atomic():
+        # Known bytes: link them now (locked, so a purge cannot take the blob meanwhile).
+        blob = (
+            Blob.objects.select_for_update().filter(tenant=blob_tenant, subject=blob_subject, checksum=checksum).first()
+        )
+        if blob is not None:
+            if blob.size != size:
+                raise UploadMismatch(
+                    f"A file with this checksum has {blob.size} bytes, not {size}.", code="size_mismatch"
+                )
+            if blob.size:
+                ingest.check_content_type(
+                    blob.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
+                )
+            attachment = _link_locked(
+                blob, owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=user
+            )
+            return StartedUpload(attachment=attachment, upload=None)
+
+    store = get_store(app_settings.STORAGE)
+    if store.max_upload_target_size is not None and size > store.max_upload_target_size and store.can_sign_uploads:
+        raise FileTooLarge(
+            f"Direct uploads to this storage take at most {store.max_upload_target_size} bytes; "
+            "upload larger files through the API.",
+            limit=store.max_upload_target_size,
+        )
+    upload = DirectUpload.objects.create(
+        owner_type=owner_type,
+        owner_id=owner_id,
+        name=name,
+        description=description,
+        tenant=blob_tenant,
+        subject=blob_subject,
+        filename=sanitize_filename(filename),
+        declared_content_type=declared_type[:255],
+        size=size,
+        checksum=checksum,
+        storage=store.alias,
+        storage_identifiers=store.reserve(),
+        created_by=user,
+        expires_at=_now() + app_settings.UPLOAD_EXPIRY,
+    )
+    return StartedUpload(attachment=None, upload=upload)
+
+
+def upload_target(upload: DirectUpload) -> UploadTarget | None:
+    """The signed request the client sends the bytes with, or None where the store cannot sign.
+
+    Valid until the ticket expires.
+    """
+    store = get_store(upload.storage)
+    if not store.can_sign_uploads:
+        return None
+    remaining = max(1, int((upload.expires_at - _now()).total_seconds()))
+    return store.upload_target(
+        upload.storage_identifiers, size=upload.size, checksum=upload.checksum, expires=remaining
+    )
+
+
+def get_upload(upload_id: Any, *, tenant: Any = None) -> DirectUpload:
+    """The ticket, as seen from ``tenant``: UploadNotFound for another tenant's, as for none."""
+    upload = DirectUpload.objects.for_tenant(tenant).filter(pk=_upload_id(upload_id)).first()
+    if upload is None:
+        raise UploadNotFound(f"No upload with id '{upload_id}'.")
+    return upload
+
+
+def _upload_id(upload_id: Any) -> UUID:
+    try:
+        return upload_id if isinstance(upload_id, UUID) else UUID(str(upload_id))
+    except ValueError:
+        raise UploadNotFound(f"No upload with id '{upload_id}'.") from None
+
+
+# -- 2. receive (stores that cannot sign) --------------------------------------
+
+
+def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> None:
+    """Write ``length`` bytes from ``stream`` into the upload's reserved object, hashing them on the way.
+
+    For stores that cannot sign an upload URL; the API's own upload URL calls
+    this. Memory stays at one chunk: the bytes go through a temporary file,
+    which local disk then moves into place. Nothing is checked against the
+    declaration here beyond the size bound (complete does that, the same for
+    every store); a body longer than declared is refused before it is read.
+    """
+    if upload.status != DirectUpload.PENDING:
+        raise UploadClosed(f"This upload is {upload.status}; it takes no more bytes.")
+    if upload.expires_at <= _now():
+        raise UploadExpired("This upload has expired; start a new one.")
+    if length > upload.size:
+        raise FileTooLarge(
+            f"The body of {length} bytes is larger than the {upload.size} bytes declared.", limit=upload.size
+        )
+    store = get_store(upload.storage)
+    if store.exists(upload.storage_identifiers):
+        raise UploadClosed("The bytes of this upload were already received; complete it.", code="upload_exists")
+    hasher = Hasher(0)
+    with TemporaryUploadedFile("upload", "application/octet-stream", length, None) as spool:
+        remaining = length
+        while remaining:
+            try:
+                chunk = stream.read(min(app_settings.CHUNK_SIZE, remaining))
+            except OSError as exc:
+                raise InvalidFile(f"Could not read the body: {exc}") from exc
+            if not chunk:
+                break
+            hasher.update(chunk)
+            spool.write(chunk)
+            remaining -= len(chunk)
+        digest = hasher.digest()
+        if digest.size != length:
+            raise InvalidFile(f"The body ended after {digest.size} of its {length} bytes; nothing was kept.")
+        spool.flush()
+        try:
+            identifiers = store.save(
+                spool,
+                size=digest.size,
+                checksum=digest.checksum,
+                content_type="application/octet-stream",
+                name=store.name_of(upload.storage_identifiers),
+            )
+        except ObjectExists:
+            raise UploadClosed(
+                "The bytes of this upload were already received; complete it.", code="upload_exists"
+            ) from None
+    # Recorded only while the ticket is open; a ticket closed meanwhile leaves our object stray.
+    updated = DirectUpload.objects.filter(pk=upload.pk, status=DirectUpload.PENDING).update(
+        received_checksum=digest.checksum
+    )
+    if not updated:
+        _discard(store, identifiers)
+        raise UploadClosed("This upload was closed while its bytes arrived; nothing was kept.")
+
+
+# -- 3. complete -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verified:
+    size: int
+    checksum: str
+    content_type: str
+    identifiers: Identifiers
+
+
+def failure_code(exc: AttachmentError) -> str:
+    """The word a failed ticket records for ``exc`` (the API's error code for it)."""
+    if isinstance(exc, (UploadFailed, UploadMismatch, UploadExpired)):
+        return exc.code
+    if isinstance(exc, ContentTypeNotAllowed):
+        return "unsupported_file_type"
+    if isinstance(exc, FileTooLarge):
+        return "file_too_large"
+    if isinstance(exc, OwnerNotFound):
+        return "owner_not_found"
+    if isinstance(exc, OwnerMismatch):
+        return "owner_mismatch"
+    if isinstance(exc, EmptyFile):
+        return "invalid_file"
+    return "upload_failed"
+
+
+def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> Attachment:
+    """Verify the upload's object and record it: the attachment (``was_created`` tells if new).
+
+    Raises UploadNotFound; UploadMissing while no bytes have arrived (the
+    ticket stays open); UploadFailed when they are not what was declared, the
+    type is refused, the owner is gone or the ticket expired (the object is
+    deleted, the ticket closed, and completing again raises the same). A
+    completed ticket answers its attachment again.
+    """
+    pk = _upload_id(upload_id)
+    failure: UploadFailed | None = None
+    with transaction.atomic():
+        # The row lock makes a second completion of the same ticket wait, then answer from the first.
+        upload = DirectUpload.objects.select_for_update().for_tenant(tenant).filter(pk=pk).first()
+        if upload is None:
+            raise UploadNotFound(f"No upload with id '{upload_id}'.")
+        if upload.status == DirectUpload.COMPLETED:
+            return _completed(upload)
+        if upload.status == DirectUpload.FAILED:
+            raise UploadFailed(upload.error, code=upload.error_code)
+        store = get_store(upload.storage)
+        try:
+            if upload.expires_at <= _now():
+                raise UploadExpired("This upload expired before it was completed; start a new one.")
+            spec, owner = resolve_owner(upload.owner_type, upload.owner_id, tenant=tenant)
+            if owner_key(owner.tenant, "tenant", upload.owner_type) != upload.tenant or (
+                owner_key(owner.subject, "subject", upload.owner_type) != upload.subject
+            ):
+                raise OwnerMismatch(
+                    f"The {upload.owner_type} {upload.owner_id!r} changed tenant or subject since the upload began."
+                )
+            verified = _verify(store, upload, spec)
+        except (UploadMissing, AttachmentsImproperlyConfigured):
+            raise  # nothing to undo: the ticket stays open
+        except AttachmentError as exc:
+            if isinstance(exc, OSError):  # a storage failure: the client may retry
+                raise
+            failure = UploadFailed(str(exc), code=failure_code(exc))
+            upload.status, upload.error_code, upload.error = DirectUpload.FAILED, failure.code, str(exc)
+            upload.completed_at = _now()
+            upload.save(update_fields=["status", "error_code", "error", "completed_at"])
+            transaction.on_commit(functools.partial(_discard, store, upload.storage_identifiers))
+        else:
+            attachment = store_deduplicated(
+                store,
+                lambda: verified.identifiers,
+                checksum=verified.checksum,
+                size=verified.size,
+                content_type=verified.content_type,
+                tenant=upload.tenant,
+                subject=upload.subject,
+                filename=upload.filename,
+                metadata={
+                    "declared_content_type": upload.declared_content_type or None,
+                    "direct_upload": str(upload.pk),
+                },
+                link_args=dict(
+                    owner_type=upload.owner_type,
+                    owner_id=upload.owner_id,
+                    name=upload.name,
+                    description=upload.description,
+                    user=_user_or_none(user) or upload.created_by,
+                ),
+                discard_on_error=False,
+            )
+            upload.status, upload.attachment, upload.completed_at = DirectUpload.COMPLETED, attachment, _now()
+            upload.save(update_fields=["status", "attachment", "completed_at"])
+            return attachment
+    raise failure
+
+
+def _completed(upload: DirectUpload) -> Attachment:
+    attachment = upload.attachment
+    if attachment is None:
+        raise UploadClosed("This upload was completed, but its attachment has since been removed.")
+    attachment.was_created = False
+    return attachment
+
+
+def _verify(store: Any, upload: DirectUpload, spec: Any) -> _Verified:
+    """Check the object against the ticket: exists, size, SHA-256, sniffed type."""
+    try:
+        stat = store.stat(upload.storage_identifiers)
+    except ObjectMissing:
+        raise UploadMissing(
+            "No bytes have arrived for this upload yet; send them to its URL, then complete it."
+        ) from None
+    if stat.size != upload.size:
+        raise UploadMismatch(
+            f"The storage holds {stat.size} bytes for this upload; {upload.size} were declared.", code="size_mismatch"
+        )
+    ingest.check_size(stat.size, size_limit(spec))
+    if stat.size == 0 and not app_settings.ALLOW_EMPTY_FILES:
+        raise EmptyFile("The file is empty.")
+    # A checksum the backend computed itself (S3 checks the signed one against the
+    # body), or the one taken while the API wrote the bytes: then only the head is read.
+    known = stat.checksum or upload.received_checksum or None
+    try:
+        if known is not None:
+            head = _read_head(store, stat.identifiers, stat.size)
+            checksum, size = known, stat.size
+        else:
+            checksum, size, head = _hash_object(store, stat.identifiers)
+    except ObjectMissing:
+        raise UploadMissing("The bytes of this upload vanished while they were being checked.") from None
+    if size != upload.size:
+        raise UploadMismatch(
+            f"The storage holds {size} bytes for this upload; {upload.size} were declared.", code="size_mismatch"
+        )
+    if checksum != upload.checksum:
+        raise UploadMismatch(
+            f"The bytes received have SHA-256 {checksum}, not the {upload.checksum} declared.",
+            code="checksum_mismatch",
+        )
+    content_type = ingest.sniff(head)
+    if size:
+        ingest.check_content_type(content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+    return _Verified(size=size, checksum=checksum, content_type=content_type, identifiers=stat.identifiers)
+
+
+def _read_head(store: Any, identifiers: Identifiers, size: int) -> bytes:
+    if size == 0:
+        return b""
+    end = min(size, app_settings.SNIFF_BYTES) - 1
+    head = bytearray()
+    with store.open(identifiers, start=0, end=end) as stream:
+        for chunk in stream.chunks():
+            head += chunk
+    return bytes(head)
+
+
+def _hash_object(store: Any, identifiers: Identifiers) -> tuple[str, int, bytes]:
+    hasher = Hasher(app_settings.SNIFF_BYTES)
+    with store.open(identifiers) as stream:
+        for chunk in stream.chunks():
+            hasher.update(chunk)
+    digest = hasher.digest()
+    return digest.checksum, digest.size, digest.head
