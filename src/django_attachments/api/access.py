@@ -13,7 +13,10 @@ from typing import Any
 from rest_framework.exceptions import NotFound, PermissionDenied
 
 from ..conf import app_settings
-from ..registry import Owner, OwnerSpec
+from ..exceptions import OwnerNotFound, UnknownOwnerType
+from ..policy import resolve_owner
+from ..registry import Owner, OwnerSpec, attachment_registry
+from .errors import to_api_error
 
 
 def tenant_for(request: Any) -> str | None:
@@ -46,3 +49,37 @@ def check_attach(request: Any, spec: OwnerSpec, owner: Owner, not_found: Excepti
     check_view(request, spec, owner, not_found)
     if spec.can_attach is not None and not spec.can_attach(request, owner):
         raise PermissionDenied("You may not change the files of this owner.", code="attach_denied")
+
+
+def check_owner(request: Any, owner_type: str, owner_id: str, *, change: bool, missing_ok: bool = False) -> None:
+    """Ask the owner type's hooks about an existing link or ticket, if it has any.
+
+    A vanished owner is not found (or, with ``missing_ok``, left for the
+    caller to handle). Owner types no longer registered have no hooks to ask.
+    """
+    try:
+        spec = attachment_registry.get(owner_type)
+    except UnknownOwnerType:
+        return
+    if spec.can_view is None and (spec.can_attach is None or not change):
+        return
+    try:
+        _, owner = resolve_owner(owner_type, owner_id, tenant=tenant_for(request))
+    except OwnerNotFound:
+        if missing_ok:
+            return
+        raise NotFound() from None
+    (check_attach if change else check_view)(request, spec, owner)
+
+
+def authorize_attach(request: Any, owner_type: str, owner_id: str) -> str | None:
+    """Check the caller may attach files to the owner; return the caller's tenant.
+
+    An owner the caller may not even view is "not found", with the same body
+    as one that does not exist.
+    """
+    tenant = tenant_for(request)
+    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+    hidden = to_api_error(OwnerNotFound(f"No {spec.owner_type} with id {owner_id!r}."))
+    check_attach(request, spec, owner, not_found=hidden)
+    return tenant

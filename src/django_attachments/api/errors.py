@@ -38,6 +38,26 @@ class StorageUnavailable(exceptions.APIException):
     default_code = "storage_unavailable"
 
 
+#: HTTP status of a direct upload's failure, by its code; 400 for the others.
+UPLOAD_STATUS = {
+    "upload_expired": status.HTTP_410_GONE,
+    "upload_closed": status.HTTP_409_CONFLICT,
+    "upload_exists": status.HTTP_409_CONFLICT,
+    "unsupported_file_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+}
+
+
+class UploadError(exceptions.APIException):
+    """A direct upload that cannot go on; the status follows its code (see UPLOAD_STATUS)."""
+
+    default_code = "upload_failed"
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail, code)
+        self.status_code = UPLOAD_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
+
+
 def _field_error(field: str, exc: Exception, code: str) -> exceptions.ValidationError:
     return exceptions.ValidationError({field: [exceptions.ErrorDetail(str(exc), code=code)]})
 
@@ -50,6 +70,10 @@ def to_api_error(exc: errors.AttachmentError) -> exceptions.APIException:
         return _field_error("owner_id", exc, "owner_not_found")
     if isinstance(exc, errors.OwnerMismatch):
         return _field_error("owner_id", exc, "owner_mismatch")
+    if isinstance(exc, errors.UploadNotFound):
+        return exceptions.NotFound(str(exc), code="upload_not_found")
+    if isinstance(exc, errors.DirectUploadError):
+        return UploadError(str(exc), exc.code)
     if isinstance(exc, errors.BlobNotFound):
         return exceptions.NotFound(str(exc), code="blob_not_found")
     if isinstance(exc, errors.FileTooLarge):

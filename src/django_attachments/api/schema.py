@@ -50,7 +50,9 @@ def _errors(*statuses: int) -> dict[int, Any]:
         400: "Invalid input; the body names the field.",
         401: "Not authenticated.",
         403: "Not allowed (permission, no tenant, or the owner type's can_attach hook).",
-        404: "No such attachment or blob in the caller's tenant.",
+        404: "No such attachment, blob or upload in the caller's tenant.",
+        409: "The upload is closed, or its bytes were already received.",
+        410: "The upload expired.",
         413: "The file is larger than the upload limit.",
         415: "The sniffed content type is not allowed.",
         503: "The storage is unavailable.",
@@ -121,6 +123,51 @@ def describe(viewset: type[T]) -> type[T]:
                 304: OpenApiResponse(description="Not modified (If-None-Match)."),
                 416: OpenApiResponse(description="Range not satisfiable."),
                 **_errors(401, 403, 404, 503),
+            },
+        ),
+    )(viewset)
+
+
+def describe_uploads(viewset: type[T]) -> type[T]:
+    """Attach the OpenAPI description to the direct-uploads viewset."""
+    if extend_schema_view is None:
+        return viewset
+    from .serializers import DirectUploadSerializer, StartedUploadSerializer, StartUploadSerializer
+
+    return extend_schema_view(
+        create=extend_schema(
+            summary="Start a direct upload: the bytes go to the storage, not through this server",
+            description=(
+                "Declare the file (size, SHA-256, filename) for an owner. The owner, size and declared type are "
+                "checked as for an upload. If the caller's tenant already holds these bytes for the owner's "
+                "subject, the attachment is made at once (`upload` is null). Otherwise `upload` says where and "
+                "how to send the bytes (`method`, `url`, `headers`: send every header as given) and where to "
+                "complete. 201 when something new was made, 200 when the attachment already existed."
+            ),
+            request={"application/json": StartUploadSerializer},
+            responses={
+                201: StartedUploadSerializer,
+                200: StartedUploadSerializer,
+                **_errors(400, 401, 403, 404, 413, 415),
+            },
+        ),
+        retrieve=extend_schema(
+            summary="One direct upload (ticket)", responses={200: DirectUploadSerializer, **_errors(401, 403, 404)}
+        ),
+        complete=extend_schema(
+            summary="Complete a direct upload: the server checks the bytes, then attaches them",
+            description=(
+                "The object must exist and have the declared size and SHA-256, and its sniffed type must be "
+                "allowed. On a mismatch the object is deleted and the upload fails (`code`: size_mismatch, "
+                "checksum_mismatch, unsupported_file_type, ...); completing again answers the same. 400 "
+                "`upload_missing` while no bytes have arrived (the upload stays open). 201 with the new "
+                "attachment; 200 when completed before."
+            ),
+            request=None,
+            responses={
+                201: StartedUploadSerializer,
+                200: StartedUploadSerializer,
+                **_errors(400, 401, 403, 404, 409, 410, 413, 415, 503),
             },
         ),
     )(viewset)

@@ -8,7 +8,7 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..models import NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, Attachment
+from ..models import FILENAME_MAX_LENGTH, NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, Attachment, DirectUpload
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
 DESCRIPTION_MAX_LENGTH = 10_000
@@ -21,6 +21,15 @@ class StrictCharField(serializers.CharField):
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer field that refuses strings, floats and booleans instead of converting them."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
 
@@ -119,3 +128,94 @@ class ListQuerySerializer(ListFilterSerializer):
 
     page = serializers.IntegerField(min_value=1, required=False)
     page_size = serializers.IntegerField(min_value=1, required=False)
+
+
+# -- direct uploads --------------------------------------------------------------
+
+#: Longest filename a client may declare; it is shortened to MAX_FILENAME_LENGTH when stored.
+DECLARED_FILENAME_MAX_LENGTH = 4 * FILENAME_MAX_LENGTH
+
+
+class StartUploadSerializer(_OwnerFields):
+    """application/json: what the client is about to upload, before any byte is sent."""
+
+    filename = StrictCharField(max_length=DECLARED_FILENAME_MAX_LENGTH, trim_whitespace=False)
+    size = StrictIntegerField(min_value=0, help_text="Exact size in bytes.")
+    checksum = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        help_text="SHA-256 of the bytes, hexadecimal.",
+        error_messages={"invalid": "Enter a SHA-256 digest in hexadecimal (64 characters)."},
+    )
+    content_type = StrictCharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="The client's idea of the type (checked early; the stored type is sniffed).",
+    )
+
+
+class DirectUploadSerializer(serializers.ModelSerializer):
+    """A direct-upload ticket. While it is pending, ``method``, ``url`` and ``headers`` say how to send the bytes."""
+
+    method = serializers.SerializerMethodField(help_text="The HTTP method to send the bytes with (PUT).")
+    url = serializers.SerializerMethodField(
+        help_text="Where to send the bytes: the storage itself (signed), or this API where the storage cannot sign."
+    )
+    headers = serializers.SerializerMethodField(
+        help_text="Headers to send with the bytes, exactly as given (they are signed). "
+        "Browsers set Content-Length themselves."
+    )
+    complete_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DirectUpload
+        fields = [
+            "id",
+            "status",
+            "owner_type",
+            "owner_id",
+            "name",
+            "description",
+            "filename",
+            "size",
+            "checksum",
+            "created_at",
+            "expires_at",
+            "error_code",
+            "error",
+            "method",
+            "url",
+            "headers",
+            "complete_url",
+        ]
+        read_only_fields = fields
+
+    def _target(self, upload: DirectUpload) -> dict[str, Any] | None:
+        if upload.status != DirectUpload.PENDING:
+            return None
+        cache = self.context.setdefault("_targets", {})
+        if upload.pk not in cache:
+            cache[upload.pk] = self.context["target_for"](upload)
+        return cache[upload.pk]
+
+    def get_method(self, upload: DirectUpload) -> str | None:
+        target = self._target(upload)
+        return target["method"] if target else None
+
+    def get_url(self, upload: DirectUpload) -> str | None:
+        target = self._target(upload)
+        return target["url"] if target else None
+
+    def get_headers(self, upload: DirectUpload) -> dict[str, str] | None:
+        target = self._target(upload)
+        return target["headers"] if target else None
+
+    def get_complete_url(self, upload: DirectUpload) -> str:
+        return self.context["complete_url_for"](upload)
+
+
+class StartedUploadSerializer(serializers.Serializer):
+    """Either the attachment (the bytes were already known: nothing to send) or the ticket."""
+
+    attachment = AttachmentSerializer(allow_null=True)
+    upload = DirectUploadSerializer(allow_null=True)

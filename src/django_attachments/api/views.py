@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from .. import downloads, services
 from ..conf import app_settings
-from ..exceptions import AttachmentError, OwnerNotFound, UnknownOwnerType
+from ..exceptions import AttachmentError
 from ..models import Attachment
 from ..registry import attachment_registry
 from . import access, errors, schema, uploads
@@ -96,24 +96,13 @@ class AttachmentViewSet(
 
     def get_object(self) -> Attachment:
         attachment = super().get_object()
-        self._owner_check(attachment, change=self.action in {"partial_update", "destroy"})
+        access.check_owner(
+            self.request,
+            attachment.owner_type,
+            attachment.owner_id,
+            change=self.action in {"partial_update", "destroy"},
+        )
         return attachment
-
-    def _owner_check(self, attachment: Attachment, *, change: bool) -> None:
-        """Ask the owner type's hooks, if it has any; a vanished owner is not found."""
-        try:
-            spec = attachment_registry.get(attachment.owner_type)
-        except UnknownOwnerType:
-            return
-        if spec.can_view is None and (spec.can_attach is None or not change):
-            return
-        try:
-            _, owner = services.resolve_owner(
-                attachment.owner_type, attachment.owner_id, tenant=access.tenant_for(self.request)
-            )
-        except OwnerNotFound:
-            raise NotFound() from None
-        (access.check_attach if change else access.check_view)(self.request, spec, owner)
 
     @action(detail=True, methods=["get"], url_path="download")
     def download(self, request: Request, pk: str | None = None) -> HttpResponse:
@@ -149,10 +138,7 @@ class AttachmentViewSet(
     def _perform(self, verb: Any, subject: Any, serializer: Any) -> Attachment:
         """Check the caller may attach to the owner, then attach or link ``subject``."""
         values = serializer.validated_data
-        tenant = access.tenant_for(self.request)
-        spec, owner = services.resolve_owner(values["owner_type"], values["owner_id"], tenant=tenant)
-        hidden = errors.to_api_error(OwnerNotFound(f"No {spec.owner_type} with id {values['owner_id']!r}."))
-        access.check_attach(self.request, spec, owner, not_found=hidden)
+        tenant = access.authorize_attach(self.request, values["owner_type"], values["owner_id"])
         return verb(subject, **values, tenant=tenant, user=self.request.user)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

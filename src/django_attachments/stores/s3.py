@@ -222,7 +222,10 @@ class S3Store(BaseStore):
             extra["ACL"] = self.storage.default_acl
         params.update(extra, ContentLength=size, ChecksumSHA256=_b64(checksum), IfNoneMatch="*")
         url = self.presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=int(expires))
-        return UploadTarget(method="PUT", url=url, headers=self._headers_of("PutObject", params))
+        # Content-Type is not signed (any will do; the recorded type is sniffed), but a client
+        # left to its defaults may send a form type, which some S3-compatible servers try to parse.
+        headers = {**self._headers_of("PutObject", params), "Content-Type": "application/octet-stream"}
+        return UploadTarget(method="PUT", url=url, headers=headers)
 
     def _headers_of(self, operation: str, params: dict[str, Any]) -> dict[str, str]:
         """The HTTP headers botocore serialises ``params`` to: what a presigned request signs."""

@@ -1,5 +1,8 @@
 """``manage.py purge_orphan_attachments``: remove orphan blobs, stray objects and dangling links.
 
+Every run also removes direct uploads that expired before they were completed
+(their tickets and objects), and closed tickets older than the grace period.
+
 ::
 
     manage.py purge_orphan_attachments                      # orphans older than ORPHAN_GRACE_PERIOD
@@ -51,7 +54,10 @@ def positive(text: str) -> int:
 
 
 class Command(BaseCommand):
-    help = "Remove orphan blobs past the grace period; with --stray, stray objects; with --dangling, dangling links."
+    help = (
+        "Remove orphan blobs past the grace period and expired direct uploads; with --stray, stray objects; "
+        "with --dangling, dangling links."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -91,7 +97,7 @@ class Command(BaseCommand):
         self.counted = 0
         common = {"batch_size": options["batch_size"], "limit": options["limit"], "on_item": self.on_item}
         aged = {"older_than": options["older_than"], "dry_run": options["dry_run"]}
-        results = [services.purge_orphans(**aged, **common)]
+        results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
         if options["stray"]:
             results.append(services.purge_strays(**aged, **common))
         if options["dangling"]:

@@ -1,0 +1,172 @@
+"""Direct uploads over HTTP: start, send the bytes (to the storage, or here), complete.
+
+::
+
+    POST attachments/uploads/                 {"owner_type", "owner_id", "filename", "size", "checksum", ...}
+        -> 201 {"attachment": {...}, "upload": null}        the bytes were known: attached, done
+        -> 201 {"attachment": null, "upload": {"method", "url", "headers", "complete_url", ...}}
+    PUT  <upload.url>  with <upload.headers>  the bytes   a presigned S3 URL, or this API's own
+    POST attachments/uploads/{id}/complete/   -> 201 {"attachment": {...}, "upload": {... "completed"}}
+    GET  attachments/uploads/{id}/            the ticket
+
+Where the storage cannot sign an upload URL (local disk), ``url`` points at
+:class:`UploadContentView`, which needs no credentials but a token signed for
+that ticket, like a presigned URL, so clients use one flow everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import signing
+from django.urls import reverse
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, ParseError, PermissionDenied
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services
+from ..conf import app_settings
+from ..exceptions import UploadNotFound
+from ..models import DirectUpload
+from . import access, errors, schema
+from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
+
+_TOKEN_SALT = "django_attachments.direct-upload"
+
+
+class LengthRequired(APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = "Send the bytes with a Content-Length header."
+    default_code = "length_required"
+
+
+def upload_token(upload: DirectUpload) -> str:
+    """The signed token of the API's own upload URL for ``upload``."""
+    return signing.dumps(str(upload.pk), salt=_TOKEN_SALT, compress=False)
+
+
+def _namespace(request: Request) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.namespace if match and match.namespace else "django_attachments"
+
+
+@schema.describe_uploads
+class DirectUploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = DirectUploadSerializer
+    parser_classes = [JSONParser]
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self) -> list[Any]:
+        return [permission() for permission in app_settings.PERMISSION_CLASSES]
+
+    def get_exception_handler(self) -> Any:
+        return errors.handle_exception
+
+    def get_queryset(self) -> Any:
+        return DirectUpload.objects.for_tenant(access.tenant_for(self.request))
+
+    def get_object(self, *, change: bool = False) -> DirectUpload:
+        try:
+            upload = services.get_upload(self.kwargs["pk"], tenant=access.tenant_for(self.request))
+        except UploadNotFound:
+            raise NotFound() from None
+        # An owner gone since is left to complete_upload(), which fails the ticket and deletes its object.
+        access.check_owner(self.request, upload.owner_type, upload.owner_id, change=change, missing_ok=change)
+        return upload
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context.update(target_for=self._target_for, complete_url_for=self._complete_url_for)
+        return context
+
+    def _absolute(self, name: str, upload: DirectUpload) -> str:
+        path = reverse(f"{_namespace(self.request)}:{name}", args=[upload.pk])
+        return self.request.build_absolute_uri(path)
+
+    def _complete_url_for(self, upload: DirectUpload) -> str:
+        return self._absolute("upload-complete", upload)
+
+    def _target_for(self, upload: DirectUpload) -> dict[str, Any]:
+        target = services.upload_target(upload)
+        if target is not None:
+            return {"method": target.method, "url": target.url, "headers": target.headers}
+        url = f"{self._absolute('upload-content', upload)}?token={upload_token(upload)}"
+        headers = {"Content-Length": str(upload.size), "Content-Type": "application/octet-stream"}
+        return {"method": "PUT", "url": url, "headers": headers}
+
+    def _envelope(self, attachment: Any, upload: DirectUpload | None) -> dict[str, Any]:
+        context = self.get_serializer_context()
+        return {
+            "attachment": AttachmentSerializer(attachment, context=context).data if attachment is not None else None,
+            "upload": DirectUploadSerializer(upload, context=context).data if upload is not None else None,
+        }
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not hasattr(request.data, "keys"):
+            raise ParseError("Expected a JSON object.")
+        serializer = StartUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        tenant = access.authorize_attach(request, values["owner_type"], values["owner_id"])
+        started = services.start_upload(**values, tenant=tenant, user=request.user)
+        created = started.upload is not None or started.attachment.was_created
+        return Response(
+            self._envelope(started.attachment, started.upload),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @action(detail=True, methods=["post"], url_path="complete", url_name="complete")
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        upload = self.get_object(change=True)
+        attachment = services.complete_upload(upload.pk, tenant=access.tenant_for(request), user=request.user)
+        upload.refresh_from_db()
+        return Response(
+            self._envelope(attachment, upload),
+            status=status.HTTP_201_CREATED if attachment.was_created else status.HTTP_200_OK,
+        )
+
+
+class UploadContentView(APIView):
+    """``PUT`` the bytes of a direct upload, for storages that cannot sign an upload URL.
+
+    Authorised by the signed token in the URL (as a presigned URL would be),
+    not by the caller's credentials; the body is streamed into the storage in
+    chunks and hashed on the way. Answers 204; completing checks the bytes.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    parser_classes: list[Any] = []
+    schema = None  # reached through a ticket's url, not described on its own
+
+    def get_exception_handler(self) -> Any:
+        return errors.handle_exception
+
+    def put(self, request: Request, pk: str) -> Response:
+        try:
+            signed = signing.loads(
+                request.query_params.get("token", ""),
+                salt=_TOKEN_SALT,
+                max_age=app_settings.UPLOAD_EXPIRY.total_seconds() + 60,
+            )
+        except signing.BadSignature:
+            signed = None
+        if signed != pk:
+            raise PermissionDenied(
+                "This upload URL is not valid (wrong or expired signature).", code="invalid_signature"
+            )
+        upload = services.get_upload(pk)
+        raw_length = request.META.get("CONTENT_LENGTH")
+        if not raw_length:
+            raise LengthRequired()
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise ParseError("Content-Length must be a whole number of bytes.") from None
+        services.receive_upload(upload, request._request, length=length)
+        return Response(status=status.HTTP_204_NO_CONTENT)
