@@ -45,3 +45,19 @@ def test_admin_cannot_add_change_or_delete(admin_client, data):
     )
     assert response.status_code == 403
     assert Attachment.objects.filter(pk=attachment.pk).exists()
+
+
+def test_direct_upload_changelist_and_detail(admin_client, owners, store, pdf):
+    import hashlib
+
+    started = services.start_upload(
+        owner_type="note", owner_id=owners.alice_note.pk, filename="scan.pdf", size=len(pdf),
+        checksum=hashlib.sha256(pdf).hexdigest(),
+    )  # fmt: skip
+    url = reverse("admin:django_attachments_directupload_changelist")
+    response = admin_client.get(url, {"status__exact": "pending"})
+    assert response.status_code == 200 and response.context["cl"].result_count == 1
+    assert admin_client.get(url, {"status__exact": "failed"}).context["cl"].result_count == 0
+    detail = admin_client.get(reverse("admin:django_attachments_directupload_change", args=[started.upload.pk]))
+    assert detail.status_code == 200 and b"scan.pdf" in detail.content
+    assert admin_client.get(reverse("admin:django_attachments_directupload_add")).status_code == 403

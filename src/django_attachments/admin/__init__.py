@@ -1,4 +1,4 @@
-"""The admin: pages for blobs and attachments, and a panel for your own models' change pages.
+"""The admin: pages for blobs, attachments and direct uploads, and a panel for your own models' change pages.
 
 ::
 
@@ -10,7 +10,7 @@
         attachments_owner_type = "plan_item"
 """
 
-from .models import AttachmentAdmin, BlobAdmin, OrphanFilter
+from .models import AttachmentAdmin, BlobAdmin, DirectUploadAdmin, OrphanFilter
 from .panel import AttachmentsAdminMixin
 
-__all__ = ["AttachmentAdmin", "AttachmentsAdminMixin", "BlobAdmin", "OrphanFilter"]
+__all__ = ["AttachmentAdmin", "AttachmentsAdminMixin", "BlobAdmin", "DirectUploadAdmin", "OrphanFilter"]

@@ -1,4 +1,4 @@
-"""Admin pages for blobs and attachments: read-only, plus purging selected orphans.
+"""Admin pages for blobs, attachments and direct uploads: read-only, plus purging selected orphans.
 
 Rows are created and removed through :mod:`django_attachments.services` only,
 so that bytes and rows stay consistent; the admin shows them, and its one
@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .. import downloads, services
-from ..models import Attachment, Blob
+from ..models import Attachment, Blob, DirectUpload
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -153,3 +153,28 @@ class AttachmentAdmin(ReadOnlyAdmin):
             "admin:django_attachments_blob_download", args=[quote(obj.blob_id)], current_app=self.admin_site.name
         )
         return format_html('<a href="{}">{}</a>', url, obj.blob.filename)
+
+
+@admin.register(DirectUpload)
+class DirectUploadAdmin(ReadOnlyAdmin):
+    """Direct-upload tickets: what clients declared, and how completion went."""
+
+    list_display = (
+        "filename",
+        "owner_type",
+        "owner_id",
+        "status",
+        "error_code",
+        "human_size",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = ("status", "error_code", "storage", "created_at")
+    search_fields = ("=id", "=owner_id", "=checksum", "filename")
+    list_select_related = ("created_by",)
+    readonly_fields = [f.name for f in DirectUpload._meta.fields]
+    date_hierarchy = "created_at"
+
+    @admin.display(description=_("declared size"), ordering="size")
+    def human_size(self, obj: DirectUpload) -> str:
+        return filesizeformat(obj.size)

@@ -140,7 +140,7 @@ class StartUploadSerializer(_OwnerFields):
     """application/json: what the client is about to upload, before any byte is sent."""
 
     filename = StrictCharField(max_length=DECLARED_FILENAME_MAX_LENGTH, trim_whitespace=False)
-    size = StrictIntegerField(min_value=0, help_text="Exact size in bytes.")
+    size = StrictIntegerField(min_value=0, max_value=2**63 - 1, help_text="Exact size in bytes.")
     checksum = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$",
         help_text="SHA-256 of the bytes, hexadecimal.",

@@ -65,6 +65,9 @@ from .attaching import _discard, _link_locked, _user_or_none, store_deduplicated
 logger = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+#: The largest size a bigint column holds.
+_MAX_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def start_upload(
     name, description = clean_text(spec, name, description)
     blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
     blob_subject = owner_key(owner.subject, "subject", owner_type)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
         raise InvalidValue(f"size must be a whole number of bytes, not {size!r}.", field="size")
     if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
         raise InvalidValue("checksum must be a SHA-256 digest in hexadecimal (64 characters).", field="checksum")
@@ -115,6 +118,10 @@ def start_upload(
     if not isinstance(filename, str):
         raise InvalidValue("filename must be a string.", field="filename")
     declared_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if declared_type and not _MIME_TYPE.fullmatch(declared_type):
+        raise InvalidValue(
+            f"content_type must be a MIME type such as 'application/pdf', not {content_type!r}.", field="content_type"
+        )
     ingest.check_size(size, size_limit(spec))
     if size == 0 and not app_settings.ALLOW_EMPTY_FILES:
         raise EmptyFile("The file is empty.")
@@ -156,7 +163,7 @@ def start_upload(
         tenant=blob_tenant,
         subject=blob_subject,
         filename=sanitize_filename(filename),
-        declared_content_type=declared_type[:255],
+        declared_content_type=declared_type,
         size=size,
         checksum=checksum,
         storage=store.alias,
