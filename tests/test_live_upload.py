@@ -277,3 +277,114 @@ def test_live_upload_of_1_gib_keeps_server_memory_flat(workdir):
         assert received == FILE_SIZE, figures
         assert read_sha == sent_sha, f"{figures}\nsent {sent_sha}, read back {read_sha}"
         assert download_growth < BOUND_MIB, figures
+
+
+# -- direct uploads: the body goes to the API's own upload URL (local disk) -------
+
+
+def post_json(base_url: str, path: str, payload: dict | None = None) -> tuple[int, object]:
+    conn = connect(base_url)
+    try:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = {"Authorization": AUTH, "Accept": "application/json", "Content-Type": "application/json"}
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+def put_bytes(ticket: dict, chunks) -> tuple[int, bytes, float]:
+    """PUT the chunks to the ticket's URL with exactly its headers, generating them while sending."""
+    parts = urlsplit(ticket["url"])
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=SOCKET_TIMEOUT)
+    started = time.monotonic()
+    try:
+        conn.putrequest(ticket["method"], f"{parts.path}?{parts.query}")
+        for name, value in ticket["headers"].items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for chunk in chunks:
+            conn.send(chunk)
+        response = conn.getresponse()
+        return response.status, response.read(), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def pregenerated(size: int, seed: bytes) -> tuple[str, object]:
+    """SHA-256 of ``size`` reproducible pseudo-random bytes, and a factory that yields them again."""
+
+    def chunks():
+        block = hashlib.sha512(seed).digest() * (CHUNK // 64)
+        for index in range(size // CHUNK):
+            yield index.to_bytes(8, "big") + block[8:]
+        if size % CHUNK:
+            yield block[: size % CHUNK]
+
+    hasher = hashlib.sha256()
+    for chunk in chunks():
+        hasher.update(chunk)
+    return hasher.hexdigest(), chunks
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
+def test_live_direct_upload_of_1_gib_keeps_server_memory_flat(workdir):
+    """Start, PUT 1 GiB to the API's upload URL with a real client, complete: memory stays flat.
+
+    The body is streamed to a temporary file and hashed while it is written,
+    so completing reads only the first bytes (to sniff the type) back.
+    """
+    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp")}
+    with example_server(workdir, env=env) as server:
+        pid, url = server.pid, server.url
+        owner_id = patient_of_north(url)
+
+        def start(size: int, checksum: str, filename: str) -> dict:
+            status, body = post_json(
+                url,
+                "/api/attachments/uploads/",
+                {
+                    "owner_type": "patient",
+                    "owner_id": owner_id,
+                    "filename": filename,
+                    "size": size,
+                    "checksum": checksum,
+                },
+            )
+            assert status == 201 and body["upload"], f"start: {status} {body}\n{server.log.read_text()[-3000:]}"
+            return body["upload"]
+
+        # Warm-up: the same three steps on 256 KiB.
+        sha, chunks = pregenerated(256 * 1024, b"warm-up")
+        ticket = start(256 * 1024, sha, "warm-up.bin")
+        status, answer, _ = put_bytes(ticket, chunks())
+        assert status == 204, answer
+        status, body = post_json(url, urlsplit(ticket["complete_url"]).path)
+        assert status == 201, body
+
+        sha, chunks = pregenerated(FILE_SIZE, b"big")
+        ticket = start(FILE_SIZE, sha, "big.bin")
+        reset = reset_peak(pid)
+        baseline = status_kib(pid, "VmHWM")
+        status, answer, put_seconds = put_bytes(ticket, chunks())
+        after_put = status_kib(pid, "VmHWM")
+        started = time.monotonic()
+        complete_status, body = post_json(url, urlsplit(ticket["complete_url"]).path)
+        complete_seconds = time.monotonic() - started
+        after_complete = status_kib(pid, "VmHWM")
+        figures = (
+            f"direct upload of 1 GiB to the API's upload URL, bound {BOUND_MIB} MiB "
+            f"(peak reset: {'yes' if reset else 'no'}): baseline VmHWM {baseline / 1024:.1f} MiB; "
+            f"PUT grew the peak by {(after_put - baseline) / 1024:.1f} MiB, "
+            f"{FILE_SIZE / put_seconds / 1e6:.0f} MB/s in {put_seconds:.1f} s; complete took "
+            f"{complete_seconds:.2f} s and the peak is {(after_complete - baseline) / 1024:.1f} MiB above the baseline"
+        )
+        print("\n" + figures)
+        assert status == 204, f"{figures}\nPUT answered {status}: {answer[:2000]!r}"
+        assert complete_status == 201, f"{figures}\ncomplete answered {complete_status}: {body}"
+        assert body["attachment"]["checksum"] == sha and body["attachment"]["size"] == FILE_SIZE, body
+        assert (after_put - baseline) / 1024 < BOUND_MIB, figures
+        assert (after_complete - baseline) / 1024 < BOUND_MIB, figures
+        assert not list((workdir / "tmp").iterdir()), "the PUT left temporary files behind"
