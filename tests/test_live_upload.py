@@ -1,4 +1,4 @@
-"""Uploading 1 GiB through the API to a live server keeps the server's memory flat.
+"""Uploading 1 GiB through the API to a live server keeps the server's memory flat; direct uploads too.
 
 A bound, not a speed test. The example project runs with ``runserver`` in a
 subprocess (:func:`tests.live.example_server`); this test streams a 1 GiB
@@ -35,8 +35,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import make_bucket
 from tests.live import example_server
-from tests.servers import reset_peak, status_kib
+from tests.servers import moto_server, reset_peak, status_kib
 
 pytestmark = pytest.mark.slow
 
@@ -388,3 +389,54 @@ def test_live_direct_upload_of_1_gib_keeps_server_memory_flat(workdir):
         assert (after_put - baseline) / 1024 < BOUND_MIB, figures
         assert (after_complete - baseline) / 1024 < BOUND_MIB, figures
         assert not list((workdir / "tmp").iterdir()), "the PUT left temporary files behind"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
+def test_live_direct_upload_to_s3_is_verified_by_streaming_with_flat_memory(workdir):
+    """The bytes go to S3 (moto's server) with the presigned PUT; the server never sees them until it verifies.
+
+    moto reports no checksum of its own, so completing streams the whole
+    object through SHA-256: memory must stay flat there too.
+    """
+    size = 256 * MIB
+    with moto_server(workdir / "moto") as endpoint:
+        bucket = make_bucket(endpoint)
+        env = {
+            "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
+            "TMPDIR": str(workdir / "tmp"),
+            "STORAGE_BACKEND": "s3",
+            "AWS_STORAGE_BUCKET_NAME": bucket,
+            "AWS_S3_ENDPOINT_URL": endpoint,
+            "AWS_S3_REGION_NAME": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        with example_server(workdir / "server", env=env) as server:
+            pid, url = server.pid, server.url
+            owner_id = patient_of_north(url)
+            sha, chunks = pregenerated(size, b"s3")
+            status, body = post_json(
+                url,
+                "/api/attachments/uploads/",
+                {"owner_type": "patient", "owner_id": owner_id, "filename": "big.bin", "size": size, "checksum": sha},
+            )
+            assert status == 201 and body["upload"], body
+            ticket = body["upload"]
+            assert ticket["url"].startswith(endpoint), ticket["url"]
+            reset = reset_peak(pid)
+            baseline = status_kib(pid, "VmHWM")
+            status, answer, put_seconds = put_bytes(ticket, chunks())
+            assert status == 200, answer[:2000]
+            started = time.monotonic()
+            complete_status, body = post_json(url, urlsplit(ticket["complete_url"]).path)
+            complete_seconds = time.monotonic() - started
+            growth = (status_kib(pid, "VmHWM") - baseline) / 1024
+            figures = (
+                f"direct upload of {size // MIB} MiB to S3 (moto) (peak reset: {'yes' if reset else 'no'}): "
+                f"PUT {size / put_seconds / 1e6:.0f} MB/s; complete streamed the object through SHA-256 at "
+                f"{size / complete_seconds / 1e6:.0f} MB/s ({complete_seconds:.1f} s); server peak +{growth:.1f} MiB"
+            )
+            print("\n" + figures)
+            assert complete_status == 201, f"{figures}\n{body}\n{server.log.read_text()[-3000:]}"
+            assert body["attachment"]["checksum"] == sha and body["attachment"]["size"] == size
+            assert growth < BOUND_MIB, figures
