@@ -1,5 +1,6 @@
-"""URLs of the example project: the attachments API, its schema and Swagger UI, the admin."""
+"""URLs of the example project: the attachments API, its schema and Swagger UI, the admin, the direct upload page."""
 
+from demo.views import direct_upload
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -12,4 +13,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
+    path("direct-upload/", direct_upload, name="direct-upload"),
 ]

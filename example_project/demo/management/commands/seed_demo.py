@@ -74,7 +74,8 @@ class Command(BaseCommand):
             f"({Blob.objects.orphans().count()} of them orphaned).\n"
             f"\n  API:      {base}/api/attachments/"
             f"\n  Swagger:  {base}/api/docs/"
-            f"\n  Admin:    {base}/admin/\n"
+            f"\n  Admin:    {base}/admin/"
+            f"\n  Upload:   {base}/direct-upload/   (direct upload from the browser)\n"
             f"\nLog in as:\n"
             f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser (admin; sees no clinic's files in the API)"
         )

@@ -1,0 +1,44 @@
+"""The direct upload page: the browser hashes a file, sends its bytes straight to the storage, the API verifies them.
+
+All the work happens in ``demo/direct_upload.js`` against the attachments API;
+this view only lists the owners the user may attach to (the patients and plan
+items of their clinic) and the slots each owner type takes.
+"""
+
+from clinics.tenancy import clinic_for_request
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from patients.models import Patient
+from patients.owners import OWNER_TYPE as PATIENT
+from treatment_plan.models import PlanItem
+from treatment_plan.owners import OWNER_TYPE as PLAN_ITEM
+
+from django_attachments.registry import attachment_registry
+
+
+@login_required(login_url="rest_framework:login")
+def direct_upload(request: HttpRequest) -> HttpResponse:
+    clinic_id = clinic_for_request(request)
+    patients = Patient.objects.filter(clinic_id=clinic_id) if clinic_id else Patient.objects.none()
+    plan_items = (
+        PlanItem.objects.filter(plan__patient__clinic_id=clinic_id).select_related("plan__patient")
+        if clinic_id
+        else PlanItem.objects.none()
+    )
+    slots = {
+        owner_type: sorted(attachment_registry.get(owner_type).allowed_names or ())
+        for owner_type in (PATIENT, PLAN_ITEM)
+    }
+    return render(
+        request,
+        "demo/direct_upload.html",
+        {
+            "clinic_id": clinic_id,
+            "patients": [(f"{PATIENT}:{patient.pk}", str(patient)) for patient in patients],
+            "plan_items": [(f"{PLAN_ITEM}:{item.pk}", f"{item.plan.patient}: {item}") for item in plan_items],
+            "slots": slots,
+            "uploads_url": reverse("django_attachments:upload-list"),
+        },
+    )

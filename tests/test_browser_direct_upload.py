@@ -1,0 +1,250 @@
+"""The example project's direct upload page in a real browser: its SHA-256, then the whole flow.
+
+The SHA-256 the page computes (incrementally, one ``file.slice()`` at a time)
+is checked against :mod:`hashlib` on edge lengths around the 64-byte block and
+the 56-byte padding boundary, and on a file read in several odd-sized chunks;
+those tests load the script into an empty page, no server needed. The
+end-to-end test logs in as a clinic's staff on the live example project (on
+local disk, and on S3 served by moto), uploads a PNG, uploads it again (the
+deduplicated short-cut: no bytes sent), and uploads files whose type the owner
+refuses, checking what the page shows, the HTTP exchanges it makes and what
+the API lists afterwards. Headless Chromium, as in ``tests/test_browser.py``,
+whose ``page`` fixture this module shares.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+
+import pytest
+
+from tests import test_browser
+from tests.conftest import PNG_BYTES, make_bucket
+from tests.live import EXAMPLE_DIR, example_server
+
+page = test_browser.page  # the fixture: headless Chromium, with a screenshot of any failure
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = EXAMPLE_DIR / "demo" / "static" / "demo" / "direct_upload.js"
+USERNAME, PASSWORD = "north", "north-demo"  # staff of "Northside Dental", from seed_demo
+MiB = 1024 * 1024
+
+# Hash bytes handed over from Python: as one Blob read in chunks, and fed to
+# Sha256.update() in uneven pieces (1, 2, 3, ... bytes), which crosses the
+# 64-byte block boundary at every possible offset.
+HASH_IN_BROWSER = """async ([encoded, chunkSize]) => {
+    const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+    const whole = await window.directUpload.hashBlob(new Blob([bytes]), { chunkSize });
+    const hash = new window.directUpload.Sha256();
+    for (let offset = 0, step = 1; offset < bytes.length; offset += step, step++) {
+        hash.update(bytes.subarray(offset, offset + step));
+    }
+    return [whole, hash.hexdigest()];
+}"""
+
+
+@pytest.fixture
+def script_page(page):
+    """An empty page with the direct upload script loaded (it wires no form there)."""
+    page.set_content('<input type="file" id="file">')
+    page.add_script_tag(path=str(SCRIPT))
+    assert page.evaluate("typeof window.directUpload.Sha256") == "function"
+    return page
+
+
+def test_sha256_matches_hashlib_at_block_and_padding_edges(script_page):
+    for size in [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000]:
+        data = os.urandom(size)
+        expected = hashlib.sha256(data).hexdigest()
+        for chunk_size in (1, 7, 64, 4 * MiB):
+            whole, pieces = script_page.evaluate(HASH_IN_BROWSER, [base64.b64encode(data).decode(), chunk_size])
+            assert whole == expected, f"{size} bytes read in chunks of {chunk_size}"
+            assert pieces == expected, f"{size} bytes fed in uneven pieces"
+
+
+def test_sha256_of_known_vectors(script_page):
+    vectors = [b"", b"abc", b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", b"a" * 1_000_000]
+    for data in vectors:
+        whole, pieces = script_page.evaluate(HASH_IN_BROWSER, [base64.b64encode(data).decode(), 4 * MiB])
+        assert whole == pieces == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("chunk_size", [4 * MiB, MiB + 5, 1_000_003])
+def test_sha256_of_a_file_read_in_several_chunks(script_page, tmp_path, chunk_size):
+    """A real File from a file input, 4 MiB + 3 bytes: a size that is no multiple of 64, over several slices."""
+    data = os.urandom(4 * MiB + 3)
+    path = tmp_path / "random.bin"
+    path.write_bytes(data)
+    script_page.set_input_files("#file", str(path))
+    result = script_page.evaluate(
+        """async (chunkSize) => {
+            const file = document.getElementById("file").files[0];
+            const seen = [];
+            const digest = await window.directUpload.hashBlob(file, {
+                chunkSize, onProgress: (done, total) => seen.push([done, total]),
+            });
+            return { digest, seen };
+        }""",
+        chunk_size,
+    )
+    assert result["digest"] == hashlib.sha256(data).hexdigest()
+    chunks = -(-len(data) // chunk_size)
+    assert len(result["seen"]) == chunks
+    assert result["seen"][-1] == [len(data), len(data)]
+
+
+def test_sha256_refuses_more_bytes_once_finished(script_page):
+    error = script_page.evaluate(
+        """() => {
+            const hash = new window.directUpload.Sha256();
+            hash.update(new Uint8Array([1, 2, 3]));
+            hash.hexdigest();
+            try { hash.update(new Uint8Array([4])); } catch (error) { return error.message; }
+            return null;
+        }"""
+    )
+    assert error and "finished" in error
+
+
+# -- The whole flow, against the live example project --------------------------------
+
+HTML_AS_PDF = b"<!DOCTYPE html>\n<html><head><title>Not a PDF</title></head><body><p>Hello</p></body></html>\n"
+
+
+# Every text the status element shows, in order, from now on.
+RECORD_STAGES = """status => {
+    window.stages = [];
+    window.stageObserver?.disconnect();
+    window.stageObserver = new MutationObserver(() => window.stages.push(status.textContent));
+    window.stageObserver.observe(status, { childList: true, characterData: true, subtree: true });
+    status.dataset.state = "idle";
+}"""
+
+
+class Uploader:
+    """Drives the page's form and records what each submission did: the texts shown and the HTTP exchanges."""
+
+    def __init__(self, page, api: str):
+        self.page, self.api, self.uploads_url = page, api, f"{api}uploads/"
+        self.exchanges: list[tuple[str, str, int]] = []  # (step, url, status)
+        page.on("response", self._record)
+
+    def _record(self, response) -> None:
+        method, url = response.request.method, response.url
+        if method == "PUT":
+            self.exchanges.append(("put", url, response.status))
+        elif method == "POST" and url.startswith(self.uploads_url):
+            step = "complete" if url.endswith("/complete/") else "start"
+            self.exchanges.append((step, url, response.status))
+
+    def upload(self, *, owner: str, name: str, data: bytes, mime: str, slot: str = "") -> str:
+        """Fill the form, submit it, wait for the outcome: the status's state, "done" or "error"."""
+        page = self.page
+        page.select_option("#owner", label=owner)
+        page.fill("#slot", slot)
+        page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": data}])
+        self.exchanges.clear()
+        # Also forgets the previous outcome, so that the wait below sees this submission's.
+        page.locator("#status").evaluate(RECORD_STAGES)
+        page.click("#direct-upload button[type=submit]")
+        page.locator("#status[data-state=done], #status[data-state=error]").wait_for()
+        return page.get_attribute("#status", "data-state")
+
+    @property
+    def steps(self) -> list[tuple[str, int]]:
+        return [(step, status) for step, _, status in self.exchanges]
+
+    @property
+    def stages(self) -> list[str]:
+        """The stages the status went through, each once: "Hashing…", "Asking", "Uploading", "Verifying", ..."""
+        words = [text.split()[0].rstrip(":") for text in self.page.evaluate("window.stages")]
+        return [word for i, word in enumerate(words) if i == 0 or words[i - 1] != word]
+
+    def attachments(self, owner_type: str, owner_id: str) -> list[dict]:
+        """The owner's attachments, as the API lists them to the logged-in user."""
+        response = self.page.request.get(f"{self.api}?owner_type={owner_type}&owner_id={owner_id}")
+        assert response.ok, response.text()
+        return response.json()["results"]
+
+
+@pytest.mark.parametrize("storage", ["disk", "s3"])
+def test_direct_upload_page_uploads_deduplicates_and_refuses(page, tmp_path, request, storage):
+    png_checksum = hashlib.sha256(PNG_BYTES).hexdigest()
+    env = {}
+    if storage == "s3":  # the browser PUTs to a presigned URL of another origin (moto's server allows any)
+        endpoint = request.getfixturevalue("moto_server")
+        env = {
+            "STORAGE_BACKEND": "s3",
+            "AWS_STORAGE_BUCKET_NAME": make_bucket(endpoint),
+            "AWS_S3_ENDPOINT_URL": endpoint,
+            "AWS_S3_REGION_NAME": "us-east-1",
+        }
+
+    with example_server(tmp_path / "server", env=env) as server:
+        api = f"{server.url}/api/attachments/"
+        storage_url = env["AWS_S3_ENDPOINT_URL"] + "/" if storage == "s3" else f"{api}uploads/"
+        uploader = Uploader(page, api)
+
+        # Logged out: the page sends us to the login form, which comes back to it.
+        page.goto(f"{server.url}/direct-upload/")
+        page.wait_for_url(re.compile(r"/api-auth/login/\?next=/direct-upload/$"))
+        page.fill("#id_username", USERNAME)
+        page.fill("#id_password", PASSWORD)
+        page.click("#submit-id-submit")
+        page.wait_for_url(f"{server.url}/direct-upload/")
+        assert "straight to the storage" in page.inner_text(".explainer")
+        # Only this clinic's owners are offered.
+        owners = page.locator("#owner option").all_inner_texts()
+        assert "Alan Turing (N-0002)" in owners and not any("Grace Hopper" in owner for owner in owners)
+
+        # A new file: hashed, sent, verified.
+        patient = "Alan Turing (N-0002)"
+        patient_id = page.locator("#owner option", has_text=patient).get_attribute("value").split(":", 1)[1]
+        state = uploader.upload(owner=patient, name="photo.png", data=PNG_BYTES, mime="image/png")
+        assert state == "done", page.inner_text("#status")
+        assert uploader.stages == ["Hashing…", "Asking", "Uploading", "Verifying", "Uploaded"]
+        assert page.inner_text("#status") == "Uploaded and verified."
+        assert uploader.steps == [("start", 201), ("put", 200 if storage == "s3" else 204), ("complete", 201)]
+        assert uploader.exchanges[1][1].startswith(storage_url), uploader.exchanges
+        shown = page.inner_text("#result")
+        assert "photo.png" in shown and "image/png" in shown and png_checksum in shown
+        assert f"{len(PNG_BYTES)} bytes" in shown
+
+        (attachment,) = uploader.attachments("patient", patient_id)
+        assert attachment["checksum"] == png_checksum and attachment["size"] == len(PNG_BYTES)
+        assert attachment["filename"] == "photo.png" and attachment["content_type"] == "image/png"
+        download = page.request.get(page.get_attribute("#result a.download", "href"))
+        assert download.ok and download.body() == PNG_BYTES
+
+        # The same bytes again: the server knows them, nothing is sent; the attachment already exists.
+        state = uploader.upload(owner=patient, name="photo.png", data=PNG_BYTES, mime="image/png")
+        assert state == "done", page.inner_text("#status")
+        assert uploader.stages == ["Hashing…", "Asking", "Already"]
+        assert "no upload was needed" in page.inner_text("#status")
+        assert uploader.steps == [("start", 200)]
+        assert png_checksum in page.inner_text("#result")
+        assert [a["id"] for a in uploader.attachments("patient", patient_id)] == [attachment["id"]]
+
+        # Plan items take images and PDFs only. Declared as text: refused before any byte is sent.
+        plan_item = "Ada Lovelace (N-0001): Consultation and X-ray"
+        item_id = page.locator("#owner option", has_text=plan_item).get_attribute("value").split(":", 1)[1]
+        before = uploader.attachments("plan_item", item_id)
+        state = uploader.upload(owner=plan_item, slot="reference", name="notes.txt", data=b"notes\n", mime="text/plain")
+        assert state == "error" and uploader.stages == ["Hashing…", "Asking", "Failed"]
+        assert page.inner_text("#status code") == "unsupported_file_type", page.inner_text("#status")
+        assert uploader.steps == [("start", 415)]
+
+        # HTML posing as a PDF: sent, then refused when the server sniffs what arrived.
+        state = uploader.upload(
+            owner=plan_item, slot="reference", name="scan.pdf", data=HTML_AS_PDF, mime="application/pdf"
+        )
+        assert state == "error"
+        assert uploader.stages == ["Hashing…", "Asking", "Uploading", "Verifying", "Failed"]
+        assert page.inner_text("#status code") == "unsupported_file_type", page.inner_text("#status")
+        assert uploader.steps == [("start", 201), ("put", 200 if storage == "s3" else 204), ("complete", 415)]
+        assert page.is_hidden("#result")
+        assert uploader.attachments("plan_item", item_id) == before
