@@ -22,7 +22,7 @@ from django.core import signing
 from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ParseError, PermissionDenied
+from rest_framework.exceptions import APIException, ErrorDetail, NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..conf import app_settings
-from ..exceptions import UploadNotFound
+from ..exceptions import EmptyFile, UploadNotFound
 from ..models import DirectUpload
 from . import access, errors, schema
 from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
@@ -113,7 +113,10 @@ class DirectUploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         tenant = access.authorize_attach(request, values["owner_type"], values["owner_id"])
-        started = services.start_upload(**values, tenant=tenant, user=request.user)
+        try:
+            started = services.start_upload(**values, tenant=tenant, user=request.user)
+        except EmptyFile as exc:  # there is no "file" field here to name
+            raise ValidationError({"size": [ErrorDetail(str(exc), code="invalid_file")]}) from None
         created = started.upload is not None or started.attachment.was_created
         return Response(
             self._envelope(started.attachment, started.upload),

@@ -108,8 +108,9 @@ def attach(
 
 def store_deduplicated(
     store: Any,
-    write: Callable[[], dict],
+    write: Callable[[], dict] | None,
     *,
+    written: dict | None = None,
     checksum: str,
     size: int,
     content_type: str,
@@ -123,14 +124,15 @@ def store_deduplicated(
     """Link the blob of (tenant, subject) with these bytes, or ``write()`` them and record a new one.
 
     ``write`` puts the bytes in ``store`` and returns their identifiers; it is
-    called only when no blob has the checksum, and at most once. If a
-    concurrent upload of the same bytes commits its blob first, ours are
-    surplus: the winner's blob is linked and our object deleted once that
-    commits. ``discard_on_error`` deletes the written object when recording
-    fails (``attach``: the caller still has the file; a direct upload keeps
-    its object so the client can complete again).
+    called only when no blob has the checksum, and at most once. Bytes already
+    in the store (a direct upload's) come as ``written`` instead. When a blob
+    with the checksum exists (found at once, or committed first by a
+    concurrent upload of the same bytes), that blob is linked and our object,
+    surplus, is deleted once the link commits. ``discard_on_error`` deletes
+    the written object when recording fails (``attach``: the caller still has
+    the file; a direct upload keeps its object so the client can complete
+    again).
     """
-    written: dict | None = None
     try:
         for _attempt in range(_MAX_ATTEMPTS):
             # Reuse: lock the existing blob so a concurrent purge cannot delete it
@@ -146,6 +148,7 @@ def store_deduplicated(
                     transaction.on_commit(functools.partial(_discard, store, written))
                 return attachment
             if written is None:
+                assert write is not None, "store_deduplicated() needs write() or written"
                 written = write()
             attachment = _record_blob(
                 store,

@@ -337,7 +337,8 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
         else:
             attachment = store_deduplicated(
                 store,
-                lambda: verified.identifiers,
+                None,
+                written=verified.identifiers,
                 checksum=verified.checksum,
                 size=verified.size,
                 content_type=verified.content_type,

@@ -311,6 +311,7 @@ def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_
             _count_upload(result, upload, on_item)
             if upload.storage_identifiers.get("name") not in failed:
                 result.removed += 1
+                result.bytes += upload.size  # as declared: the object may hold fewer bytes, or none
 
 
 # -- dangling links ------------------------------------------------------------

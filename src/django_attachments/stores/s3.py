@@ -73,6 +73,12 @@ class S3Store(BaseStore):
     can_sign_urls = True
     can_sign_uploads = True
     max_upload_target_size = MAX_PUT_SIZE
+    #: Whether :meth:`stat` reports the SHA-256 the service keeps for an object.
+    #: S3 verifies a checksum sent with the bytes before it keeps it; for an
+    #: S3-compatible service that keeps a client's checksum unverified, use a
+    #: subclass with False (``register_adapter``): completion then hashes the
+    #: object itself.
+    trust_reported_checksums = True
     _presigner: Any = None
 
     @property
@@ -250,7 +256,8 @@ class S3Store(BaseStore):
         checksum = None
         reported = response.get("ChecksumSHA256")
         # A composite checksum (a multipart upload's, "…-N") is not the object's SHA-256.
-        if reported and response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT" and "-" not in reported:
+        full_object = response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT" and "-" not in (reported or "-")
+        if self.trust_reported_checksums and reported and full_object:
             checksum = base64.b64decode(reported).hex()
         completed: Identifiers = {
             "storage": self.alias,
