@@ -533,6 +533,10 @@ def test_upload_url_needs_a_content_length(staff, owners, store, pdf):
     del request.META["CONTENT_LENGTH"]
     response = UploadContentView.as_view()(request, pk=upload["id"])
     assert response.status_code == 411 and response.data["code"] == "length_required"
+    for malformed in ("-5", "12x", "1e3"):
+        request.META["CONTENT_LENGTH"] = malformed
+        response = UploadContentView.as_view()(request, pk=upload["id"])
+        assert response.status_code == 400 and response.data["code"] == "parse_error", malformed
     assert names(store) == []
 
 

@@ -170,6 +170,8 @@ class UploadContentView(APIView):
         try:
             length = int(raw_length)
         except ValueError:
-            raise ParseError("Content-Length must be a whole number of bytes.") from None
+            length = -1
+        if length < 0:
+            raise ParseError("Content-Length must be a whole number of bytes.")
         services.receive_upload(upload, request._request, length=length)
         return Response(status=status.HTTP_204_NO_CONTENT)

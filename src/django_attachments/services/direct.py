@@ -215,6 +215,8 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
     declaration here beyond the size bound (complete does that, the same for
     every store); a body longer than declared is refused before it is read.
     """
+    if length < 0:
+        raise InvalidValue(f"The length of the body must not be negative, not {length}.", field="length")
     if upload.status != DirectUpload.PENDING:
         raise UploadClosed(f"This upload is {upload.status}; it takes no more bytes.")
     if upload.expires_at <= _now():
