@@ -10,9 +10,9 @@ the work otherwise::
 
 Points: ``save.before`` (nothing written), ``save.partial`` (part of an
 object written, as a dropped connection leaves), ``save.after`` (the whole
-object written, but the caller never learns its name), ``open``, ``delete``,
-``delete_many`` (the whole batch refused), ``delete_many.partial`` (the first
-half deleted, the rest reported failed), ``list``.
+object written, but the caller never learns its name), ``open``, ``stat``,
+``delete``, ``delete_many`` (the whole batch refused), ``delete_many.partial``
+(the first half deleted, the rest reported failed), ``list``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ POINTS = (
     "save.partial",
     "save.after",
     "open",
+    "stat",
     "delete",
     "delete_many",
     "delete_many.partial",
@@ -81,20 +82,24 @@ class FaultyS3Storage(S3Storage):
 class FaultInjecting:
     """Mixed in before a real store adapter."""
 
-    def save(self, content: Any, *, size: int, checksum: str, content_type: str) -> dict:
+    def save(self, content: Any, *, size: int, checksum: str, content_type: str, name: str | None = None) -> dict:
         faults = self.storage.faults
         faults.check("save.before")
         if faults.hit("save.partial"):
             content.seek(0)
-            self.storage.save(self.new_name(), ContentFile(content.read(max(size // 2, 1))))
+            self.storage.save(name or self.new_name(), ContentFile(content.read(max(size // 2, 1))))
             raise StorageError("injected fault: save.partial")
-        identifiers = super().save(content, size=size, checksum=checksum, content_type=content_type)
+        identifiers = super().save(content, size=size, checksum=checksum, content_type=content_type, name=name)
         faults.check("save.after")
         return identifiers
 
     def open(self, identifiers: dict, **kwargs: Any) -> Any:
         self.storage.faults.check("open")
         return super().open(identifiers, **kwargs)
+
+    def stat(self, identifiers: dict) -> Any:
+        self.storage.faults.check("stat")
+        return super().stat(identifiers)
 
     def delete(self, identifiers: dict) -> None:
         self.storage.faults.check("delete")

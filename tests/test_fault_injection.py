@@ -17,10 +17,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection
+from django.utils import timezone
 
 from django_attachments import services
-from django_attachments.exceptions import StorageError
-from django_attachments.models import Attachment, Blob
+from django_attachments.exceptions import StorageError, UploadClosed, UploadFailed
+from django_attachments.models import Attachment, Blob, DirectUpload
 from django_attachments.stores import get_store
 from tests import faults
 from tests.conftest import make_bucket, s3_backend
@@ -201,3 +202,102 @@ def test_verify_reports_missing_and_corrupted_objects(owners, faulty, pdf, png):
     summary = json.loads(out.getvalue())
     assert summary["checked"] == 3 and not summary["ok"] and len(summary["missing"]) == 1
     assert str(good.pk) not in {item["id"] for item in summary["missing"] + summary["mismatched"]}
+
+
+# -- direct uploads --------------------------------------------------------------------------------
+
+
+def direct_ticket(owners, data):
+    started = services.start_upload(
+        owner_type="patient",
+        owner_id=owners.alice.pk,
+        filename="scan.pdf",
+        size=len(data),
+        checksum=hashlib.sha256(data).hexdigest(),
+    )
+    return started.upload
+
+
+def send_direct(upload, data):
+    upload.refresh_from_db()
+    services.receive_upload(upload, io.BytesIO(data), length=len(data))
+
+
+def assert_consistent_with_tickets(store):
+    """assert_consistent(), once no ticket is pending: their objects are the only others allowed."""
+    DirectUpload.objects.filter(status=DirectUpload.PENDING).update(expires_at=timezone.now() - NOW)
+    services.purge_uploads()
+    assert_consistent(store)
+
+
+@pytest.mark.parametrize("point", ["save.before", "save.partial", "save.after"])
+def test_receiving_with_a_failing_write(owners, faulty, pdf, point, django_capture_on_commit_callbacks):
+    upload = direct_ticket(owners, pdf)
+    faulty.storage.faults.arm(point)
+    with pytest.raises(StorageError, match=f"injected fault: {point}"):
+        send_direct(upload, pdf)
+    faulty.storage.faults.disarm()
+    upload.refresh_from_db()
+    assert upload.status == DirectUpload.PENDING and upload.received_checksum == ""
+    if point == "save.before":  # nothing arrived: send again, complete
+        send_direct(upload, pdf)
+    else:  # bytes (whole or partial) lie under the reserved name: the ticket takes no more
+        with pytest.raises(UploadClosed):
+            send_direct(upload, pdf)
+    with django_capture_on_commit_callbacks(execute=True):
+        if point == "save.partial":
+            with pytest.raises(UploadFailed) as failed:
+                services.complete_upload(upload.pk)
+            assert failed.value.code == "size_mismatch"
+        else:  # completion hashes the object itself when no checksum was recorded
+            attachment = services.complete_upload(upload.pk)
+            assert faults.read_all(services.open_blob(attachment.blob)) == pdf
+    assert_consistent_with_tickets(faulty)
+
+
+@pytest.mark.parametrize("point", ["stat", "open"])
+def test_completing_with_a_failing_read_keeps_the_ticket_open(owners, faulty, pdf, point):
+    upload = direct_ticket(owners, pdf)
+    send_direct(upload, pdf)
+    DirectUpload.objects.filter(pk=upload.pk).update(received_checksum="")  # so that the object is read
+    faulty.storage.faults.arm(point)
+    with pytest.raises(StorageError, match=f"injected fault: {point}"):
+        services.complete_upload(upload.pk)
+    upload.refresh_from_db()
+    assert upload.status == DirectUpload.PENDING and not Blob.objects.exists()
+    faulty.storage.faults.disarm()
+    assert services.complete_upload(upload.pk).was_created  # the retry succeeds
+    assert_consistent_with_tickets(faulty)
+
+
+def test_failed_completion_with_a_failing_delete_leaves_only_a_stray(
+    owners, faulty, pdf, django_capture_on_commit_callbacks
+):
+    upload = direct_ticket(owners, pdf)
+    send_direct(upload, pdf[:-1] + b"!")  # tampered
+    faulty.storage.faults.arm("delete")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(UploadFailed):
+        services.complete_upload(upload.pk)
+    assert len(objects(faulty)) == 1 and not Blob.objects.exists()
+    assert_consistent(faulty)  # a failed ticket's object is stray: the sweep removes it
+    assert objects(faulty) == set()
+
+
+def test_database_failure_while_completing_keeps_the_ticket_and_its_bytes(owners, faulty, pdf):
+    upload = direct_ticket(owners, pdf)
+    send_direct(upload, pdf)
+
+    def explode(execute, sql, params, many, context):
+        if 'INSERT INTO "django_attachments_blob"' in sql:
+            raise IntegrityError("injected database failure")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explode), pytest.raises(IntegrityError, match="injected database failure"):
+        services.complete_upload(upload.pk)
+    upload.refresh_from_db()
+    assert upload.status == DirectUpload.PENDING and len(objects(faulty)) == 1
+    services.purge_strays(older_than=NOW)  # a pending ticket's object is not stray
+    assert len(objects(faulty)) == 1
+    attachment = services.complete_upload(upload.pk)
+    assert faults.read_all(services.open_blob(attachment.blob)) == pdf
+    assert_consistent_with_tickets(faulty)
