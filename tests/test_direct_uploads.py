@@ -193,7 +193,7 @@ def test_start_send_complete(staff, owners, store, settings, pdf):
         assert abs(int(query["X-Amz-Expires"][0]) - 600) <= 30  # valid as long as the ticket
         assert urlsplit(upload["url"]).path.endswith(reserved(upload))
     else:
-        assert upload["url"].startswith(f"{TESTSERVER}{UPLOADS}{upload['id']}/content/?token=")
+        assert upload["url"].startswith(f"{TESTSERVER}{UPLOADS}{upload['id']}/content?token=")
         assert upload["headers"] == {"Content-Length": str(len(pdf)), "Content-Type": "application/octet-stream"}
     assert staff["a"].get(ticket_url(upload["id"])).json() == upload
     assert names(store) == []  # nothing written until the client sends
@@ -295,13 +295,22 @@ def test_surplus_object_of_a_completion_that_found_the_bytes_known_is_deleted(
 # -- 3, 4. bytes that are not what was declared ---------------------------------------
 
 
-def test_fewer_bytes_than_declared(staff, owners, store, pdf, django_capture_on_commit_callbacks):
+@pytest.mark.parametrize("wrong", ["shorter", "longer"])
+def test_another_length_than_declared(staff, owners, store, pdf, wrong, django_capture_on_commit_callbacks):
     upload = ticket(staff["a"], "patient", owners.alice.pk, pdf)
-    short = pdf[:-10]
-    # An honest Content-Length for the shorter body. Real S3 would refuse the PUT (the
-    # length is signed); moto does not check signatures, so completion must catch it.
-    send_ok(staff["a"], upload, short, headers={"Content-Length": str(len(short))})
-    assert names(store) == [reserved(upload)]
+    body = pdf[:-10] if wrong == "shorter" else pdf + b"trailing"
+    # An honest Content-Length for the body sent, which is not the declared size.
+    status, code = send(staff["a"], upload, body, headers={"Content-Length": str(len(body))})
+    if not store.can_sign_uploads:
+        # The API's own URL refuses it before reading a byte, as real S3 refuses a presigned PUT whose
+        # signed Content-Length differs: nothing is stored and the ticket stays usable.
+        assert (status, code) == (400, "size_mismatch")
+        assert names(store) == [] and row(upload).status == "pending"
+        send_ok(staff["a"], upload, pdf)
+        assert complete(staff["a"], upload).status_code == 201
+        return
+    # moto checks no signature and takes it: completion must catch it, delete it and fail the ticket.
+    assert status == 200 and names(store) == [reserved(upload)]
     with django_capture_on_commit_callbacks(execute=True):
         response = complete(staff["a"], upload)
     assert_error(response, 400, "size_mismatch")
@@ -314,21 +323,19 @@ def test_fewer_bytes_than_declared(staff, owners, store, pdf, django_capture_on_
     assert (ticket_now["status"], ticket_now["error_code"], ticket_now["url"]) == ("failed", "size_mismatch", None)
 
 
-def test_more_bytes_than_declared(staff, owners, store, pdf, django_capture_on_commit_callbacks):
+@disk_only
+def test_a_body_that_ends_early_is_not_kept(staff, owners, store, pdf):
+    """A client that drops the connection mid-body: nothing is stored, and the ticket takes a retry."""
     upload = ticket(staff["a"], "patient", owners.alice.pk, pdf)
-    longer = pdf + b"trailing"
-    status, code = send(staff["a"], upload, longer, headers={"Content-Length": str(len(longer))})
-    if not store.can_sign_uploads:
-        # The API's own URL refuses a body longer than declared before reading it.
-        assert (status, code) == (413, "file_too_large")
-        assert names(store) == [] and row(upload).status == "pending"
-        return
-    # moto takes it (real S3 would refuse the signed length): completion catches it.
-    assert status == 200
-    with django_capture_on_commit_callbacks(execute=True):
-        response = complete(staff["a"], upload)
-    assert_error(response, 400, "size_mismatch")
-    assert names(store) == [] and not Blob.objects.exists() and row(upload).status == "failed"
+    request = RequestFactory().generic(
+        "PUT", upload["url"].removeprefix(TESTSERVER), pdf[:20], content_type="application/octet-stream"
+    )
+    request.META["CONTENT_LENGTH"] = str(len(pdf))  # promised, never delivered
+    response = UploadContentView.as_view()(request, pk=upload["id"])
+    assert response.status_code == 400 and response.data["code"] == "invalid_file"
+    assert names(store) == [] and row(upload).status == "pending"
+    send_ok(staff["a"], upload, pdf)
+    assert complete(staff["a"], upload).status_code == 201
 
 
 def test_other_bytes_than_declared(staff, owners, store, pdf, django_capture_on_commit_callbacks):

@@ -16,6 +16,7 @@ With ``STORAGE_BACKEND=s3`` the credentials come from boto3's usual sources
 import os
 from pathlib import Path
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,6 +76,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB_PATH") or BASE_DIR / "db.sqlite3",
+        # SQLite has no row locks: a transaction that starts by reading and then writes
+        # fails with "database is locked" if another one wrote meanwhile (two completions
+        # of one direct upload at once). Taking the write lock at BEGIN makes it wait instead.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20} if django.VERSION >= (5, 1) else {"timeout": 20},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -22,6 +22,7 @@ router.register("attachments/uploads", DirectUploadViewSet, basename="upload")
 router.register("attachments", AttachmentViewSet, basename="attachment")
 
 urlpatterns = [
-    path("attachments/uploads/<str:pk>/content/", UploadContentView.as_view(), name="upload-content"),
+    # No trailing slash: `curl -T FILE URL` appends the file's name to a URL whose path ends in one.
+    path("attachments/uploads/<str:pk>/content", UploadContentView.as_view(), name="upload-content"),
     *router.urls,
 ]

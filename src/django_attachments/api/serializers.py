@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework import serializers
 
 from ..models import FILENAME_MAX_LENGTH, NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, Attachment, DirectUpload
@@ -155,7 +156,8 @@ class StartUploadSerializer(_OwnerFields):
 
 
 class DirectUploadSerializer(serializers.ModelSerializer):
-    """A direct-upload ticket. While it is pending, ``method``, ``url`` and ``headers`` say how to send the bytes."""
+    """A direct-upload ticket. While it is pending and unexpired, ``method``, ``url`` and ``headers`` say how to send
+    the bytes (null otherwise)."""
 
     method = serializers.SerializerMethodField(help_text="The HTTP method to send the bytes with (PUT).")
     url = serializers.SerializerMethodField(
@@ -191,7 +193,7 @@ class DirectUploadSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def _target(self, upload: DirectUpload) -> dict[str, Any] | None:
-        if upload.status != DirectUpload.PENDING:
+        if upload.status != DirectUpload.PENDING or upload.expires_at <= timezone.now():
             return None
         cache = self.context.setdefault("_targets", {})
         if upload.pk not in cache:

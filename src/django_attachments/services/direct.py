@@ -211,9 +211,10 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
 
     For stores that cannot sign an upload URL; the API's own upload URL calls
     this. Memory stays at one chunk: the bytes go through a temporary file,
-    which local disk then moves into place. Nothing is checked against the
-    declaration here beyond the size bound (complete does that, the same for
-    every store); a body longer than declared is refused before it is read.
+    which local disk then moves into place. A body of another length than
+    declared is refused before it is read, as S3 refuses a presigned PUT whose
+    signed length differs; everything else is checked on completion, the same
+    for every store.
     """
     if length < 0:
         raise InvalidValue(f"The length of the body must not be negative, not {length}.", field="length")
@@ -221,9 +222,11 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
         raise UploadClosed(f"This upload is {upload.status}; it takes no more bytes.")
     if upload.expires_at <= _now():
         raise UploadExpired("This upload has expired; start a new one.")
-    if length > upload.size:
-        raise FileTooLarge(
-            f"The body of {length} bytes is larger than the {upload.size} bytes declared.", limit=upload.size
+    if length != upload.size:
+        # As S3 refuses a presigned PUT whose signed Content-Length differs: the ticket stays usable.
+        raise UploadMismatch(
+            f"The body has {length} bytes; {upload.size} were declared. Send exactly the declared bytes.",
+            code="size_mismatch",
         )
     store = get_store(upload.storage)
     if store.exists(upload.storage_identifiers):
