@@ -7,7 +7,9 @@ import json
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,32 +44,43 @@ def post_multipart(base_url: str, path: str, fields: dict[str, str], payload: Pa
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     epilogue = f"\r\n--{boundary}--\r\n".encode()
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(preamble) + payload.size + len(epilogue)),
+    }
+    status, raw, seconds = _stream(base_url, "POST", path, headers, chain([preamble], payload.chunks(), [epilogue]))
+    return Reply(status, _parsed(raw), seconds)
+
+
+def _stream(base_url: str, method: str, path: str, headers: dict[str, str], parts: Iterable[bytes]) -> tuple:
+    """Send ``parts`` as the body, straight to the socket; (status, raw answer, seconds)."""
     conn = connect(base_url)
     started = time.perf_counter()
     try:
-        conn.putrequest("POST", path)
-        conn.putheader("Accept", "application/json")
-        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-        conn.putheader("Content-Length", str(len(preamble) + payload.size + len(epilogue)))
+        conn.putrequest(method, path)
+        for name, value in headers.items():
+            conn.putheader(name, value)
         conn.endheaders()
         try:
             sock = conn.sock
-            sock.sendall(preamble)
-            for chunk in payload.chunks():
-                sock.sendall(chunk)
-            sock.sendall(epilogue)
+            for part in parts:
+                sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered early: read its answer below
         response = conn.getresponse()
         raw = response.read()
-        seconds = time.perf_counter() - started
+        return response.status, raw, time.perf_counter() - started
     finally:
         conn.close()
+
+
+def _parsed(raw: bytes) -> Any:
+    """The answer as JSON where it is JSON, else its first bytes."""
     try:
-        body = json.loads(raw)
+        return json.loads(raw) if raw else None
     except ValueError:
-        body = raw[:2000]
-    return Reply(response.status, body, seconds)
+        return raw[:2000]
 
 
 def get(base_url: str, path: str, headers: dict[str, str] | None = None) -> Reply:
@@ -109,11 +122,7 @@ def post_json(base_url: str, path: str, data: dict[str, Any] | None = None) -> R
         seconds = time.perf_counter() - started
     finally:
         conn.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = raw[:2000]
-    return Reply(response.status, parsed, seconds)
+    return Reply(response.status, _parsed(raw), seconds)
 
 
 def send_payload(method: str, url: str, headers: dict[str, str], payload: Payload) -> Reply:
@@ -122,22 +131,5 @@ def send_payload(method: str, url: str, headers: dict[str, str], payload: Payloa
     The headers must carry the Content-Length (a direct upload's do); nothing
     is added but what ``http.client`` always sends (Host, Accept-Encoding).
     """
-    conn = connect(url)
-    started = time.perf_counter()
-    try:
-        conn.putrequest(method, path_of(url))
-        for name, value in headers.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        try:
-            sock = conn.sock
-            for chunk in payload.chunks():
-                sock.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered early: read its answer below
-        response = conn.getresponse()
-        raw = response.read()
-        seconds = time.perf_counter() - started
-    finally:
-        conn.close()
-    return Reply(response.status, raw[:2000], seconds)
+    status, raw, seconds = _stream(url, method, path_of(url), headers, payload.chunks())
+    return Reply(status, raw[:2000], seconds)

@@ -94,13 +94,15 @@ def attach(
                 checksum=inspected.checksum,
                 content_type=inspected.content_type,
             ),
-            checksum=inspected.checksum,
-            size=inspected.size,
-            content_type=inspected.content_type,
-            tenant=blob_tenant,
-            subject=blob_subject,
-            filename=safe_name,
-            metadata=metadata,
+            blob_fields=dict(
+                checksum=inspected.checksum,
+                size=inspected.size,
+                content_type=inspected.content_type,
+                tenant=blob_tenant,
+                subject=blob_subject,
+                filename=safe_name,
+                metadata=metadata,
+            ),
             link_args=link_args,
             discard_on_error=True,
         )
@@ -111,17 +113,14 @@ def store_deduplicated(
     write: Callable[[], dict] | None,
     *,
     written: dict | None = None,
-    checksum: str,
-    size: int,
-    content_type: str,
-    tenant: str,
-    subject: str,
-    filename: str,
-    metadata: dict,
+    blob_fields: dict,
     link_args: dict,
     discard_on_error: bool,
 ) -> Attachment:
     """Link the blob of (tenant, subject) with these bytes, or ``write()`` them and record a new one.
+
+    ``blob_fields`` are the new blob's (checksum, size, content_type, tenant,
+    subject, filename, metadata); ``link_args`` the attachment's.
 
     ``write`` puts the bytes in ``store`` and returns their identifiers; it is
     called only when no blob has the checksum, and at most once. Bytes already
@@ -133,14 +132,13 @@ def store_deduplicated(
     the file; a direct upload keeps its object so the client can complete
     again).
     """
+    same_bytes = {key: blob_fields[key] for key in ("tenant", "subject", "checksum")}
     try:
         for _attempt in range(_MAX_ATTEMPTS):
             # Reuse: lock the existing blob so a concurrent purge cannot delete it
             # between this check and the new attachment's commit.
             with transaction.atomic():
-                blob = (
-                    Blob.objects.select_for_update().filter(tenant=tenant, subject=subject, checksum=checksum).first()
-                )
+                blob = Blob.objects.select_for_update().filter(**same_bytes).first()
                 if blob is not None:
                     attachment = _link_locked(blob, **link_args)
             if blob is not None:
@@ -150,18 +148,7 @@ def store_deduplicated(
             if written is None:
                 assert write is not None, "store_deduplicated() needs write() or written"
                 written = write()
-            attachment = _record_blob(
-                store,
-                written,
-                checksum=checksum,
-                size=size,
-                content_type=content_type,
-                tenant=tenant,
-                subject=subject,
-                filename=filename,
-                metadata=metadata,
-                link_args=link_args,
-            )
+            attachment = _record_blob(store, written, blob_fields, link_args)
             if attachment is not None:
                 return attachment
         raise AttachmentError("Could not store the file: the blob kept changing under concurrent updates; retry.")
@@ -178,14 +165,14 @@ def _same_object(blob: Blob, identifiers: dict) -> bool:
     )
 
 
-def _record_blob(store: Any, identifiers: dict, *, link_args: dict, **fields: Any) -> Attachment | None:
+def _record_blob(store: Any, identifiers: dict, blob_fields: dict, link_args: dict) -> Attachment | None:
     """Insert the blob and its attachment; None if a concurrent upload of the same bytes won the race."""
     with transaction.atomic():
         try:
             with transaction.atomic():
-                blob = Blob.objects.create(**fields, storage=store.alias, storage_identifiers=identifiers)
+                blob = Blob.objects.create(**blob_fields, storage=store.alias, storage_identifiers=identifiers)
         except IntegrityError:
-            keys = {name: fields[name] for name in ("tenant", "subject", "checksum")}
+            keys = {name: blob_fields[name] for name in ("tenant", "subject", "checksum")}
             if not Blob.objects.filter(**keys).exists():
                 raise
             return None  # the caller reuses the winner's blob

@@ -344,16 +344,18 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
                 store,
                 None,
                 written=verified.identifiers,
-                checksum=verified.checksum,
-                size=verified.size,
-                content_type=verified.content_type,
-                tenant=upload.tenant,
-                subject=upload.subject,
-                filename=upload.filename,
-                metadata={
-                    "declared_content_type": upload.declared_content_type or None,
-                    "direct_upload": str(upload.pk),
-                },
+                blob_fields=dict(
+                    checksum=verified.checksum,
+                    size=verified.size,
+                    content_type=verified.content_type,
+                    tenant=upload.tenant,
+                    subject=upload.subject,
+                    filename=upload.filename,
+                    metadata={
+                        "declared_content_type": upload.declared_content_type or None,
+                        "direct_upload": str(upload.pk),
+                    },
+                ),
                 link_args=dict(
                     owner_type=upload.owner_type,
                     owner_id=upload.owner_id,
