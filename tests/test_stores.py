@@ -6,6 +6,8 @@ import base64
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -253,3 +255,28 @@ def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
     assert sorted(p["ChecksumSHA256"] for p in parts) == sorted(
         base64.b64encode(hashlib.sha256(big[i : i + s3_module.PART_SIZE]).digest()).decode() for i in offsets
     )
+
+
+def test_local_disk_works_without_boto3(tmp_path):
+    """Installed without the [s3] extra: django-storages' S3 module refuses to import, disk still works."""
+    script = f"""
+import sys
+sys.modules["boto3"] = None  # as if not installed: importing it raises ImportError
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_attachments"],
+    DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}},
+    STORAGES={{"default": {{"BACKEND": "django.core.files.storage.FileSystemStorage",
+                            "OPTIONS": {{"location": {str(tmp_path)!r}}}}}}},
+)
+django.setup()
+from django_attachments.stores import get_store
+store = get_store("default")
+from django.core.files.base import ContentFile
+identifiers = store.save(ContentFile(b"data"), size=4, checksum="0" * 64, content_type="text/plain")
+print(type(store).__name__, store.stat(identifiers).size)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["FileSystemStore", "4"]

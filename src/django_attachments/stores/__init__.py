@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
 from django.core.signals import setting_changed
 
@@ -92,7 +93,8 @@ def _register_s3() -> None:
         from storages.backends.s3 import S3Storage
 
         from .s3 import S3Store
-    except ImportError:  # boto3 not installed: no S3 storage can be configured either
+    except (ImportError, ImproperlyConfigured):
+        # django-storages without boto3 raises ImproperlyConfigured: no S3 storage can be configured either.
         return
     _adapters.setdefault(S3Storage, S3Store)
 
