@@ -1,5 +1,5 @@
 """Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, moto's S3 server,
-and reading another process's memory (Linux ``/proc``).
+reading another process's memory (Linux ``/proc``), and room on disk for their files.
 
 ::
 
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -91,3 +93,18 @@ def reset_peak(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def roomy_tempdir(prefix: str, needed: float) -> Iterator[Path]:
+    """A temporary folder on a file system with ``needed`` bytes free (else the test is skipped), removed after."""
+    import pytest
+
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        free = shutil.disk_usage(base).free
+        if free < needed:
+            pytest.skip(f"needs ~{needed / 2**20:.0f} MiB free in {base.parent}, has {free / 2**20:.0f} MiB")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -24,20 +24,17 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import make_bucket
 from tests.live import example_server
-from tests.servers import moto_server, reset_peak, status_kib
+from tests.servers import moto_server, reset_peak, roomy_tempdir, status_kib
 
 pytestmark = pytest.mark.slow
 
@@ -190,15 +187,9 @@ def download(base_url: str, url: str) -> tuple[int, int, str, float]:
 @pytest.fixture
 def workdir():
     """A temporary folder with room for the 1 GiB upload, removed afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="attachments-live-upload-"))
-    try:
-        free = shutil.disk_usage(base).free
-        if free < FREE_SPACE_NEEDED:
-            pytest.skip(f"needs ~{FREE_SPACE_NEEDED / GIB:.1f} GiB free in {base.parent}, has {free / GIB:.1f} GiB")
+    with roomy_tempdir("attachments-live-upload-", FREE_SPACE_NEEDED) as base:
         (base / "tmp").mkdir()
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def patient_of_north(base_url: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import STORE_KINDS, make_bucket
+from tests.servers import roomy_tempdir
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +42,8 @@ PROBE_TIMEOUT = 900
 @pytest.fixture(scope="module")
 def workspace():
     """A temporary folder with enough free space, removed afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="attachments-memory-"))
-    try:
-        free = shutil.disk_usage(base).free
-        if free < FREE_SPACE_NEEDED:
-            pytest.skip(f"needs ~{FREE_SPACE_NEEDED // MIB} MiB free in {base.parent}, has {free // MIB} MiB")
+    with roomy_tempdir("attachments-memory-", FREE_SPACE_NEEDED) as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -140,18 +140,8 @@ def _count(result: PurgeResult, blob: Blob, on_item: OnItem | None) -> None:
 
 def _delete_bytes(blobs: list[Blob], result: PurgeResult, on_item: OnItem | None) -> None:
     """The rows are gone and committed; delete the bytes, one batched call per storage."""
-    by_storage: dict[str, list[Blob]] = {}
-    for blob in blobs:
-        by_storage.setdefault(blob.storage, []).append(blob)
-    for alias, group in by_storage.items():
-        try:
-            failures = get_store(alias).delete_many([blob.storage_identifiers for blob in group])
-            failed = {failure.name for failure in failures}
-            result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
-        except Exception as exc:  # the whole storage refused; the objects are stray now
-            logger.exception("Could not delete the bytes of %d purged blobs from storage %r", len(group), alias)
-            failed = {blob.storage_identifiers.get("name") for blob in group}
-            result.failures.append(f"storage {alias!r}: {exc}")
+    for alias, group in _by_storage(blobs).items():
+        failed = _delete_objects(alias, [blob.storage_identifiers for blob in group], result, "purged blobs")
         for blob in group:
             deleted = blob.storage_identifiers.get("name") not in failed
             _count(result, blob, on_item)
@@ -160,6 +150,31 @@ def _delete_bytes(blobs: list[Blob], result: PurgeResult, on_item: OnItem | None
             else:
                 result.bytes -= blob.size
             blob_purged.send(sender=Blob, blob=blob, bytes_deleted=deleted)
+
+
+def _by_storage(rows: list[Any]) -> dict[str, list[Any]]:
+    """Blobs or tickets grouped by their storage alias."""
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row.storage, []).append(row)
+    return groups
+
+
+def _delete_objects(alias: str, identifiers_list: list[dict], result: PurgeResult, what: str) -> set[str]:
+    """Delete objects of one storage in a batched call; the names of those that could not be deleted.
+
+    Failures are added to ``result``; objects left behind are stray, for the next ``--stray`` run.
+    """
+    if not identifiers_list:
+        return set()
+    try:
+        failures = get_store(alias).delete_many(identifiers_list)
+    except Exception as exc:  # the whole storage refused
+        logger.exception("Could not delete the objects of %d %s from storage %r", len(identifiers_list), what, alias)
+        result.failures.append(f"storage {alias!r}: {exc}")
+        return {identifiers.get("name") for identifiers in identifiers_list}
+    result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
+    return {failure.name for failure in failures}
 
 
 # -- strays --------------------------------------------------------------------
@@ -291,22 +306,10 @@ def _count_upload(result: PurgeResult, upload: DirectUpload, on_item: OnItem | N
 
 def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_item: OnItem | None) -> None:
     """The tickets are gone; delete their objects, except any a blob holds (never bytes under a row)."""
-    by_storage: dict[str, list[DirectUpload]] = {}
-    for upload in uploads:
-        by_storage.setdefault(upload.storage, []).append(upload)
-    for alias, group in by_storage.items():
-        names = [upload.storage_identifiers.get("name") for upload in group]
-        held = set(Blob.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True))
-        doomed = [upload for upload in group if upload.storage_identifiers.get("name") not in held]
-        failed: set[str] = set()
-        try:
-            failures = get_store(alias).delete_many([upload.storage_identifiers for upload in doomed])
-            failed = {failure.name for failure in failures}
-            result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
-        except Exception as exc:  # the objects (if any were sent) are stray now
-            logger.exception("Could not delete the objects of %d expired uploads from storage %r", len(doomed), alias)
-            failed = {upload.storage_identifiers.get("name") for upload in doomed}
-            result.failures.append(f"storage {alias!r}: {exc}")
+    for alias, group in _by_storage(uploads).items():
+        held = _referenced(alias, [upload.storage_identifiers.get("name") for upload in group])
+        doomed = [upload.storage_identifiers for upload in group if upload.storage_identifiers.get("name") not in held]
+        failed = _delete_objects(alias, doomed, result, "expired uploads")
         for upload in group:
             _count_upload(result, upload, on_item)
             if upload.storage_identifiers.get("name") not in failed:
