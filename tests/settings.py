@@ -81,3 +81,6 @@ DJANGO_ATTACHMENTS = {}
 
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 SPECTACULAR_SETTINGS = {"TITLE": "django_attachments (tests)", "VERSION": "test"}
+
+# Logins in tests need no slow password hashing.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

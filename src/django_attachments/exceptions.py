@@ -70,6 +70,14 @@ class FileTooLarge(AttachmentError, ValueError):
         self.limit = limit
 
 
+class RequestTooLarge(AttachmentError, ValueError):
+    """A request body larger than the endpoint takes, refused before it is read."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class EmptyFile(AttachmentError, ValueError):
     """The file has no bytes and empty files are not allowed."""
 

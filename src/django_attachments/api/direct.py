@@ -33,7 +33,7 @@ from .. import services
 from ..conf import app_settings
 from ..exceptions import EmptyFile, UploadNotFound
 from ..models import DirectUpload
-from . import access, errors, schema
+from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
 
 _TOKEN_SALT = "django_attachments.direct-upload"
@@ -56,7 +56,7 @@ def _namespace(request: Request) -> str:
 
 
 @schema.describe_uploads
-class DirectUploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = DirectUploadSerializer
     parser_classes = [JSONParser]
     lookup_value_regex = "[^/]+"

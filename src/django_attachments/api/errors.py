@@ -26,6 +26,12 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "file_too_large"
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than this endpoint takes."
+    default_code = "request_too_large"
+
+
 class UnsupportedFileType(exceptions.APIException):
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     default_detail = "Files of this type are not allowed here."
@@ -78,6 +84,8 @@ def to_api_error(exc: errors.AttachmentError) -> exceptions.APIException:
         return exceptions.NotFound(str(exc), code="blob_not_found")
     if isinstance(exc, errors.FileTooLarge):
         return PayloadTooLarge(str(exc))
+    if isinstance(exc, errors.RequestTooLarge):
+        return RequestTooLarge(str(exc))
     if isinstance(exc, errors.ContentTypeNotAllowed):
         return UnsupportedFileType(str(exc))
     if isinstance(exc, (errors.EmptyFile, errors.InvalidFile)):

@@ -1,14 +1,18 @@
-"""Refusing oversized uploads as early as the request allows.
+"""Refusing oversized and unwanted request bodies before a byte of them is read.
 
-1. Before the body is read: a ``Content-Length`` larger than the limit (plus
-   room for the multipart envelope) is answered 413 at once.
-2. While the body is read: :class:`SizeLimitUploadHandler` counts the bytes of
-   each file as the parser hands them over and stops at the limit, so a client
-   that lies about ``Content-Length`` (or sends chunked bodies) cannot make the
-   server spool more than the limit to disk.
+Every endpoint of the API runs :meth:`BodyGuardMixin.initial` first, before
+authentication: a session's CSRF check reads ``request.POST``, which parses
+(and spools) a multipart body in full, so the limits must be in place by then.
 
-Large files are also hashed as they arrive (see ``uploadhandlers.py``), and the
-body is parsed in ``CHUNK_SIZE`` chunks.
+1. Before the body is read: a ``Content-Length`` larger than what the
+   endpoint takes is answered 413 — the upload limit plus room for the form
+   fields where a file is taken (``file_too_large``), a few hundred KiB of
+   JSON or form fields elsewhere (``request_too_large``). Whatever the verb,
+   the spelling of the ``Content-Type`` or the authentication.
+2. Endpoints that take no file refuse a multipart body (415) before parsing.
+3. While a multipart body is read, a counting upload handler stops each file
+   at the limit (see :func:`django_attachments.uploadhandlers.guard_body`),
+   and large files are hashed as they arrive, parsed in ``CHUNK_SIZE`` chunks.
 
 The owner type's own ``max_size`` is only known once ``owner_type`` is parsed;
 the service applies it (and the global limit again) after parsing.
@@ -18,74 +22,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
+from django.utils.http import parse_header_parameters
+from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
 
-from ..conf import app_settings
-from ..registry import attachment_registry
-from ..uploadhandlers import HashingTemporaryFileUploadHandler
-from .errors import PayloadTooLarge
-
-#: Room for the multipart boundaries, headers and the small text fields.
-ENVELOPE_ALLOWANCE = 64 * 1024
+from ..uploadhandlers import guard_body, upload_limit
 
 
-def upload_limit() -> int | None:
-    """The largest file any owner type accepts: the global limit, or the largest per-type one."""
-    if app_settings.MAX_UPLOAD_SIZE is not None:
-        return app_settings.MAX_UPLOAD_SIZE
-    per_type = [spec.max_size for spec in attachment_registry]
-    return None if not per_type or None in per_type else max(per_type)
+def media_type(request: Request) -> str:
+    """The body's media type, lower-cased, without parameters ("" when there is none)."""
+    return parse_header_parameters(request.META.get("CONTENT_TYPE", ""))[0]
 
 
-def check_content_length(request: Any, limit: int | None) -> None:
-    if limit is None:
-        return
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return  # Django treats a malformed Content-Length as 0 and reads nothing
-    if declared > limit + ENVELOPE_ALLOWANCE:
-        raise PayloadTooLarge(f"The request body of {declared} bytes exceeds the upload limit of {limit} bytes.")
+class BodyGuardMixin:
+    """For API views: guard the body before DRF authenticates, negotiates or parses anything."""
 
+    #: The view actions whose body may carry a file; every other one takes JSON or form fields only.
+    file_actions: frozenset[str] = frozenset()
 
-class SizeLimitUploadHandler(FileUploadHandler):
-    """Counts each uploaded file's bytes and refuses the request past ``limit``."""
+    def takes_file(self) -> bool:
+        return getattr(self, "action", None) in self.file_actions
 
-    def __init__(self, request: Any = None, limit: int | None = None) -> None:
-        super().__init__(request)
-        self.limit = limit
-        self.received = 0
-
-    def new_file(self, *args: Any, **kwargs: Any) -> None:
-        super().new_file(*args, **kwargs)
-        self.received = 0
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.limit is not None and self.received > self.limit:
-            raise PayloadTooLarge(f"The file is larger than the upload limit of {self.limit} bytes.")
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None  # the next handlers build the file
-
-
-def prepare_upload(request: Any) -> None:
-    """Before the body of ``request`` (a DRF request) is parsed: check its size, and hash files on arrival.
-
-    The project's TemporaryFileUploadHandler is swapped for the hashing one,
-    so that large files are not read again to be hashed.
-    """
-    limit = upload_limit()
-    check_content_length(request, limit)
-    django_request = request._request
-    handlers = [
-        HashingTemporaryFileUploadHandler(django_request) if type(handler) is TemporaryFileUploadHandler else handler
-        for handler in django_request.upload_handlers
-    ]
-    handlers = [SizeLimitUploadHandler(django_request, limit), *handlers]
-    # The parser reads in the smallest chunk size among the handlers: 1 MiB
-    # chunks instead of 64 KiB make parsing and hashing markedly cheaper.
-    for handler in handlers:
-        handler.chunk_size = max(handler.chunk_size, app_settings.CHUNK_SIZE)
-    django_request.upload_handlers = handlers
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        takes_file = self.takes_file()
+        if not takes_file:
+            request.parsers = [parser for parser in request.parsers if not isinstance(parser, MultiPartParser)]
+            if media_type(request).startswith("multipart/"):
+                raise UnsupportedMediaType(request.content_type)
+        guard_body(request._request, limit=upload_limit() if takes_file else None, takes_file=takes_file)
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -39,6 +39,7 @@ class AttachmentPagination(PageNumberPagination):
 
 @schema.describe
 class AttachmentViewSet(
+    uploads.BodyGuardMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -47,6 +48,7 @@ class AttachmentViewSet(
     serializer_class = AttachmentSerializer
     pagination_class = AttachmentPagination
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    file_actions = frozenset({"create"})  # see uploads.BodyGuardMixin
     # Any segment: a malformed id gets this API's JSON 404, not the project's HTML one.
     lookup_value_regex = "[^/]+"
 
@@ -116,10 +118,8 @@ class AttachmentViewSet(
     # -- writing ---------------------------------------------------------------
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        is_form = request.content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
-        if is_form:
-            uploads.prepare_upload(request)  # before the body is read
-        data = request.data
+        data = request.data  # a size-guarded body: see uploads.BodyGuardMixin
+        is_form = isinstance(data, QueryDict)  # multipart or urlencoded; JSON parses to a dict
         if not hasattr(data, "keys"):
             raise ValidationError({"non_field_errors": ["Expected an object."]}, code="invalid")
         if "file" in data and "blob_id" in data:
