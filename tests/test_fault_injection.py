@@ -24,21 +24,21 @@ from django_attachments.exceptions import StorageError, UploadClosed, UploadFail
 from django_attachments.models import Attachment, Blob, DirectUpload
 from django_attachments.stores import get_store
 from tests import faults
-from tests.conftest import make_bucket, s3_backend
+from tests.conftest import STORE_KINDS, get_s3_server
 
 pytestmark = pytest.mark.django_db
 
 NOW = timedelta(0)
 
 
-@pytest.fixture(params=["disk", "s3"])
+@pytest.fixture(params=STORE_KINDS)
 def faulty(request, settings, tmp_path):
     faults.install()
     if request.param == "disk":
         config = {"BACKEND": "tests.faults.FaultyFileSystemStorage", "OPTIONS": {"location": str(tmp_path / "f")}}
     else:
-        endpoint = request.getfixturevalue("moto_server")
-        config = {**s3_backend(endpoint, make_bucket(endpoint)), "BACKEND": "tests.faults.FaultyS3Storage"}
+        server = get_s3_server(request, request.param.removeprefix("s3-"))
+        config = {**server.backend(server.make_bucket()), "BACKEND": "tests.faults.FaultyS3Storage"}
     settings.STORAGES = {**settings.STORAGES, "faulty": config}
     settings.DJANGO_ATTACHMENTS = {"STORAGE": "faulty"}
     store = get_store("faulty")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STORE_KINDS, make_bucket
+from tests.conftest import make_bucket
 from tests.servers import roomy_tempdir
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,8 @@ def run_probe(args: list[str], workdir: Path) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["file", "stream"])
-@pytest.mark.parametrize("kind", STORE_KINDS)
+# The bound is this process's memory, whichever S3 server receives the bytes: moto's is enough.
+@pytest.mark.parametrize("kind", ["disk", "s3"])
 def test_attach_200_mib_peak_memory_is_bounded(kind, mode, big_file, case_dir, request):
     path, sha256 = big_file
     args = ["--store", kind, "--mode", mode, "--input", str(path), "--sha256", sha256]

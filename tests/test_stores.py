@@ -10,16 +10,17 @@ import subprocess
 import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.files import File
 
 from django_attachments.exceptions import ObjectMissing, StorageError
 from django_attachments.stores import FileSystemStore, StorageAPIStore, get_store
-from tests.conftest import make_bucket, s3_backend, storage_config
+from tests.conftest import STORE_KINDS, storage_config
 
 
-@pytest.fixture(params=["disk", "s3", "memory"])
+@pytest.fixture(params=[*STORE_KINDS, "memory"])
 def store(request, settings, tmp_path):
     if request.param == "memory":
         config = {"BACKEND": "django.core.files.storage.InMemoryStorage"}
@@ -151,12 +152,12 @@ def test_generic_store_for_other_storages(settings):
 
 
 @pytest.fixture
-def s3(settings, moto_server):
+def s3(settings, s3_server):
     def make(**options):
         versioned = options.pop("versioned", False)
         settings.STORAGES = {
             **settings.STORAGES,
-            "s3": s3_backend(moto_server, make_bucket(moto_server, versioned=versioned), **options),
+            "s3": s3_server.backend(s3_server.make_bucket(versioned=versioned), **options),
         }
         return get_store("s3")
 
@@ -211,7 +212,8 @@ def test_s3_multipart_upload_round_trip(s3):
     parts = count_calls(store, "UploadPart")
     identifiers = save(store, data)
     assert len(parts) == 3
-    assert hashlib.sha256(read(store, identifiers)).digest() == hashlib.sha256(data).digest()
+    with store.open(identifiers) as stream:
+        assert hashlib.sha256(b"".join(stream.chunks())).digest() == hashlib.sha256(data).digest()
 
 
 def test_s3_deletes_in_batches_of_1000(s3):
@@ -223,6 +225,24 @@ def test_s3_deletes_in_batches_of_1000(s3):
     assert store.delete_many(identifiers) == []
     assert len(calls) == 3
     assert list(store.list()) == []
+
+
+@pytest.mark.parametrize("signature_version", [None, "s3", "s3v4"])
+def test_s3_urls_are_sigv4_whatever_the_storage_signs_with(s3, signature_version):
+    """S3 refuses SigV2 for new buckets, and servers that check signatures refuse a SigV2 URL with
+    response-* overrides (django-storages' default in us-east-1): every URL is SigV4, and works."""
+    store = s3(**({"signature_version": signature_version} if signature_version else {}))
+    data = b"%PDF-1.4 signed for a week"
+    identifiers = save(store, data)
+    disposition = "attachment; filename=\"r_sum_ 1.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%201.pdf"
+    url = store.url(identifiers, expires=60, content_disposition=disposition, content_type="application/pdf")
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and query["X-Amz-Expires"] == ["60"]
+    assert "Signature" not in query and "AWSAccessKeyId" not in query
+    with urllib.request.urlopen(url) as response:  # from the S3 server itself
+        assert response.read() == data
+        assert response.headers["Content-Disposition"] == disposition
+        assert response.headers["Content-Type"] == "application/pdf"
 
 
 def test_s3_unsigned_storage_gives_no_url(s3):

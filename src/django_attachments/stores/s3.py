@@ -11,6 +11,8 @@ to the bucket with the storage's boto3 client so that it can:
 - stream downloads and byte ranges from the response body instead of reading
   whole objects into memory, as ``S3File`` does;
 - delete in batches of 1,000 keys per ``DeleteObjects`` request;
+- sign every URL it hands out with SigV4, whatever the storage's signature
+  version (download URLs, and upload targets);
 - hand clients a presigned PUT (SigV4) for direct uploads that binds the key,
   the exact size (``Content-Length``), the SHA-256 (``x-amz-checksum-sha256``,
   which S3 checks against the body) and ``If-None-Match: *`` (no overwrite);
@@ -199,10 +201,12 @@ class S3Store(BaseStore):
 
     @property
     def presigner(self) -> Any:
-        """A client that signs with SigV4, whatever the storage's signature version.
+        """A client that signs with SigV4, whatever the storage's signature version: every URL
+        this store hands out (downloads and upload targets) is signed with it.
 
         SigV4 query signing binds the request's headers (size, checksum,
-        If-None-Match); the older scheme would leave them unsigned.
+        If-None-Match); the older scheme would leave them unsigned, and S3
+        refuses it for buckets created since 2020.
         """
         if self._presigner is None:
             from botocore.config import Config
@@ -326,7 +330,10 @@ class S3Store(BaseStore):
             extra["ResponseContentType"] = content_type
         if "VersionId" in params:
             extra["VersionId"] = params["VersionId"]
-        return self.client.generate_presigned_url(
+        # Signed with SigV4 whatever the storage's settings: with django-storages' defaults in
+        # us-east-1 the storage's own client signs the older way (SigV2), whose URLs S3 refuses for
+        # new buckets, and which S3-compatible servers reject with response-* overrides.
+        return self.presigner.generate_presigned_url(
             "get_object", Params={"Bucket": params["Bucket"], "Key": params["Key"], **extra}, ExpiresIn=int(expires)
         )
 
