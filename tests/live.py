@@ -4,7 +4,9 @@
         server.url          # "http://127.0.0.1:PORT"
         server.pid          # the server process, e.g. to read its memory
 
-It runs on a fresh SQLite database and media folder inside ``workdir``,
+It runs on a fresh SQLite database and media folder inside ``workdir`` (or,
+with ``database="postgres"``, a fresh database on the throwaway cluster that
+``python -m tests.pgcluster`` started),
 migrated and seeded with ``seed_demo`` (users ``north``/``north-demo`` and
 ``harbour``/``harbour-demo``, one per clinic), with ``runserver --noreload``
 on a free port of 127.0.0.1. Extra ``env`` reaches the server, e.g.
@@ -26,15 +28,35 @@ from tests import servers
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_project"
 
 
+def fresh_postgres_database() -> dict[str, str]:
+    """A new, empty database on the test cluster, as the example project's DJANGO_DB_* variables."""
+    import uuid
+
+    import psycopg
+
+    host, port = os.environ["DJANGO_ATTACHMENTS_TEST_PG"].rsplit(":", 1)
+    name = f"live_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return {"DJANGO_DB_HOST": host, "DJANGO_DB_PORT": port, "DJANGO_DB_NAME": name, "DJANGO_DB_USER": "postgres"}
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
     pid: int
     log: Path
+    env: dict[str, str]
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        """Run a management command against the server's database and storage."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=EXAMPLE_DIR, env=self.env, capture_output=True, text=True
+        )
 
 
 @contextmanager
-def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
+def example_server(workdir: Path, *, env: dict[str, str] | None = None, database: str = "sqlite") -> Iterator[Server]:
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -45,9 +67,12 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
         DJANGO_MEDIA_ROOT=str(workdir / "media"),
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY="live-test-server",
+        DJANGO_API_BASIC_AUTH="1",
         PYTHONUNBUFFERED="1",
         **(env or {}),
     )
+    if database == "postgres":
+        environment.update(fresh_postgres_database())
 
     def manage(*args: str) -> None:
         done = subprocess.run(
@@ -74,6 +99,6 @@ def example_server(workdir: Path, *, env: dict[str, str] | None = None) -> Itera
     url = f"http://127.0.0.1:{port}"
     try:
         servers.wait_until(url + "/api/schema/", proc, "the example server", log)
-        yield Server(url=url, pid=proc.pid, log=log)
+        yield Server(url=url, pid=proc.pid, log=log, env=environment)
     finally:
         servers.stop(proc)

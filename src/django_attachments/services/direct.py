@@ -32,6 +32,7 @@ from uuid import UUID
 
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .. import ingest
@@ -248,25 +249,53 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
         if digest.size != length:
             raise InvalidFile(f"The body ended after {digest.size} of its {length} bytes; nothing was kept.")
         spool.flush()
-        try:
-            identifiers = store.save(
-                spool,
-                size=digest.size,
-                checksum=digest.checksum,
-                content_type="application/octet-stream",
-                name=store.name_of(upload.storage_identifiers),
-            )
-        except ObjectExists:
-            raise UploadClosed(
-                "The bytes of this upload were already received; complete it.", code="upload_exists"
-            ) from None
-    # Recorded only while the ticket is open; a ticket closed meanwhile leaves our object stray.
-    updated = DirectUpload.objects.filter(pk=upload.pk, status=DirectUpload.PENDING).update(
-        received_checksum=digest.checksum
-    )
-    if not updated:
+        # Putting the bytes in place and recording them is one step under the
+        # ticket's lock, which completion takes too: it sees either no object, or
+        # the object with its checksum, never our object before we recorded it. A
+        # second PUT waits here, then finds the object and keeps nothing.
+        with transaction.atomic():
+            ticket = _lock_ticket(upload.pk)
+            if ticket is None or ticket.status != DirectUpload.PENDING:
+                raise UploadClosed("This upload was closed while its bytes arrived; nothing was kept.")
+            if store.exists(ticket.storage_identifiers):
+                raise UploadClosed("The bytes of this upload were already received; complete it.", code="upload_exists")
+            try:
+                store.save(
+                    spool,
+                    size=digest.size,
+                    checksum=digest.checksum,
+                    content_type="application/octet-stream",
+                    name=store.name_of(ticket.storage_identifiers),
+                )
+            except ObjectExists:
+                raise UploadClosed(
+                    "The bytes of this upload were already received; complete it.", code="upload_exists"
+                ) from None
+            # Should this not commit, the object stays: completion then hashes it
+            # (nothing unverified becomes a blob), and the expiry purge removes it.
+            ticket.received_checksum = digest.checksum
+            ticket.save(update_fields=["received_checksum"])
+
+
+def _lock_ticket(pk: Any, tenant: Any = None) -> DirectUpload | None:
+    """Lock the ticket's row for this transaction and read it; None when there is none (for ``tenant``).
+
+    The lock is taken by a write, not only ``SELECT ... FOR UPDATE``: SQLite
+    ignores ``FOR UPDATE``, but a transaction whose first statement writes takes
+    the database's write lock at once, so two of them wait for each other
+    instead of one failing with "database is locked" when it upgrades a read.
+    On other databases the write locks the row, as ``FOR UPDATE`` would.
+    """
+    if not DirectUpload.objects.filter(pk=pk).update(status=F("status")):
+        return None
+    return DirectUpload.objects.select_for_update().for_tenant(tenant).filter(pk=pk).first()
+
+
+def _discard_unreferenced(store: Any, identifiers: Identifiers) -> None:
+    """Delete a ticket's object, unless a blob references it (then it is not the ticket's to delete)."""
+    name = identifiers.get("name")
+    if not Blob.objects.filter(storage=identifiers.get("storage")).with_object_names([name]).exists():
         _discard(store, identifiers)
-        raise UploadClosed("This upload was closed while its bytes arrived; nothing was kept.")
 
 
 # -- 3. complete -----------------------------------------------------------------
@@ -309,8 +338,9 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
     pk = _upload_id(upload_id)
     failure: UploadFailed | None = None
     with transaction.atomic():
-        # The row lock makes a second completion of the same ticket wait, then answer from the first.
-        upload = DirectUpload.objects.select_for_update().for_tenant(tenant).filter(pk=pk).first()
+        # The row lock makes a second completion of the same ticket, or a PUT of its
+        # bytes (receive_upload), wait; a second completion then answers from the first.
+        upload = _lock_ticket(pk, tenant)
         if upload is None:
             raise UploadNotFound(f"No upload with id '{upload_id}'.")
         if upload.status == DirectUpload.COMPLETED:
@@ -338,7 +368,7 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
             upload.status, upload.error_code, upload.error = DirectUpload.FAILED, failure.code, str(exc)
             upload.completed_at = _now()
             upload.save(update_fields=["status", "error_code", "error", "completed_at"])
-            transaction.on_commit(functools.partial(_discard, store, upload.storage_identifiers))
+            transaction.on_commit(functools.partial(_discard_unreferenced, store, upload.storage_identifiers))
         else:
             attachment = store_deduplicated(
                 store,

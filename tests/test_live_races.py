@@ -1,0 +1,181 @@
+"""Races between requests, over a live server: what one client sends never loses another's bytes.
+
+The example project is served for real (``runserver``, a thread per request)
+on SQLite, and — when the suite runs under ``python -m tests.pgcluster`` — on
+PostgreSQL. Each round starts a direct upload (local disk: the bytes go to
+the API's own upload URL), then at once, from several connections: two PUTs
+of the bytes (two tabs) and three clients completing the ticket again and
+again (a browser that retries). Whatever the interleaving:
+
+- exactly one PUT is kept (204); the other is refused (409), never a 5xx;
+- exactly one completion creates the attachment (201), the others answer it (200);
+- every completed attachment downloads exactly its bytes, and
+  ``verify_attachments`` finds every blob's object, with its checksum, at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.live import example_server
+
+ROUNDS = int(os.environ.get("LIVE_RACE_ROUNDS", "40"))
+USERNAME, PASSWORD = "north", "north-demo"  # staff of Northside Dental (seed_demo)
+TIMEOUT = 60
+#: The session cookie and CSRF token every request sends, as a browser would (set by the fixture).
+SESSION: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    database = "postgres" if os.environ.get("DJANGO_ATTACHMENTS_TEST_PG") else "sqlite"
+    with example_server(tmp_path_factory.mktemp("race-server"), database=database) as server:
+        SESSION.update(log_in(server.url))
+        yield server
+        SESSION.clear()
+
+
+def _raw(base_url: str, method: str, path: str, body: bytes, headers: dict):
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.getheader("Set-Cookie", ""), response.read()
+    finally:
+        conn.close()
+
+
+def log_in(base_url: str) -> dict[str, str]:
+    """Log in through the API's login form (a session: one password hash, not one per request)."""
+    _, cookies, page = _raw(base_url, "GET", "/api-auth/login/", b"", {})
+    csrf = re.search(r"csrftoken=([^;]+)", cookies).group(1)
+    form = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1).decode()
+    body = f"username={USERNAME}&password={PASSWORD}&csrfmiddlewaretoken={form}".encode()
+    headers = {"Cookie": f"csrftoken={csrf}", "Content-Type": "application/x-www-form-urlencoded"}
+    status, cookies, _ = _raw(base_url, "POST", "/api-auth/login/", body, headers)
+    assert status == 302, status
+    session = re.search(r"sessionid=([^;]+)", cookies).group(1)
+    return {"Cookie": f"csrftoken={csrf}; sessionid={session}", "X-CSRFToken": csrf}
+
+
+def request(base_url: str, method: str, path: str, *, body: bytes = b"", headers: dict | None = None):
+    status, _, raw = _raw(base_url, method, path, body, {**SESSION, **(headers or {})})
+    return status, raw
+
+
+def api_json(base_url: str, method: str, path: str, payload: dict | None = None):
+    status, raw = request(
+        base_url,
+        method,
+        path,
+        body=json.dumps(payload).encode() if payload is not None else b"",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw[:500]
+
+
+def put(ticket: dict, data: bytes):
+    parts = urlsplit(ticket["url"])
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        conn.putrequest(ticket["method"], f"{parts.path}?{parts.query}")
+        for name, value in ticket["headers"].items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        view = memoryview(data)
+        for offset in range(0, len(data), 64 * 1024):  # in pieces, so that the server reads while others act
+            conn.send(view[offset : offset + 64 * 1024])
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def patient_id(base_url: str) -> str:
+    status, body = api_json(base_url, "GET", "/api/attachments/?owner_type=patient")
+    assert status == 200, body
+    return str(body["results"][0]["owner_id"])
+
+
+def race(base_url: str, ticket: dict, data: bytes) -> tuple[list[int], list[tuple[int, object]]]:
+    """Two PUTs of the bytes and three completing clients, released at once; their final answers."""
+    complete_path = urlsplit(ticket["complete_url"]).path
+    puts: list[int] = []
+    completions: list[tuple[int, object]] = []
+    barrier = threading.Barrier(5)
+
+    def send():
+        barrier.wait()
+        puts.append(put(ticket, data)[0])
+
+    def complete():
+        barrier.wait()
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            status, body = api_json(base_url, "POST", complete_path)
+            waiting = status == 400 and isinstance(body, dict) and body.get("code") == "upload_missing"
+            if not waiting or time.monotonic() > deadline:
+                completions.append((status, body))
+                return
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=send) for _ in range(2)] + [threading.Thread(target=complete) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return puts, completions
+
+
+def test_puts_racing_completions_never_lose_the_bytes(server):
+    owner_id = patient_id(server.url)
+    rng = random.Random(12)
+    completed: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+
+    for round_number in range(ROUNDS):
+        data = os.urandom(rng.randrange(1024, 1536 * 1024))
+        status, started = api_json(
+            server.url,
+            "POST",
+            "/api/attachments/uploads/",
+            {
+                "owner_type": "patient",
+                "owner_id": owner_id,
+                "filename": f"race-{round_number}.bin",
+                "size": len(data),
+                "checksum": hashlib.sha256(data).hexdigest(),
+            },
+        )
+        assert status == 201 and started["upload"], started
+        ticket = started["upload"]
+        puts, completions = race(server.url, ticket, data)
+
+        statuses = sorted(status for status, _ in completions)
+        if sorted(puts) != [204, 409] or statuses != [200, 200, 201]:
+            problems.append(f"round {round_number}: PUTs {sorted(puts)}, completions {completions}")
+            continue
+        attachment = next(body["attachment"] for status, body in completions if status == 201)
+        assert all(body["attachment"]["id"] == attachment["id"] for _, body in completions)
+        completed.append((attachment["download_url"], data))
+
+    assert not problems, "\n".join(problems[:10]) + "\n" + server.log.read_text(errors="replace")[-4000:]
+    for url, data in completed:
+        status, body = request(server.url, "GET", urlsplit(url).path)
+        assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest(), (url, status)
+    verified = server.manage("verify_attachments", "--json")
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
