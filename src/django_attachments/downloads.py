@@ -28,7 +28,16 @@ from .stores import RangeReader
 
 logger = logging.getLogger(__name__)
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: ``\d`` would also take other scripts' digits, which int() reads.
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII | re.IGNORECASE)
+#: A position past any file (2**63 - 1 is the largest size the database holds).
+_BEYOND = 2**63
+
+
+def _position(digits: str) -> int:
+    """A byte position as written, however many digits: past any file when it has more than 19."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else _BEYOND
 
 
 class RangeNotSatisfiable(ValueError):
@@ -43,18 +52,20 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _RANGE_RE.match(header.strip())
+    match = _RANGE_RE.fullmatch(header.strip(" \t"))
     if not match or match.groups() == ("", ""):
         return None
     first, last = match.groups()
     if first == "":  # a suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             raise RangeNotSatisfiable(header)
         return max(size - length, 0), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    start = _position(first)
+    if last != "" and _position(last) < start:
+        return None  # an invalid range-spec: ignored, as RFC 9110 says (the whole file)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if start >= size:
         raise RangeNotSatisfiable(header)
     return start, end
 
@@ -66,7 +77,9 @@ def _etag(blob: Blob) -> str:
 def _common_headers(response: HttpResponse, blob: Blob) -> HttpResponse:
     response["ETag"] = _etag(blob)
     response["Accept-Ranges"] = "bytes"
-    response["Cache-Control"] = "private, no-cache"
+    # no-store: a patient's file must not be kept in the browser's (or a proxy's) cache on disk.
+    # Revalidation (ETag, If-None-Match -> 304) still serves clients that keep a copy themselves.
+    response["Cache-Control"] = "private, no-store"
     response["Content-Disposition"] = content_disposition_header(True, blob.filename)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
