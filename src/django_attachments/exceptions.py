@@ -13,7 +13,7 @@ each one also is, so generic handlers keep working::
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
 
 
 class AttachmentError(Exception):
@@ -49,6 +49,10 @@ class OwnerNotFound(AttachmentError, ObjectDoesNotExist):
 
 class OwnerMismatch(AttachmentError, ValueError):
     """The owner's tenant or subject differs from the blob's."""
+
+
+class NoTenant(AttachmentError, PermissionDenied):
+    """``TENANT_RESOLVER`` names no tenant for the caller, who may therefore see no files at all."""
 
 
 # --- the file ---------------------------------------------------------------

@@ -7,6 +7,14 @@ type's ``allowed_names``, and sizes against the smaller of the global and the
 owner type's limit::
 
     spec, owner = resolve_owner("plan_item", "42", tenant="7")   # OwnerNotFound, UnknownOwnerType, ...
+
+Requests (the API's and the admin's) name their caller's tenant through
+``TENANT_RESOLVER``, and the owner types' hooks say what the caller may do
+with an owner of that tenant::
+
+    tenant = caller_tenant(request)                # None: single-tenant; NoTenant: refused
+    spec, owner = resolve_owner("plan_item", "42", tenant=tenant)
+    may_view(request, spec, owner), may_attach(request, spec, owner)
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 
 from .conf import app_settings
-from .exceptions import AttachmentsImproperlyConfigured, InvalidSlot, InvalidValue, OwnerNotFound
+from .exceptions import AttachmentsImproperlyConfigured, InvalidSlot, InvalidValue, NoTenant, OwnerNotFound
 from .models import NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, SUBJECT_MAX_LENGTH, TENANT_MAX_LENGTH
 from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 
@@ -48,6 +56,46 @@ def resolve_owner(owner_type: str, owner_id: Any, *, tenant: Any = None) -> tupl
     if tenant is not None and owner_key(owner.tenant, "tenant", owner_type) != str(tenant):
         raise not_found
     return spec, replace(owner, id=_canonical_id(spec, owner, owner_id))
+
+
+def caller_tenant(request: Any) -> str | None:
+    """The tenant ``TENANT_RESOLVER`` names for the request's caller; None when the project is single-tenant.
+
+    Raises NoTenant when the resolver names none: a caller of no tenant is
+    refused, never given every tenant's files. The answer is kept on the
+    request, so the resolver runs once per request.
+    """
+    resolver = app_settings.TENANT_RESOLVER
+    if resolver is None:
+        return None
+    cached = getattr(request, "_attachments_tenant", None)
+    if cached is not None:
+        return cached
+    tenant = resolver(request)
+    if tenant is None:
+        raise NoTenant("Your account is not part of any tenant.")
+    request._attachments_tenant = str(tenant)
+    return request._attachments_tenant
+
+
+def may_view(request: Any, spec: OwnerSpec, owner: Owner) -> bool:
+    """The owner type's ``can_view`` hook: may the caller see the owner's files (True without a hook)?"""
+    return spec.can_view is None or bool(spec.can_view(request, owner))
+
+
+def may_attach(request: Any, spec: OwnerSpec, owner: Owner) -> bool:
+    """The owner type's ``can_attach`` hook: may the caller change the owner's files (True without a hook)?
+
+    Ask :func:`may_view` first: a caller who may not even view the owner's
+    files is told the owner does not exist, whatever this says.
+    """
+    return spec.can_attach is None or bool(spec.can_attach(request, owner))
+
+
+def is_superuser(request: Any) -> bool:
+    """For ``ADMIN_CROSS_TENANT``: active superusers act across tenants in the admin."""
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_superuser)
 
 
 def _canonical_id(spec: OwnerSpec, owner: Owner, given: str) -> str:

@@ -3,7 +3,9 @@
 The caller's tenant comes from ``DJANGO_ATTACHMENTS["TENANT_RESOLVER"]``.
 Without one, the project is single-tenant and every owner is visible. With
 one, a caller it maps to ``None`` has no tenant and is refused, rather than
-silently given every tenant's files.
+silently given every tenant's files. The rules themselves live in
+:mod:`django_attachments.policy`, which the admin applies too; this module
+turns them into the API's answers (403 ``no_tenant``, 404, 403 ``attach_denied``).
 """
 
 from __future__ import annotations
@@ -12,30 +14,18 @@ from typing import Any
 
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from ..conf import app_settings
-from ..exceptions import OwnerNotFound, UnknownOwnerType
-from ..policy import resolve_owner
+from ..exceptions import NoTenant, OwnerNotFound, UnknownOwnerType
+from ..policy import caller_tenant, may_attach, may_view, resolve_owner
 from ..registry import Owner, OwnerSpec, attachment_registry
 from .errors import to_api_error
 
 
 def tenant_for(request: Any) -> str | None:
-    """The caller's tenant: None when the project is single-tenant."""
-    resolver = app_settings.TENANT_RESOLVER
-    if resolver is None:
-        return None
-    cached = getattr(request, "_attachments_tenant", None)
-    if cached is not None:
-        return cached
-    tenant = resolver(request)
-    if tenant is None:
-        raise PermissionDenied("Your account is not part of any tenant.", code="no_tenant")
-    request._attachments_tenant = str(tenant)
-    return request._attachments_tenant
-
-
-def may_view(request: Any, spec: OwnerSpec, owner: Owner) -> bool:
-    return spec.can_view is None or bool(spec.can_view(request, owner))
+    """The caller's tenant: None when the project is single-tenant; 403 ``no_tenant`` when it has none."""
+    try:
+        return caller_tenant(request)
+    except NoTenant as exc:
+        raise PermissionDenied(str(exc), code="no_tenant") from None
 
 
 def check_view(request: Any, spec: OwnerSpec, owner: Owner, not_found: Exception | None = None) -> None:
@@ -47,7 +37,7 @@ def check_view(request: Any, spec: OwnerSpec, owner: Owner, not_found: Exception
 def check_attach(request: Any, spec: OwnerSpec, owner: Owner, not_found: Exception | None = None) -> None:
     """Raise unless the caller may change the owner's files: 404 if they may not even view it, else 403."""
     check_view(request, spec, owner, not_found)
-    if spec.can_attach is not None and not spec.can_attach(request, owner):
+    if not may_attach(request, spec, owner):
         raise PermissionDenied("You may not change the files of this owner.", code="attach_denied")
 
 
