@@ -39,6 +39,14 @@ def test_relative_local_location_is_a_warning(settings):
     assert check_settings() == []
 
 
+def test_cross_tenant_users_without_tenants_are_a_warning(settings):
+    settings.DJANGO_ATTACHMENTS = {"ADMIN_CROSS_TENANT": "django_attachments.policy.is_superuser"}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.W003"] and "TENANT_RESOLVER" in messages[0].hint
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "TENANT_RESOLVER": "tests.test_conf.tenant_of"}
+    assert check_settings() == []
+
+
 def test_unknown_storage_alias(settings):
     settings.DJANGO_ATTACHMENTS = {"STORAGE": "attachments"}
     messages = check_settings()

@@ -51,6 +51,8 @@ def test_normalises_values():
         ("CHUNK_SIZE", 10),
         ("TENANT_RESOLVER", "no.such.module.func"),
         ("TENANT_RESOLVER", 42),
+        ("ADMIN_CROSS_TENANT", True),
+        ("ADMIN_CROSS_TENANT", "no.such.module.func"),
     ],
 )
 def test_wrong_values_name_the_key(key, value):
@@ -74,6 +76,14 @@ def test_not_a_dict():
 def test_tenant_resolver_is_imported_lazily():
     with override_settings(DJANGO_ATTACHMENTS={"TENANT_RESOLVER": "tests.test_conf.tenant_of"}):
         assert app_settings.TENANT_RESOLVER is tenant_of
+
+
+def test_admin_cross_tenant_defaults_to_nobody_and_is_imported_lazily():
+    from django_attachments.policy import is_superuser
+
+    assert app_settings.ADMIN_CROSS_TENANT is None
+    with override_settings(DJANGO_ATTACHMENTS={"ADMIN_CROSS_TENANT": "django_attachments.policy.is_superuser"}):
+        assert app_settings.ADMIN_CROSS_TENANT is is_superuser
 
 
 def test_unknown_attribute():

@@ -8,6 +8,7 @@ Ids are stable; a retired id stays reserved and is never reused.
 - ``django_attachments.W002``: blobs reference a storage alias that is not in ``STORAGES``
   (only checked with ``--database``; a warning, so that it never blocks ``migrate``).
 - ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
+- ``django_attachments.W003``: ``ADMIN_CROSS_TENANT`` is set without ``TENANT_RESOLVER``, where it does nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +46,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="django_attachments.E002",
             )
         ]
-    return _check_local_location(alias, defined[alias])
+    return [*_check_cross_tenant(), *_check_local_location(alias, defined[alias])]
+
+
+def _check_cross_tenant() -> list[checks.CheckMessage]:
+    """Naming who may cross tenants in a single-tenant project is a sign the tenancy is not wired up."""
+    if app_settings.ADMIN_CROSS_TENANT is None or app_settings.TENANT_RESOLVER is not None:
+        return []
+    return [
+        checks.Warning(
+            "DJANGO_ATTACHMENTS['ADMIN_CROSS_TENANT'] is set, but without a TENANT_RESOLVER the project is "
+            "single-tenant and every admin user with the model permissions sees every file.",
+            hint="Set DJANGO_ATTACHMENTS['TENANT_RESOLVER'], or remove ADMIN_CROSS_TENANT.",
+            id="django_attachments.W003",
+        )
+    ]
 
 
 def _check_local_location(alias: str, config: dict[str, Any]) -> list[checks.CheckMessage]:

@@ -8,6 +8,7 @@ is optional and falls back to :data:`DEFAULTS`::
         "MAX_UPLOAD_SIZE": 50 * 1024 * 1024,
         "ALLOWED_CONTENT_TYPES": ["image/*", "application/pdf"],
         "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
+        "ADMIN_CROSS_TENANT": "django_attachments.policy.is_superuser",
     }
 
 Code reads values through the lazy :data:`app_settings` object::
@@ -57,8 +58,14 @@ DEFAULTS: dict[str, Any] = {
     # ends. A timedelta or a number of seconds.
     "UPLOAD_EXPIRY": timedelta(hours=1),
     # Dotted path to a callable ``request -> str | None`` naming the caller's
-    # tenant, for the API. None means single-tenant: every owner is visible.
+    # tenant, for the API and the admin. None means single-tenant: every owner
+    # is visible.
     "TENANT_RESOLVER": None,
+    # Dotted path to a callable ``request -> bool``: whether this admin user
+    # acts across tenants (sees and changes every tenant's files in the admin).
+    # None: nobody, superusers included. The API has no such mode.
+    # "django_attachments.policy.is_superuser" lets active superusers.
+    "ADMIN_CROSS_TENANT": None,
     # Size of the chunks every byte path reads and writes.
     "CHUNK_SIZE": 1024 * 1024,
     # How many leading bytes libmagic sees to sniff the content type.
@@ -193,6 +200,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "URL_EXPIRY": _duration,
     "UPLOAD_EXPIRY": _duration,
     "TENANT_RESOLVER": _callable_path,
+    "ADMIN_CROSS_TENANT": _callable_path,
     "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),
     "SNIFF_BYTES": lambda n, v: _positive_int(n, v, minimum=1024),
     "MAX_FILENAME_LENGTH": lambda n, v: _positive_int(n, v, minimum=16),
