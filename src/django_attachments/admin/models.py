@@ -3,6 +3,12 @@
 Rows are created and removed through :mod:`django_attachments.services` only,
 so that bytes and rows stay consistent; the admin shows them, and its one
 action calls the same purge as ``manage.py purge_orphan_attachments``.
+
+With ``TENANT_RESOLVER`` set, a user shown one tenant (see
+:mod:`django_attachments.admin.tenancy`) sees only that tenant's rows, less
+those of owner types with a ``can_view`` hook (a hook answers per owner, so,
+as in the API's list, they are left out of lists across owners); another
+tenant's row is not found. A user of no tenant does not see these pages.
 """
 
 from __future__ import annotations
@@ -21,10 +27,37 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .. import downloads, services
+from ..exceptions import NoTenant
 from ..models import Attachment, Blob, DirectUpload
+from .tenancy import admin_tenant, view_hooked_owner_types
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    def get_attachments_tenant(self, request: Any) -> str | None:
+        """The tenant whose rows this user sees; None for every tenant (see ``admin_tenant``)."""
+        return admin_tenant(request)
+
+    def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
+        """The rows of ``tenant``, less those of the ``hooked`` owner types."""
+        raise NotImplementedError(".scope_to_tenant() must be overridden.")
+
+    def get_queryset(self, request: Any) -> Any:
+        queryset = super().get_queryset(request)
+        try:
+            tenant = self.get_attachments_tenant(request)
+        except NoTenant:
+            return queryset.none()
+        return queryset if tenant is None else self.scope_to_tenant(queryset, tenant, view_hooked_owner_types())
+
+    def has_view_permission(self, request: Any, obj: Any = None) -> bool:
+        if not super().has_view_permission(request, obj):
+            return False
+        try:
+            self.get_attachments_tenant(request)
+        except NoTenant:
+            return False
+        return True
+
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False
 
@@ -82,6 +115,10 @@ class BlobAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Blob._meta.fields]
     inlines = [AttachmentInline]
 
+    def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
+        queryset = queryset.filter(tenant=tenant)
+        return queryset.exclude(attachments__owner_type__in=hooked) if hooked else queryset
+
     def get_queryset(self, request: Any) -> Any:
         return super().get_queryset(request).annotate(_links=Count("attachments"))
 
@@ -96,7 +133,9 @@ class BlobAdmin(ReadOnlyAdmin):
         ]
 
     def download_view(self, request: Any, object_id: str) -> Any:
-        blob = self.get_object(request, unquote(object_id))
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        blob = self.get_object(request, unquote(object_id))  # another tenant's: None
         if blob is None:
             raise Http404(_("No such blob."))
         if not self.has_view_permission(request, blob):
@@ -147,6 +186,10 @@ class AttachmentAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Attachment._meta.fields]
     date_hierarchy = "created_at"
 
+    def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
+        queryset = queryset.filter(blob__tenant=tenant)
+        return queryset.exclude(owner_type__in=hooked) if hooked else queryset
+
     @admin.display(description=_("filename"), ordering="blob__filename")
     def filename(self, obj: Attachment) -> str:
         url = reverse(
@@ -174,6 +217,10 @@ class DirectUploadAdmin(ReadOnlyAdmin):
     list_select_related = ("created_by",)
     readonly_fields = [f.name for f in DirectUpload._meta.fields]
     date_hierarchy = "created_at"
+
+    def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
+        queryset = queryset.filter(tenant=tenant)
+        return queryset.exclude(owner_type__in=hooked) if hooked else queryset
 
     @admin.display(description=_("declared size"), ordering="size")
     def human_size(self, obj: DirectUpload) -> str:

@@ -10,9 +10,14 @@ The owner's change page then lists its attachments (filename, type, size,
 slot, description, created) with download links, and lets staff who may
 change the owner upload files and unlink them. Everything goes through
 :mod:`django_attachments.services`, so the owner type's slots, size and type
-limits and the deduplication apply exactly as in the API. The admin is a
-trusted interface: the owner is whatever the admin shows, and its files are
-stored in the owner's own tenant.
+limits and the deduplication apply exactly as in the API.
+
+Tenancy and the owner type's hooks apply as in the API too (see
+:mod:`django_attachments.admin.tenancy`): an owner of another tenant than the
+user's, or one its ``can_view`` hook hides, shows no panel, and its download,
+upload and unlink URLs answer 404, as for an owner that does not exist; a
+user of no tenant is refused (403); ``can_attach`` decides who may change what
+they see.
 
 A ModelAdmin with its own ``change_form_template`` can extend
 ``admin/django_attachments/change_form_with_attachments.html`` or include
@@ -21,6 +26,7 @@ A ModelAdmin with its own ``change_form_template`` can extend
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -33,9 +39,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from .. import downloads, services
-from ..exceptions import AttachmentError
+from ..exceptions import AttachmentError, InvalidValue, NoTenant, OwnerNotFound, UnknownOwnerType
 from ..models import Attachment
+from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
+from .tenancy import admin_tenant
 
 
 class AttachmentUploadForm(forms.Form):
@@ -48,6 +56,16 @@ class AttachmentUploadForm(forms.Form):
         if slots:
             choices = [(slot, slot or _("(none)")) for slot in sorted(slots)]
             self.fields["name"] = forms.ChoiceField(label=_("Slot"), choices=choices, required="" not in slots)
+
+
+@dataclass(frozen=True)
+class OwnerAccess:
+    """What the admin user may do with an owner's files, once the owner is known to be theirs to see."""
+
+    #: The tenant the user acts in (None: every tenant), passed on to the services.
+    tenant: str | None
+    #: The owner type's ``can_attach`` hook allows changes (the model permission is asked apart).
+    may_attach: bool
 
 
 class AttachmentsAdminMixin:
@@ -67,6 +85,38 @@ class AttachmentsAdminMixin:
     def get_attachments_owner_id(self, obj: Any) -> str:
         """The owner id attachments are stored under; the primary key by default."""
         return str(obj.pk)
+
+    def get_attachments_tenant(self, request: HttpRequest) -> str | None:
+        """The tenant whose files this user sees and changes here; None for every tenant.
+
+        By default :func:`~django_attachments.admin.tenancy.admin_tenant`: None
+        in a single-tenant project and for users ``ADMIN_CROSS_TENANT`` accepts,
+        else the user's tenant from ``TENANT_RESOLVER``; raises NoTenant (a
+        ``PermissionDenied``) for a user of no tenant.
+        """
+        return admin_tenant(request)
+
+    def get_attachments_access(self, request: HttpRequest, obj: Any) -> OwnerAccess | None:
+        """What the user may do with ``obj``'s files; None when, for them, the owner does not exist.
+
+        The owner resolves through its owner type as seen from the user's
+        tenant, as in the API: another tenant's owner is None, and so is one
+        the ``can_view`` hook hides. Raises NoTenant for a user of no tenant.
+        An owner type no longer registered has no resolver and no hooks to
+        ask; its files are still shown only from their own tenant.
+        """
+        tenant = self.get_attachments_tenant(request)
+        try:
+            spec, owner = resolve_owner(
+                self.get_attachments_owner_type(obj), self.get_attachments_owner_id(obj), tenant=tenant
+            )
+        except UnknownOwnerType:
+            return OwnerAccess(tenant=tenant, may_attach=True)
+        except (OwnerNotFound, InvalidValue):
+            return None
+        if not may_view(request, spec, owner):
+            return None
+        return OwnerAccess(tenant=tenant, may_attach=may_attach(request, spec, owner))
 
     def get_owner_attachments(self, obj: Any) -> Any:
         return (
@@ -115,15 +165,21 @@ class AttachmentsAdminMixin:
         return super().change_view(request, object_id, form_url, extra_context)
 
     def attachments_context(self, request: HttpRequest, obj: Any) -> dict:
+        try:
+            access = self.get_attachments_access(request, obj)
+        except NoTenant:
+            return {"attachments_panel": {"refused": True}}
+        if access is None:
+            return {}  # not found: nothing to say about it
         object_id = quote(obj.pk)
-        can_change = self.has_change_permission(request, obj)
+        can_change = self.has_change_permission(request, obj) and access.may_attach
         rows = [
             {
                 "attachment": attachment,
                 "download_url": self._url("attachments_download", object_id, attachment.pk),
                 "unlink_url": self._url("attachments_unlink", object_id, attachment.pk),
             }
-            for attachment in self.get_owner_attachments(obj)
+            for attachment in self._attachments(obj, access)
         ]
         return {
             "attachments_panel": {
@@ -139,22 +195,33 @@ class AttachmentsAdminMixin:
         spec = attachment_registry.get(owner_type) if owner_type in attachment_registry else None
         return AttachmentUploadForm(*args, slots=spec.allowed_names if spec else None)
 
-    def _owner_or_404(self, request: HttpRequest, object_id: str, *, change: bool) -> Any:
+    def _owner_or_404(self, request: HttpRequest, object_id: str, *, change: bool) -> tuple[Any, OwnerAccess]:
+        """The owner and the user's access to it: 404 if, for the user, it does not exist; else 403 if denied."""
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404(_("No such object."))
+        access = self.get_attachments_access(request, obj)  # NoTenant: 403
+        if access is None:
+            raise Http404(_("No such object."))  # the same answer as for no object at all
         allowed = (
-            self.has_change_permission(request, obj) if change else self.has_view_or_change_permission(request, obj)
+            self.has_change_permission(request, obj) and access.may_attach
+            if change
+            else self.has_view_or_change_permission(request, obj)
         )
         if not allowed:
             raise PermissionDenied
-        return obj
+        return obj, access
 
     def _back(self, obj: Any) -> HttpResponseRedirect:
         return HttpResponseRedirect(self._url("change", quote(obj.pk)) + "#attachments")
 
-    def _attachment_or_404(self, obj: Any, attachment_id: Any) -> Attachment:
-        attachment = self.get_owner_attachments(obj).filter(pk=attachment_id).first()
+    def _attachments(self, obj: Any, access: OwnerAccess) -> Any:
+        """The owner's attachments whose blob is in the user's tenant (every tenant's for None)."""
+        attachments = self.get_owner_attachments(obj)
+        return attachments if access.tenant is None else attachments.filter(blob__tenant=access.tenant)
+
+    def _attachment_or_404(self, obj: Any, access: OwnerAccess, attachment_id: Any) -> Attachment:
+        attachment = self._attachments(obj, access).filter(pk=attachment_id).first()
         if attachment is None:
             raise Http404(_("No such attachment."))
         return attachment
@@ -165,7 +232,7 @@ class AttachmentsAdminMixin:
         return require_POST(self._upload)(request, object_id)
 
     def _upload(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        obj = self._owner_or_404(request, object_id, change=True)
+        obj, access = self._owner_or_404(request, object_id, change=True)
         form = self._upload_form(obj, request.POST, request.FILES)
         if not form.is_valid():
             for field, errors in form.errors.items():
@@ -181,6 +248,7 @@ class AttachmentsAdminMixin:
                 owner_id=self.get_attachments_owner_id(obj),
                 name=form.cleaned_data["name"] or "",
                 description=form.cleaned_data["description"],
+                tenant=access.tenant,
                 user=request.user,
             )
         except AttachmentError as exc:
@@ -196,12 +264,12 @@ class AttachmentsAdminMixin:
         return require_POST(self._unlink)(request, object_id, attachment_id)
 
     def _unlink(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponse:
-        obj = self._owner_or_404(request, object_id, change=True)
-        attachment = self._attachment_or_404(obj, attachment_id)
+        obj, access = self._owner_or_404(request, object_id, change=True)
+        attachment = self._attachment_or_404(obj, access, attachment_id)
         services.unlink(attachment)
         messages.success(request, _("Unlinked %(file)s.") % {"file": attachment.blob.filename})
         return self._back(obj)
 
     def attachments_download_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponse:
-        obj = self._owner_or_404(request, object_id, change=False)
-        return downloads.serve_blob_or_503(request, self._attachment_or_404(obj, attachment_id).blob)
+        obj, access = self._owner_or_404(request, object_id, change=False)
+        return downloads.serve_blob_or_503(request, self._attachment_or_404(obj, access, attachment_id).blob)
