@@ -24,7 +24,8 @@ Oversized bodies are refused before they are read, and never spooled:
 :func:`guard_body` must run before anything touches ``request.POST`` or
 ``request.FILES`` — including a CSRF check, which reads ``request.POST`` of
 every ``POST`` — so the API calls it before authenticating, and the admin
-panel wraps its upload view in :func:`limit_body` outside its CSRF check::
+panel wraps its upload view in :func:`limit_body` outside its CSRF checks
+(``admin_view``'s, and the middleware's: see :func:`limit_body`)::
 
     guard_body(request, limit=upload_limit())  # 413 by Content-Length, a counting handler while parsing
 
@@ -176,12 +177,28 @@ def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = Tr
     request.upload_handlers = handlers
 
 
-def limit_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Decorate a Django view that takes one file: :func:`guard_body` first, a plain 413 when it refuses.
+def limit_body(
+    view: Callable[..., HttpResponse] | None = None,
+    *,
+    refused: Callable[[HttpRequest, FileTooLarge | RequestTooLarge], HttpResponse] | None = None,
+) -> Any:
+    """Decorate a Django view that takes one file: :func:`guard_body` first, a 413 when it refuses.
+
+    The 413 is plain text, or what ``refused(request, error)`` returns (a
+    page, say); ``error.limit`` is the limit in bytes. It answers both a body
+    declared too large, before a byte is read, and a file found too large
+    while the view parses the form.
 
     Put it outside ``csrf_protect`` (and ``admin_site.admin_view``), whose
-    check reads ``request.POST`` and so the whole body.
+    check reads ``request.POST`` and so the whole body. ``CsrfViewMiddleware``
+    reads it too, before any view runs: where the view checks CSRF itself (as
+    ``admin_view`` does), mark the guarded view ``csrf_exempt`` so that the
+    middleware leaves the check to it::
+
+        csrf_exempt(limit_body(admin_site.admin_view(upload), refused=too_large_page))
     """
+    if view is None:
+        return functools.partial(limit_body, refused=refused)
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -189,6 +206,8 @@ def limit_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             guard_body(request, limit=upload_limit())
             return view(request, *args, **kwargs)
         except (FileTooLarge, RequestTooLarge) as exc:
+            if refused is not None:
+                return refused(request, exc)
             return HttpResponse(str(exc), status=413, content_type="text/plain; charset=utf-8")
 
     return wrapper

@@ -17,7 +17,7 @@ Tenancy and the owner type's hooks apply as in the API too (see
 user's, or one its ``can_view`` hook hides, shows no panel, and its download,
 upload and unlink URLs answer 404, as for an owner that does not exist; a
 user of no tenant is refused (403); ``can_attach`` decides who may change what
-they see.
+they see. Uploads are refused past the upload limit before the body is read.
 
 A ModelAdmin with its own ``change_form_template`` can extend
 ``admin/django_attachments/change_form_with_attachments.html`` or include
@@ -34,8 +34,10 @@ from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .. import downloads, services
@@ -43,6 +45,7 @@ from ..exceptions import AttachmentError, InvalidValue, NoTenant, OwnerNotFound,
 from ..models import Attachment
 from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
+from ..uploadhandlers import limit_body
 from .tenancy import admin_tenant
 
 
@@ -74,6 +77,7 @@ class AttachmentsAdminMixin:
     #: The registered owner type this model's objects are.
     attachments_owner_type: str | None = None
     change_form_template = "admin/django_attachments/change_form_with_attachments.html"
+    too_large_template = "admin/django_attachments/upload_too_large.html"
 
     # -- what the owner is -----------------------------------------------------
 
@@ -137,12 +141,13 @@ class AttachmentsAdminMixin:
 
     def get_urls(self) -> list[Any]:
         wrap = self.admin_site.admin_view
+        # admin_view checks CSRF, reading request.POST and so the whole body:
+        # limit_body refuses an oversized one first. It is csrf_exempt only so
+        # that CsrfViewMiddleware does not read the body before it either;
+        # admin_view's own check still runs, after the guard.
+        upload = csrf_exempt(limit_body(wrap(self.attachments_upload_view), refused=self.attachments_too_large))
         return [
-            path(
-                "<path:object_id>/attachments/upload/",
-                wrap(self.attachments_upload_view),
-                name=self._url_name("attachments_upload"),
-            ),
+            path("<path:object_id>/attachments/upload/", upload, name=self._url_name("attachments_upload")),
             path(
                 "<path:object_id>/attachments/<uuid:attachment_id>/unlink/",
                 wrap(self.attachments_unlink_view),
@@ -230,6 +235,18 @@ class AttachmentsAdminMixin:
 
     def attachments_upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return require_POST(self._upload)(request, object_id)
+
+    def attachments_too_large(self, request: HttpRequest, error: AttachmentError) -> HttpResponse:
+        """The 413 page for an upload past the limit: found by its Content-Length, or while parsed."""
+        match = request.resolver_match
+        object_id = match.kwargs.get("object_id") if match else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("File too large"),
+            "limit": getattr(error, "limit", None),
+            "back_url": self._url("change", object_id) + "#attachments" if object_id else None,
+        }
+        return TemplateResponse(request, self.too_large_template, context, status=413)
 
     def _upload(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj, access = self._owner_or_404(request, object_id, change=True)
