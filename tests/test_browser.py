@@ -108,3 +108,24 @@ def test_staff_upload_download_and_unlink_on_a_plan_item(page, tmp_path):
         assert "Unlinked after-photo.png." in page.locator(".messagelist").inner_text()
         assert panel.locator("tr.attachment-row", has_text="after-photo.png").count() == 0
         assert panel.locator("tr.attachment-row").count() == rows_before
+
+
+def test_clinic_staff_see_only_their_clinics_patients_and_files(page, tmp_path):
+    with example_server(tmp_path / "server") as server:
+        page.goto(f"{server.url}/admin/login/")
+        page.fill("#id_username", "harbour")  # staff of Harbour Dental, from seed_demo
+        page.fill("#id_password", "harbour-demo")
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{server.url}/admin/")
+
+        page.goto(f"{server.url}/admin/patients/patient/")
+        assert page.locator("#result_list tbody tr th a").all_inner_texts() == ["Grace Hopper"]
+        page.click("#result_list tbody tr th a >> text=Grace Hopper")
+        panel = page.locator("#attachments")
+        panel.wait_for()
+        files = sorted(panel.locator("a.attachment-download").all_inner_texts())
+        assert files == ["consent.pdf", "xray.png"]
+
+        # Northside's plan items, and their files, are not there for Harbour's staff.
+        page.goto(f"{server.url}/admin/treatment_plan/planitem/")
+        assert page.locator("#result_list tbody tr").count() == 0

@@ -6,7 +6,8 @@ Wired up in settings::
 
 A caller with no clinic (anonymous, or an account without a staff profile,
 such as the demo's superuser) gets ``None``, which the attachments API refuses
-with 403: no tenant, no files.
+with 403: no tenant, no files. The admin refuses them too, except the users
+``ADMIN_CROSS_TENANT`` names (here, superusers), who see every clinic's files.
 """
 
 from django.http import HttpRequest

@@ -112,6 +112,9 @@ DJANGO_ATTACHMENTS = {
     "MAX_UPLOAD_SIZE": int(os.environ.get("ATTACHMENTS_MAX_UPLOAD_SIZE", 25 * 1024 * 1024)),
     # The caller's tenant is their clinic; see clinics/tenancy.py.
     "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
+    # In the admin, superusers (of no clinic) see and manage every clinic's files;
+    # clinic staff only their own clinic's.
+    "ADMIN_CROSS_TENANT": "django_attachments.policy.is_superuser",
 }
 
 REST_FRAMEWORK = {

@@ -1,3 +1,4 @@
+from clinics.admin import ClinicScopedAdmin
 from django.contrib import admin
 
 from django_attachments.admin import AttachmentsAdminMixin
@@ -12,7 +13,9 @@ class PlanItemInline(admin.TabularInline):
 
 
 @admin.register(TreatmentPlan)
-class TreatmentPlanAdmin(admin.ModelAdmin):
+class TreatmentPlanAdmin(ClinicScopedAdmin):
+    clinic_lookup = "patient__clinic"
+    clinic_foreign_keys = {"patient": "clinic"}
     list_display = ("title", "patient", "created_at")
     list_filter = ("patient__clinic",)
     list_select_related = ("patient",)
@@ -22,7 +25,9 @@ class TreatmentPlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(PlanItem)
-class PlanItemAdmin(AttachmentsAdminMixin, admin.ModelAdmin):
+class PlanItemAdmin(AttachmentsAdminMixin, ClinicScopedAdmin):
+    clinic_lookup = "plan__patient__clinic"
+    clinic_foreign_keys = {"plan": "patient__clinic"}
     attachments_owner_type = "plan_item"  # its change page lists, uploads and unlinks its files
     list_display = ("description", "plan", "position", "id")
     list_filter = ("plan__patient__clinic",)

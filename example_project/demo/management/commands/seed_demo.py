@@ -13,6 +13,7 @@ from typing import Any
 
 from clinics.models import Clinic, StaffProfile
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from patients.models import Patient
@@ -33,6 +34,13 @@ CLINICS = {
 
 XRAY = sample_png((90, 90, 90))
 
+#: The admin group of clinic staff: they see and change their own clinic's patients, plans and files.
+STAFF_GROUP = "Clinic staff"
+STAFF_PERMISSIONS = {
+    "patients": ["view_patient", "change_patient"],
+    "treatment_plan": ["view_treatmentplan", "change_treatmentplan", "view_planitem", "change_planitem"],
+}
+
 
 class Command(BaseCommand):
     help = "Create (or complete) the demo data: users, clinics, patients, a plan and attached files."
@@ -45,7 +53,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         base = options["base_url"].rstrip("/")
         self.ensure_superuser()
-        north_staff, harbour_staff = (self.ensure_clinic(name, *staff) for name, staff in CLINICS.items())
+        group = self.ensure_staff_group()
+        north_staff, harbour_staff = (self.ensure_clinic(name, *staff, group=group) for name, staff in CLINICS.items())
 
         ada = self.ensure_patient(north_staff.clinic, "N-0001", "Ada Lovelace")
         self.ensure_patient(north_staff.clinic, "N-0002", "Alan Turing")
@@ -77,10 +86,11 @@ class Command(BaseCommand):
             f"\n  Admin:    {base}/admin/"
             f"\n  Upload:   {base}/direct-upload/   (direct upload from the browser)\n"
             f"\nLog in as:\n"
-            f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser (admin; sees no clinic's files in the API)"
+            f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser (every clinic's files in the admin; "
+            "none in the API)"
         )
         for name, (username, password) in CLINICS.items():
-            self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (API, Swagger UI)")
+            self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (its files in the API and admin)")
         self.stdout.write(
             f"\nTry: curl -u north:north-demo {base}/api/attachments/\n"
             f"     curl -u north:north-demo -F owner_type=patient -F owner_id=1 -F file=@README.md "
@@ -94,15 +104,25 @@ class Command(BaseCommand):
         User.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
         self.stdout.write(f"Created superuser {ADMIN_USERNAME!r}.")
 
-    def ensure_clinic(self, name: str, username: str, password: str) -> StaffProfile:
+    def ensure_staff_group(self) -> Group:
+        group, _ = Group.objects.get_or_create(name=STAFF_GROUP)
+        for app_label, codenames in STAFF_PERMISSIONS.items():
+            group.permissions.add(*Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames))
+        return group
+
+    def ensure_clinic(self, name: str, username: str, password: str, *, group: Group) -> StaffProfile:
         clinic, created = Clinic.objects.get_or_create(name=name)
         if created:
             self.stdout.write(f"Created clinic {name!r}.")
         User = get_user_model()  # noqa: N806
         user = User.objects.filter(username=username).first()
         if user is None:
-            user = User.objects.create_user(username, f"{username}@example.com", password)
+            user = User.objects.create_user(username, f"{username}@example.com", password, is_staff=True)
             self.stdout.write(f"Created staff user {username!r}.")
+        elif not user.is_staff:  # seeded before clinic staff used the admin
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        user.groups.add(group)
         profile, _ = StaffProfile.objects.get_or_create(user=user, defaults={"clinic": clinic})
         return profile
 
