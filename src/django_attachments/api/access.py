@@ -14,7 +14,7 @@ from typing import Any
 
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from ..exceptions import NoTenant, OwnerNotFound, UnknownOwnerType
+from ..exceptions import AttachmentError, NoTenant, OwnerNotFound, UnknownOwnerType
 from ..policy import caller_tenant, may_attach, may_view, resolve_owner
 from ..registry import Owner, OwnerSpec, attachment_registry
 from .errors import to_api_error
@@ -73,3 +73,32 @@ def authorize_attach(request: Any, owner_type: str, owner_id: str) -> str | None
     hidden = to_api_error(OwnerNotFound(f"No {spec.owner_type} with id {owner_id!r}."))
     check_attach(request, spec, owner, not_found=hidden)
     return tenant
+
+
+#: How many links of a blob to an owner type with a ``can_view`` hook are asked about, at most.
+_BLOB_VIEW_PROBES = 20
+
+
+def may_view_blob(request: Any, blob: Any) -> bool:
+    """Whether the caller may already see an attachment of ``blob`` (a blob of the caller's tenant).
+
+    Knowing a file's SHA-256 (or a blob's id) is not a right to its bytes: the
+    direct-upload shortcut and links by ``blob_id`` take known bytes only
+    when this holds. Links to owner types without a ``can_view`` hook are
+    visible to the whole tenant; the others are asked, one owner at a time.
+    """
+    hooked = [spec.owner_type for spec in attachment_registry if spec.can_view is not None]
+    links = blob.attachments.all()
+    if links.exclude(owner_type__in=hooked).exists():
+        return True
+    tenant = tenant_for(request)
+    for owner_type, owner_id in links.values_list("owner_type", "owner_id").order_by("created_at")[
+        :_BLOB_VIEW_PROBES
+    ]:
+        try:
+            spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+        except AttachmentError:
+            continue
+        if may_view(request, spec, owner):
+            return True
+    return False

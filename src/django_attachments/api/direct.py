@@ -114,7 +114,12 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
         values = serializer.validated_data
         tenant = access.authorize_attach(request, values["owner_type"], values["owner_id"])
         try:
-            started = services.start_upload(**values, tenant=tenant, user=request.user)
+            started = services.start_upload(
+                **values,
+                tenant=tenant,
+                user=request.user,
+                may_use_known=lambda blob: access.may_view_blob(request, blob),
+            )
         except EmptyFile as exc:  # there is no "file" field here to name
             raise ValidationError({"size": [ErrorDetail(str(exc), code="invalid_file")]}) from None
         created = started.upload is not None or started.attachment.was_created

@@ -21,8 +21,8 @@ from rest_framework.response import Response
 
 from .. import downloads, services
 from ..conf import app_settings
-from ..exceptions import AttachmentError
-from ..models import Attachment
+from ..exceptions import AttachmentError, BlobNotFound
+from ..models import Attachment, Blob
 from ..registry import attachment_registry
 from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
@@ -131,7 +131,7 @@ class AttachmentViewSet(
         else:
             serializer = LinkSerializer(data=data)
             serializer.is_valid(raise_exception=True)
-            attachment = self._perform(services.link, serializer.validated_data.pop("blob_id"), serializer)
+            attachment = self._perform(self._link, serializer.validated_data.pop("blob_id"), serializer)
         output = AttachmentSerializer(attachment, context=self.get_serializer_context()).data
         return Response(output, status=status.HTTP_201_CREATED if attachment.was_created else status.HTTP_200_OK)
 
@@ -140,6 +140,17 @@ class AttachmentViewSet(
         values = serializer.validated_data
         tenant = access.authorize_attach(self.request, values["owner_type"], values["owner_id"])
         return verb(subject, **values, tenant=tenant, user=self.request.user)
+
+    def _link(self, blob_id: Any, *, tenant: str | None, **values: Any) -> Attachment:
+        """services.link(), for a blob the caller may already see an attachment of.
+
+        A blob id is no right to its bytes (nor is a checksum: see
+        services.start_upload): another blob is "not found", as a missing one.
+        """
+        blob = Blob.objects.for_tenant(tenant).filter(pk=blob_id).first()
+        if blob is None or not access.may_view_blob(self.request, blob):
+            raise BlobNotFound(f"No blob with id '{blob_id}'.")
+        return services.link(blob, tenant=tenant, **values)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         attachment = self.get_object()

@@ -27,6 +27,7 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import IO, Any
 from uuid import UUID
 
@@ -98,6 +99,7 @@ def start_upload(
     content_type: str | None = None,
     tenant: Any = None,
     user: Any = None,
+    may_use_known: Callable[[Blob], bool] | None = None,
 ) -> StartedUpload:
     """Check a direct upload before any byte is sent; attach known bytes at once, else open a ticket.
 
@@ -105,6 +107,15 @@ def start_upload(
     (the declared one) and type (the declared one, when given: the sniffed
     type is checked again on completion), and UploadMismatch when known bytes
     with that checksum have another size.
+
+    Known bytes (a blob of the owner's tenant and subject with that SHA-256)
+    are linked at once only where ``may_use_known(blob)`` allows: a checksum
+    is no proof of holding the file, and whoever learns a file's hash must not
+    get its bytes attached to an owner they can see. The API allows it when
+    the caller may already view an attachment of that blob; otherwise it asks
+    for the bytes, and completion deduplicates once they are verified — and
+    says nothing of the known blob meanwhile (its size or type), so the
+    answer is no oracle either. ``None`` (Python callers, trusted) allows it.
     """
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
     owner_id = owner.id  # canonical: see policy.resolve_owner
@@ -135,7 +146,7 @@ def start_upload(
         blob = (
             Blob.objects.select_for_update().filter(tenant=blob_tenant, subject=blob_subject, checksum=checksum).first()
         )
-        if blob is not None:
+        if blob is not None and (may_use_known is None or may_use_known(blob)):
             if blob.size != size:
                 raise UploadMismatch(
                     f"A file with this checksum has {blob.size} bytes, not {size}.", code="size_mismatch"
