@@ -20,10 +20,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Demo mode: DEBUG on and HTTP Basic auth for curl -u (the example project says so on every start).
+DEMO_ENV = DJANGO_DEBUG=1 DJANGO_API_BASIC_AUTH=1
+
 demo: install
-	cd example_project && ../$(BIN)/python manage.py migrate --noinput
-	cd example_project && ../$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	cd example_project && ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	cd example_project && $(DEMO_ENV) ../$(BIN)/python manage.py migrate --noinput
+	cd example_project && $(DEMO_ENV) ../$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	cd example_project && $(DEMO_ENV) ../$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: lint docs test-sqlite test-postgres
 

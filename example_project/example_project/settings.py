@@ -1,10 +1,16 @@
 """Settings of the example project: a dental practice group whose records own files.
 
 Out of the box it runs on SQLite (``db.sqlite3``) with uploads on local disk
-(``media/``), both next to ``manage.py``. The environment can change that::
+(``media/``), both next to ``manage.py``, with ``DEBUG`` off; it needs a
+``DJANGO_SECRET_KEY``. ``make demo`` runs it in demo mode instead, which says
+so loudly on every start. The environment can change that::
 
-    DJANGO_DEBUG=0 DJANGO_SECRET_KEY=...      # anything but a local demo
+    DJANGO_SECRET_KEY=...                     # required unless DJANGO_DEBUG=1
+    DJANGO_DEBUG=1                            # demo mode: DEBUG on, a secret key made for this checkout
+    DJANGO_API_BASIC_AUTH=1                   # also accept HTTP Basic auth in the API (curl -u); off by default
     DJANGO_ALLOWED_HOSTS=demo.example.com
+    DJANGO_DB_HOST=127.0.0.1 DJANGO_DB_PORT=5432 DJANGO_DB_NAME=demo DJANGO_DB_USER=demo [DJANGO_DB_PASSWORD=...]
+                                              # PostgreSQL instead of SQLite
     STORAGE_BACKEND=s3 AWS_STORAGE_BUCKET_NAME=... [AWS_S3_ENDPOINT_URL=...] [AWS_S3_REGION_NAME=...]
     DJANGO_DB_PATH=/tmp/demo.sqlite3 DJANGO_MEDIA_ROOT=/tmp/demo-media   # elsewhere than next to manage.py
     ATTACHMENTS_MAX_UPLOAD_SIZE=1073741824                               # bytes (25 MiB by default)
@@ -14,6 +20,8 @@ With ``STORAGE_BACKEND=s3`` the credentials come from boto3's usual sources
 """
 
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import django
@@ -21,10 +29,33 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ("django-insecure-example-project-dev-only" if DEBUG else "")
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
+
+def _demo_secret_key() -> str:
+    """A key made once for this checkout (never a key published in the source), kept beside manage.py."""
+    path = BASE_DIR / ".demo-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (_demo_secret_key() if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+    raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for a local demo).")
+#: HTTP Basic auth sends credentials a browser may replay on a cross-site form, without CSRF: only when asked.
+API_BASIC_AUTH = os.environ.get("DJANGO_API_BASIC_AUTH", "0") == "1"
+if DEBUG or API_BASIC_AUTH:
+    sys.stderr.write(
+        "*** DEMO MODE: "
+        + ", ".join(
+            part
+            for part, on in (("DEBUG is on", DEBUG), ("the API accepts HTTP Basic auth without CSRF", API_BASIC_AUTH))
+            if on
+        )
+        + ". Never expose this server beyond your own machine. ***\n"
+    )
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
 INSTALLED_APPS = [
@@ -82,6 +113,15 @@ DATABASES = {
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20} if django.VERSION >= (5, 1) else {"timeout": 20},
     }
 }
+if os.environ.get("DJANGO_DB_HOST"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ["DJANGO_DB_HOST"],
+        "PORT": os.environ.get("DJANGO_DB_PORT", "5432"),
+        "NAME": os.environ.get("DJANGO_DB_NAME", "example"),
+        "USER": os.environ.get("DJANGO_DB_USER", "postgres"),
+        "PASSWORD": os.environ.get("DJANGO_DB_PASSWORD", ""),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -119,9 +159,10 @@ DJANGO_ATTACHMENTS = {
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Sessions (the browsable API, Swagger UI, the demo pages), with CSRF checks.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        *(["rest_framework.authentication.BasicAuthentication"] if API_BASIC_AUTH else []),
     ],
 }
 
