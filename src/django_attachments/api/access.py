@@ -92,9 +92,7 @@ def may_view_blob(request: Any, blob: Any) -> bool:
     if links.exclude(owner_type__in=hooked).exists():
         return True
     tenant = tenant_for(request)
-    for owner_type, owner_id in links.values_list("owner_type", "owner_id").order_by("created_at")[
-        :_BLOB_VIEW_PROBES
-    ]:
+    for owner_type, owner_id in links.values_list("owner_type", "owner_id").order_by("created_at")[:_BLOB_VIEW_PROBES]:
         try:
             spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
         except AttachmentError:

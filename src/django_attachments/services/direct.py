@@ -26,8 +26,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 from uuid import UUID
 
