@@ -129,3 +129,52 @@ def test_clinic_staff_see_only_their_clinics_patients_and_files(page, tmp_path):
         # Northside's plan items, and their files, are not there for Harbour's staff.
         page.goto(f"{server.url}/admin/treatment_plan/planitem/")
         assert page.locator("#result_list tbody tr").count() == 0
+
+
+def _log_in_to_the_api(page, server, username="north", password="north-demo"):
+    """The browsable API's login form: a session cookie and a CSRF cookie, as in any browser."""
+    page.goto(f"{server.url}/api-auth/login/?next=/api/attachments/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("[type=submit]")
+    page.wait_for_url(f"{server.url}/api/attachments/")
+
+
+#: In the page: post a multipart form with a file, as a single-page app would (fetch + FormData).
+POST_FILE = """async ({ownerId, withToken}) => {
+    const form = new FormData();
+    form.append("owner_type", "patient");
+    form.append("owner_id", ownerId);
+    form.append("file", new Blob([new Uint8Array(%s)], {type: "image/png"}), "from-the-browser.png");
+    const token = document.cookie.split("; ").find((c) => c.startsWith("csrftoken=")).split("=")[1];
+    const response = await fetch("/api/attachments/", {
+        method: "POST", body: form, headers: withToken ? {"X-CSRFToken": token} : {},
+    });
+    return {status: response.status, body: await response.json()};
+}""" % list(PNG_BYTES)
+
+
+def test_a_browser_session_uploads_through_the_api_with_its_csrf_token(page, tmp_path):
+    with example_server(tmp_path / "server") as server:
+        _log_in_to_the_api(page, server)
+        listed = page.evaluate("async () => (await (await fetch('/api/attachments/?owner_type=patient')).json())")
+        owner_id = listed["results"][0]["owner_id"]
+
+        refused = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": False})
+        assert refused["status"] == 403 and "CSRF" in refused["body"]["detail"], refused
+        created = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": True})
+        assert created["status"] == 201, created
+        assert created["body"]["content_type"] == "image/png"
+
+        # The browsable API shows it to the same session, and its PATCH form (JSON by default) edits it.
+        page.goto(f"{server.url}/api/attachments/{created['body']['id']}/")
+        assert "from-the-browser.png" in page.content()
+        assert page.input_value("#id__content_type") == "application/json"
+        page.fill("#id__content", '{"description": "edited in the browsable API"}')
+        page.click("button[data-method=PATCH]")
+        page.wait_for_function(
+            "document.querySelector('.response-info').innerText.includes('edited in the browsable API')"
+        )
+        assert "HTTP 200 OK" in page.inner_text(".response-info")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browsable-api-after-session-upload.png"))

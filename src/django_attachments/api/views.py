@@ -47,7 +47,8 @@ class AttachmentViewSet(
 ):
     serializer_class = AttachmentSerializer
     pagination_class = AttachmentPagination
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # JSON first: the browsable API offers it by default (only the upload takes multipart).
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
     file_actions = frozenset({"create"})  # see uploads.BodyGuardMixin
     # Any segment: a malformed id gets this API's JSON 404, not the project's HTML one.
     lookup_value_regex = "[^/]+"
