@@ -141,17 +141,17 @@ def _log_in_to_the_api(page, server, username="north", password="north-demo"):
 
 
 #: In the page: post a multipart form with a file, as a single-page app would (fetch + FormData).
-POST_FILE = """async ({ownerId, withToken}) => {
+POST_FILE = """async ({ownerId, withToken, bytes}) => {
     const form = new FormData();
     form.append("owner_type", "patient");
     form.append("owner_id", ownerId);
-    form.append("file", new Blob([new Uint8Array(%s)], {type: "image/png"}), "from-the-browser.png");
+    form.append("file", new Blob([new Uint8Array(bytes)], {type: "image/png"}), "from-the-browser.png");
     const token = document.cookie.split("; ").find((c) => c.startsWith("csrftoken=")).split("=")[1];
     const response = await fetch("/api/attachments/", {
         method: "POST", body: form, headers: withToken ? {"X-CSRFToken": token} : {},
     });
     return {status: response.status, body: await response.json()};
-}""" % list(PNG_BYTES)
+}"""
 
 
 def test_a_browser_session_uploads_through_the_api_with_its_csrf_token(page, tmp_path):
@@ -160,9 +160,9 @@ def test_a_browser_session_uploads_through_the_api_with_its_csrf_token(page, tmp
         listed = page.evaluate("async () => (await (await fetch('/api/attachments/?owner_type=patient')).json())")
         owner_id = listed["results"][0]["owner_id"]
 
-        refused = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": False})
+        refused = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": False, "bytes": list(PNG_BYTES)})
         assert refused["status"] == 403 and "CSRF" in refused["body"]["detail"], refused
-        created = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": True})
+        created = page.evaluate(POST_FILE, {"ownerId": owner_id, "withToken": True, "bytes": list(PNG_BYTES)})
         assert created["status"] == 201, created
         assert created["body"]["content_type"] == "image/png"
 
