@@ -9,7 +9,7 @@ class TestAppConfig(AppConfig):
     def ready(self):
         from django_attachments.registry import OwnerSpec, attachment_registry
 
-        from .owners import resolve_note, resolve_patient
+        from .owners import resolve_chart, resolve_note, resolve_patient
 
         attachment_registry.register(OwnerSpec(owner_type="patient", resolver=resolve_patient))
         attachment_registry.register(
@@ -19,3 +19,5 @@ class TestAppConfig(AppConfig):
                 allowed_names={"", "before", "after", "xray"},
             )
         )
+        # Subjects repeat across tenants (every clinic has a chart "1").
+        attachment_registry.register(OwnerSpec(owner_type="chart", resolver=resolve_chart))

@@ -1,4 +1,4 @@
-"""Owners for the tests: clinics (tenants), patients (subjects) and their notes."""
+"""Owners for the tests: clinics (tenants), patients (subjects) and their notes; clinics' own charts."""
 
 from django.db import models
 
@@ -15,6 +15,20 @@ class Patient(models.Model):
 class Note(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE)
     text = models.TextField(blank=True)
+
+
+class Chart(models.Model):
+    """A clinic's own record of a patient, numbered from 1 in every clinic.
+
+    Its owner type's subject is the number, so clinic A and clinic B both have
+    subject "1": what keeps their files apart is the tenant alone.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE)
+    number = models.CharField(max_length=20)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["clinic", "number"], name="testapp_chart_number_per_clinic")]
 
 
 class Staff(models.Model):

@@ -2,7 +2,7 @@
 
 from django_attachments.registry import Owner
 
-from .models import Note, Patient
+from .models import Chart, Note, Patient
 
 
 def resolve_patient(owner_id: str) -> Owner | None:
@@ -17,3 +17,10 @@ def resolve_note(owner_id: str) -> Owner | None:
     if note is None:
         return None
     return Owner(tenant=str(note.patient.clinic_id), subject=str(note.patient_id), instance=note)
+
+
+def resolve_chart(owner_id: str) -> Owner | None:
+    chart = Chart.objects.filter(pk=owner_id).first()
+    if chart is None:
+        return None
+    return Owner(tenant=str(chart.clinic_id), subject=chart.number, instance=chart)
