@@ -17,7 +17,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -187,8 +187,9 @@ def test_purge_command_reports_a_failed_row_delete(owners, store, monkeypatch, k
     make(owners, 3)
     out = StringIO()
     with failing_database(monkeypatch, table, "delete"):
-        with pytest.raises(OperationalError, match="injected database failure"):
+        with pytest.raises(CommandError, match="injected database failure") as failed:
             call_command("purge_orphan_attachments", "--older-than", "0", stdout=out, stderr=StringIO())
+    assert failed.value.returncode == 1 and "run the command again" in str(failed.value)
     assert remaining().count() == 3 and rows_without_their_bytes() == []
     closed = DirectUpload.objects.exclude(status=DirectUpload.PENDING).count()  # past "--older-than 0" too
     call_command("purge_orphan_attachments", "--older-than", "0", stdout=out, stderr=StringIO())

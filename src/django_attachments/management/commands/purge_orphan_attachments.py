@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.template.defaultfilters import filesizeformat
 
 from ... import services
@@ -97,11 +98,17 @@ class Command(BaseCommand):
         self.counted = 0
         common = {"batch_size": options["batch_size"], "limit": options["limit"], "on_item": self.on_item}
         aged = {"older_than": options["older_than"], "dry_run": options["dry_run"]}
-        results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
-        if options["stray"]:
-            results.append(services.purge_strays(**aged, **common))
-        if options["dangling"]:
-            results.append(services.find_dangling(delete=options["delete"] and not options["dry_run"], **common))
+        try:
+            results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
+            if options["stray"]:
+                results.append(services.purge_strays(**aged, **common))
+            if options["dangling"]:
+                results.append(services.find_dangling(delete=options["delete"] and not options["dry_run"], **common))
+        except DatabaseError as exc:
+            raise CommandError(
+                f"The database failed after {self.counted} item(s): {exc}. Nothing points at missing bytes: a batch's "
+                "bytes are deleted only after its rows are; run the command again to finish."
+            ) from exc
         if self.progress:
             self.stderr.write("\r\033[K", ending="")
 
