@@ -221,3 +221,19 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def disk_store(settings, tmp_path):
+    """Local disk only, for tests whose subject does not depend on the store (tenancy, request bodies)."""
+    from django_attachments.stores import get_store
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "disk-store")},
+        },
+    }
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
+    return get_store("attachments")

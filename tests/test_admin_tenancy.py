@@ -76,19 +76,9 @@ def ben(owners, tenant_resolver):
 
 
 @pytest.fixture
-def store(settings, tmp_path):
+def store(disk_store):
     """Local disk: tenancy does not depend on the store."""
-    from django_attachments.stores import get_store
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "attachments": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
-    return get_store("attachments")
+    return disk_store
 
 
 def cross_tenant(settings, path="django_attachments.policy.is_superuser"):

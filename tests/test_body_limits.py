@@ -60,19 +60,9 @@ class CountingBody:
 
 
 @pytest.fixture
-def store(settings, tmp_path):
+def store(disk_store):
     """Local disk: nothing here depends on the store, and most requests never reach it."""
-    from django_attachments.stores import get_store
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "attachments": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
-    return get_store("attachments")
+    return disk_store
 
 
 @pytest.fixture(autouse=True)
