@@ -138,6 +138,15 @@ def row(upload) -> DirectUpload:
     return DirectUpload.objects.get(pk=upload["id"])
 
 
+def assert_refused_then_retried(client, store, upload, data) -> None:
+    """The storage refused a bad PUT: nothing kept, the ticket open and waiting, and the right bytes complete it."""
+    assert names(store) == [] and row(upload).status == "pending"
+    assert_error(complete(client, upload), 400, "upload_missing")
+    assert not Blob.objects.exists() and not Attachment.objects.exists()
+    send_ok(client, upload, data)
+    assert complete(client, upload).status_code == 201
+
+
 def names(store) -> list[str]:
     return sorted(obj.name for obj in store.list())
 
@@ -320,11 +329,7 @@ def test_another_length_than_declared(staff, owners, store, pdf, wrong, django_c
         # S3 refuses a presigned PUT whose Content-Length is not the signed one (test_s3_refusals.py):
         # nothing is stored, completing finds no bytes, and the ticket takes the right ones.
         assert (status, code) == (403, "SignatureDoesNotMatch")
-        assert names(store) == [] and row(upload).status == "pending"
-        assert_error(complete(staff["a"], upload), 400, "upload_missing")
-        assert not Blob.objects.exists() and not Attachment.objects.exists()
-        send_ok(staff["a"], upload, pdf)
-        assert complete(staff["a"], upload).status_code == 201
+        assert_refused_then_retried(staff["a"], store, upload, pdf)
         return
     # moto checks no signature and takes it: completion must catch it, delete it and fail the ticket.
     assert names(store) == [reserved(upload)]
@@ -361,11 +366,7 @@ def test_other_bytes_than_declared(staff, owners, store, pdf, django_capture_on_
     # refuses the body (test_s3_refusals.py); moto does not, so the server's own hash must catch it.
     status, code = send(staff["a"], upload, tampered(pdf))
     if status == 400 and code == "BadDigest":
-        assert names(store) == [] and row(upload).status == "pending"
-        assert_error(complete(staff["a"], upload), 400, "upload_missing")
-        assert not Blob.objects.exists() and not Attachment.objects.exists()
-        send_ok(staff["a"], upload, pdf)
-        assert complete(staff["a"], upload).status_code == 201
+        assert_refused_then_retried(staff["a"], store, upload, pdf)
         return
     assert status in (200, 204), (status, code)
     with django_capture_on_commit_callbacks(execute=True):
