@@ -50,6 +50,7 @@ from ..exceptions import (
     ObjectMissing,
     OwnerMismatch,
     OwnerNotFound,
+    StorageError,
     UploadClosed,
     UploadExpired,
     UploadFailed,
@@ -282,6 +283,12 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
                 raise UploadClosed(
                     "The bytes of this upload were already received; complete it.", code="upload_exists"
                 ) from None
+            except StorageError:
+                # Whatever the failed write left under the reserved name (a partial copy,
+                # or all of it) is ours: the name was free a moment ago, under this lock.
+                # Remove it, so that the ticket takes the bytes again.
+                _discard_unreferenced(store, ticket.storage_identifiers)
+                raise
             # Should this not commit, the object stays: completion then hashes it
             # (nothing unverified becomes a blob), and the expiry purge removes it.
             ticket.received_checksum = digest.checksum
