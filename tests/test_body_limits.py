@@ -161,7 +161,6 @@ def attachment(owners, store, png):
 
 NO_FILE = [
     ("PATCH", "detail"),
-    ("PUT", "detail"),
     ("DELETE", "detail"),
     ("POST", "uploads"),
     ("POST", "complete"),
@@ -301,3 +300,20 @@ def test_a_session_starts_and_patches_with_json(session, attachment, owners, pdf
 
 def test_forced_authentication_still_uploads(staff, owners, store, pdf):
     assert upload(staff["a"], "note", owners.alice_note.pk, pdf).status_code == 201
+
+
+LACKED = [("PUT", "detail"), ("POST", "detail"), ("TRACE", "list"), ("PUT", "list")]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+@pytest.mark.parametrize(("method", "kind"), LACKED)
+@pytest.mark.parametrize("auth", ["forced", "session"])
+def test_methods_an_endpoint_lacks_are_405_before_any_body_is_read(
+    request, staff, attachment, content_type, method, kind, auth
+):
+    body = CountingBody(HUGE, owner_id="1")
+    client, extra = _client(request, staff, auth)
+    response = send(client, method, _path(kind, attachment), body, content_type, **extra)
+    assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
+    assert "GET" in response["Allow"]
+    assert body.taken == 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.http import parse_header_parameters
-from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 
@@ -45,6 +45,10 @@ class BodyGuardMixin:
         return getattr(self, "action", None) in self.file_actions
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if not hasattr(self, request.method.lower()):
+            # DRF would answer 405 after authenticating, and a session's CSRF check
+            # reads a POST body: answer it first, unread (the allowed methods are public).
+            raise MethodNotAllowed(request.method)
         takes_file = self.takes_file()
         if not takes_file:
             request.parsers = [parser for parser in request.parsers if not isinstance(parser, MultiPartParser)]
