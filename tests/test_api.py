@@ -294,6 +294,7 @@ def test_redirect_mode(staff, stored, settings, store):
         assert response.status_code == 200 and body(response) == data  # falls back to proxy
         return
     assert response.status_code == 302
+    assert response["Cache-Control"] == "private, no-store"  # a signed URL is no one else's to cache
     import urllib.request
 
     with urllib.request.urlopen(response["Location"]) as signed:
