@@ -83,6 +83,14 @@ def may_view(request: Any, spec: OwnerSpec, owner: Owner) -> bool:
     return spec.can_view is None or bool(spec.can_view(request, owner))
 
 
+def view_hooked_owner_types() -> list[str]:
+    """Owner types with a ``can_view`` hook, which must be asked one owner at a time.
+
+    Lists across owners (the API's, the admin's) leave their rows out.
+    """
+    return [spec.owner_type for spec in attachment_registry if spec.can_view is not None]
+
+
 def may_attach(request: Any, spec: OwnerSpec, owner: Owner) -> bool:
     """The owner type's ``can_attach`` hook: may the caller change the owner's files (True without a hook)?
 

@@ -29,7 +29,8 @@ from django.utils.translation import gettext_lazy as _
 from .. import downloads, services
 from ..exceptions import NoTenant
 from ..models import Attachment, Blob, DirectUpload
-from .tenancy import admin_tenant, view_hooked_owner_types
+from ..policy import view_hooked_owner_types
+from .tenancy import admin_tenant
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -22,7 +22,6 @@ from typing import Any
 from ..conf import app_settings
 from ..exceptions import NoTenant
 from ..policy import caller_tenant
-from ..registry import attachment_registry
 
 _CACHE = "_attachments_admin_tenant"
 
@@ -55,8 +54,3 @@ def _admin_tenant(request: Any) -> str | None:
     if cross_tenant is not None and cross_tenant(request):
         return None
     return caller_tenant(request)
-
-
-def view_hooked_owner_types() -> list[str]:
-    """Owner types with a ``can_view`` hook: left out of lists across owners, as the API's list does."""
-    return [spec.owner_type for spec in attachment_registry if spec.can_view is not None]

@@ -15,7 +15,7 @@ from typing import Any
 from rest_framework.exceptions import NotFound, PermissionDenied
 
 from ..exceptions import AttachmentError, NoTenant, OwnerNotFound, UnknownOwnerType
-from ..policy import caller_tenant, may_attach, may_view, resolve_owner
+from ..policy import caller_tenant, may_attach, may_view, resolve_owner, view_hooked_owner_types
 from ..registry import Owner, OwnerSpec, attachment_registry
 from .errors import to_api_error
 
@@ -87,9 +87,8 @@ def may_view_blob(request: Any, blob: Any) -> bool:
     when this holds. Links to owner types without a ``can_view`` hook are
     visible to the whole tenant; the others are asked, one owner at a time.
     """
-    hooked = [spec.owner_type for spec in attachment_registry if spec.can_view is not None]
     links = blob.attachments.all()
-    if links.exclude(owner_type__in=hooked).exists():
+    if links.exclude(owner_type__in=view_hooked_owner_types()).exists():
         return True
     tenant = tenant_for(request)
     for owner_type, owner_id in links.values_list("owner_type", "owner_id").order_by("created_at")[:_BLOB_VIEW_PROBES]:

@@ -23,6 +23,7 @@ from .. import downloads, services
 from ..conf import app_settings
 from ..exceptions import AttachmentError, BlobNotFound
 from ..models import Attachment, Blob
+from ..policy import view_hooked_owner_types
 from ..registry import attachment_registry
 from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
@@ -94,7 +95,7 @@ class AttachmentViewSet(
                 except AttachmentError:
                     return queryset.none()
                 return queryset if access.may_view(self.request, spec, owner) else queryset.none()
-        hooked = [spec.owner_type for spec in attachment_registry if spec.can_view is not None]
+        hooked = view_hooked_owner_types()
         return queryset.exclude(owner_type__in=hooked) if hooked else queryset
 
     def get_object(self) -> Attachment:
