@@ -8,20 +8,70 @@ each one also is, so generic handlers keep working::
     except OwnerNotFound:          # also an ObjectDoesNotExist
         raise Http404
     except AttachmentError as exc:  # size, type, slot, ... all ValueErrors
-        return HttpResponseBadRequest(str(exc))
+        return JsonResponse({"code": exc.code, "detail": str(exc)}, status=exc.status_code)
+
+Each error carries what an HTTP answer needs, the way DRF's ``APIException``
+subclasses do: a stable ``code`` clients can branch on, a ``status_code``
+hint, and the request ``field`` at fault where there is one. The API turns
+them into answers without knowing the classes (``api/errors.py``).
+
+A misconfiguration (:class:`AttachmentsImproperlyConfigured`) is *not* an
+``AttachmentError``: it is the project's bug, never the caller's, so no
+handler of user errors may answer it as a 4xx or show it to a user.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
+
+#: Every error code -> its HTTP status, collected from the classes below.
+_STATUS_BY_CODE: dict[str, int] = {"attachment_error": 400}
+
+
+def status_for(code: str, default: int = 400) -> int:
+    """The HTTP status of errors with ``code`` (for a failure recorded by its code alone)."""
+    return _STATUS_BY_CODE.get(code, default)
 
 
 class AttachmentError(Exception):
-    """Root of every error raised by django_attachments."""
+    """Root of every error raised by django_attachments, except configuration errors."""
+
+    #: A word clients branch on; stable across releases.
+    code: str = "attachment_error"
+    #: The HTTP status the API answers with.
+    status_code: int = 400
+    #: The request field at fault (the API names it in its body), or None.
+    field: str | None = None
+    #: What a client is told instead of the message, where the message is for the logs only
+    #: (a storage's error may name buckets, keys and hosts). None: the message itself.
+    public_detail: str | None = None
+    #: Further codes an instance may carry, with this class's status.
+    other_codes: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = ([cls.__dict__["code"]] if "code" in cls.__dict__ else []) + list(cls.__dict__.get("other_codes", ()))
+        for code in own:
+            known = _STATUS_BY_CODE.setdefault(code, cls.status_code)
+            if known != cls.status_code:  # one code, one status: clients branch on either
+                raise TypeError(f"Error code {code!r} has status {known} already, not {cls.status_code}.")
+
+    def __init__(self, message: str = "", *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if field is not None:
+            self.field = field
 
 
-class AttachmentsImproperlyConfigured(AttachmentError, ImproperlyConfigured):
-    """A setting, storage or registration is wrong; the message names what to fix."""
+class AttachmentsImproperlyConfigured(ImproperlyConfigured):
+    """A setting, storage or registration is wrong; the message names what to fix.
+
+    Deliberately outside :class:`AttachmentError` (as django-anymail keeps its
+    configuration error outside its root error): it is never a client's fault.
+    """
 
 
 # --- the owner registry -----------------------------------------------------
@@ -30,13 +80,21 @@ class AttachmentsImproperlyConfigured(AttachmentError, ImproperlyConfigured):
 class InvalidOwnerType(AttachmentError, ValueError):
     """An owner type is empty, too long or uses characters outside ``[a-z0-9_.-]``."""
 
+    code = "unknown_owner_type"
+    field = "owner_type"
+
 
 class AlreadyRegistered(AttachmentError, ValueError):
     """An owner type is registered twice."""
 
+    code = "already_registered"
+
 
 class UnknownOwnerType(AttachmentError, LookupError):
     """No owner type of that name is registered."""
+
+    code = "unknown_owner_type"
+    field = "owner_type"
 
 
 class OwnerNotFound(AttachmentError, ObjectDoesNotExist):
@@ -46,13 +104,22 @@ class OwnerNotFound(AttachmentError, ObjectDoesNotExist):
     another tenant's owner exists.
     """
 
+    code = "owner_not_found"
+    field = "owner_id"
+
 
 class OwnerMismatch(AttachmentError, ValueError):
     """The owner's tenant or subject differs from the blob's."""
 
+    code = "owner_mismatch"
+    field = "owner_id"
+
 
 class NoTenant(AttachmentError, PermissionDenied):
     """``TENANT_RESOLVER`` names no tenant for the caller, who may therefore see no files at all."""
+
+    code = "no_tenant"
+    status_code = 403
 
 
 # --- the file ---------------------------------------------------------------
@@ -61,13 +128,29 @@ class NoTenant(AttachmentError, PermissionDenied):
 class BlobNotFound(AttachmentError, ObjectDoesNotExist):
     """The blob does not exist, or is not visible from the caller's tenant."""
 
+    code = "blob_not_found"
+    status_code = 404
+
+
+class BlobUnavailable(AttachmentError):
+    """The blob exists but may not be served, linked or deduplicated against now (see ``Blob.is_available``)."""
+
+    code = "blob_unavailable"
+    status_code = 409
+
 
 class InvalidFile(AttachmentError, ValueError):
     """The object given as a file cannot be read as bytes."""
 
+    code = "invalid_file"
+    field = "file"
+
 
 class FileTooLarge(AttachmentError, ValueError):
     """The file is larger than the limit that applies to it."""
+
+    code = "file_too_large"
+    status_code = 413
 
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
@@ -77,6 +160,9 @@ class FileTooLarge(AttachmentError, ValueError):
 class RequestTooLarge(AttachmentError, ValueError):
     """A request body larger than the endpoint takes, refused before it is read."""
 
+    code = "request_too_large"
+    status_code = 413
+
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
@@ -85,9 +171,15 @@ class RequestTooLarge(AttachmentError, ValueError):
 class EmptyFile(AttachmentError, ValueError):
     """The file has no bytes and empty files are not allowed."""
 
+    code = "invalid_file"
+    field = "file"
+
 
 class ContentTypeNotAllowed(AttachmentError, ValueError):
     """The sniffed content type is outside the allow-list that applies."""
+
+    code = "unsupported_file_type"
+    status_code = 415
 
     def __init__(self, message: str, *, content_type: str) -> None:
         super().__init__(message)
@@ -97,17 +189,21 @@ class ContentTypeNotAllowed(AttachmentError, ValueError):
 class InvalidSlot(AttachmentError, ValueError):
     """The attachment's ``name`` (slot) is not one the owner type allows."""
 
+    code = "invalid_slot"
+    field = "name"
+
 
 class InvalidValue(AttachmentError, ValueError):
     """An identifier or text field has the wrong shape or length; ``field`` names it."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    code = "invalid"
 
 
 class SlotTaken(AttachmentError, ValueError):
     """The owner already has this file in that slot."""
+
+    code = "slot_taken"
+    field = "name"
 
 
 # --- direct uploads ---------------------------------------------------------
@@ -116,22 +212,21 @@ class SlotTaken(AttachmentError, ValueError):
 class UploadNotFound(AttachmentError, ObjectDoesNotExist):
     """The direct upload does not exist, or is not visible from the caller's tenant."""
 
+    code = "upload_not_found"
+    status_code = 404
+
 
 class DirectUploadError(AttachmentError, ValueError):
     """A direct upload cannot go on; ``code`` says why, in a word clients can branch on."""
 
     code = "upload_failed"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
 
 class UploadExpired(DirectUploadError):
     """The upload's ticket expired before it was completed."""
 
     code = "upload_expired"
+    status_code = 410
 
 
 class UploadMissing(DirectUploadError):
@@ -143,26 +238,57 @@ class UploadMissing(DirectUploadError):
 class UploadMismatch(DirectUploadError):
     """The bytes received are not the ones declared (``size_mismatch``, ``checksum_mismatch``)."""
 
+    other_codes = ("size_mismatch", "checksum_mismatch")
+
 
 class UploadClosed(DirectUploadError):
     """The upload is already completed or failed (``upload_closed``), or has its bytes (``upload_exists``)."""
 
     code = "upload_closed"
+    status_code = 409
+    other_codes = ("upload_exists",)
 
 
 class UploadFailed(DirectUploadError):
     """Completing the upload failed, now or before: its object is deleted and the ticket closed.
 
-    ``code`` is the reason: ``size_mismatch``, ``checksum_mismatch``,
-    ``unsupported_file_type``, ``file_too_large``, ``upload_expired``, ...
+    ``code`` is the reason, the code of the error that failed it
+    (``size_mismatch``, ``checksum_mismatch``, ``unsupported_file_type``,
+    ``file_too_large``, ``upload_expired``, ...), and the status is that
+    error's: a failure recorded on the ticket answers the same ever after.
     """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status_for(self.code)
+
+    @classmethod
+    def because(cls, exc: AttachmentError) -> UploadFailed:
+        return cls(str(exc), code=exc.code)
+
+
+# --- purging ----------------------------------------------------------------
+
+
+class UnsafePurge(AttachmentError, ValueError):
+    """A purge was asked to remove what may still be in use (e.g. strays younger than the floor)."""
+
+    code = "unsafe_purge"
 
 
 # --- the storage ------------------------------------------------------------
 
 
 class StorageError(AttachmentError, OSError):
-    """The storage failed to write, read, list or delete an object."""
+    """The storage failed to write, read, list or delete an object.
+
+    The message names the object and the storage's own error, for the logs;
+    clients are told only that the storage is unavailable.
+    """
+
+    code = "storage_unavailable"
+    status_code = 503
+    public_detail = "The file storage is unavailable; try again later."
 
 
 class ObjectMissing(StorageError, FileNotFoundError):

@@ -14,18 +14,15 @@ from typing import Any
 
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from ..exceptions import AttachmentError, NoTenant, OwnerNotFound, UnknownOwnerType
+from ..exceptions import AttachmentError, OwnerNotFound, UnknownOwnerType
 from ..policy import caller_tenant, may_attach, may_view, resolve_owner, view_hooked_owner_types
 from ..registry import Owner, OwnerSpec, attachment_registry
 from .errors import to_api_error
 
 
 def tenant_for(request: Any) -> str | None:
-    """The caller's tenant: None when the project is single-tenant; 403 ``no_tenant`` when it has none."""
-    try:
-        return caller_tenant(request)
-    except NoTenant as exc:
-        raise PermissionDenied(str(exc), code="no_tenant") from None
+    """The caller's tenant: None when the project is single-tenant; NoTenant (403 ``no_tenant``) when it has none."""
+    return caller_tenant(request)
 
 
 def check_view(request: Any, spec: OwnerSpec, owner: Owner, not_found: Exception | None = None) -> None:

@@ -90,8 +90,9 @@ class AttachmentViewSet(
         if owner_type and owner_id and owner_type in attachment_registry:
             spec = attachment_registry.get(owner_type)
             if spec.can_view is not None:
+                tenant = access.tenant_for(self.request)  # NoTenant: 403, not an empty page
                 try:
-                    _, owner = services.resolve_owner(owner_type, owner_id, tenant=access.tenant_for(self.request))
+                    _, owner = services.resolve_owner(owner_type, owner_id, tenant=tenant)
                 except AttachmentError:
                     return queryset.none()
                 return queryset if access.may_view(self.request, spec, owner) else queryset.none()
