@@ -140,7 +140,7 @@ def test_strays_are_swept_and_referenced_objects_kept(owners, store, pdf):
     assert services.purge_strays().found == 0  # younger than the grace period
     dry = services.purge_strays(older_than=timedelta(0), dry_run=True)
     assert (dry.found, dry.removed) == (1, 0) and stray in names(store)
-    result = services.purge_strays(older_than=timedelta(0), batch_size=1)
+    result = services.purge_strays(older_than=timedelta(0), batch_size=1, allow_young=True)
     assert (result.found, result.removed, result.bytes) == (1, 1, len(b"stray bytes"))
     assert names(store) == [kept]
     assert store.storage.exists("elsewhere/not-ours.txt")
@@ -156,8 +156,26 @@ def test_strays_in_every_storage_blobs_use(owners, store, settings, tmp_path, pd
     }
     settings.DJANGO_ATTACHMENTS = {"STORAGE": "new"}
     put_stray(get_store("new"))
-    assert services.purge_strays(older_than=timedelta(0)).removed == 2
+    assert services.purge_strays(older_than=timedelta(0), allow_young=True).removed == 2
     assert len(names(get_store(old_store.alias))) == 1
+
+
+@pytest.mark.parametrize("grace", [timedelta(0), timedelta(minutes=59, seconds=59), None])
+def test_the_service_never_sweeps_strays_younger_than_the_floor(owners, store, settings, grace):
+    # A task or a shell calling the service gets the command's floor: an upload in flight
+    # writes its bytes before its row, and its object must not be taken for a stray.
+    from django_attachments.exceptions import UnsafePurge
+    from django_attachments.services.purging import STRAY_MIN_AGE
+
+    assert STRAY_MIN_AGE == timedelta(hours=1)
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ORPHAN_GRACE_PERIOD": timedelta(0)}
+    in_flight = put_stray(store)
+    with pytest.raises(UnsafePurge, match="uploads still in flight"):
+        services.purge_strays(older_than=grace)
+    assert in_flight in names(store)
+    assert services.purge_strays(older_than=timedelta(0), dry_run=True).found == 1  # looking deletes nothing
+    assert in_flight in names(store)
+    assert services.purge_strays(older_than=timedelta(0), allow_young=True).removed == 1  # uploads stopped
 
 
 # -- dangling links --------------------------------------------------------------

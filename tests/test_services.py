@@ -7,6 +7,7 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from django.db import transaction
 
 from django_attachments import services
 from django_attachments.exceptions import (
@@ -291,7 +292,7 @@ def test_unlink_all_for_owner(owners, store, png, pdf):
     assert services.unlink_all_for_owner("retired-type", "1") == 0
 
 
-def test_signals(owners, store, pdf):
+def test_signals(owners, store, pdf, django_capture_on_commit_callbacks):
     seen = []
 
     def on_blob(sender, blob, **kw):
@@ -303,13 +304,37 @@ def test_signals(owners, store, pdf):
     blob_created.connect(on_blob)
     attachment_created.connect(on_link)
     try:
-        a = services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)
-        services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)  # idempotent: no signal
-        b = services.link(a.blob, owner_type="note", owner_id=owners.alice_note.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            a = services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)  # idempotent: no signal
+            b = services.link(a.blob, owner_type="note", owner_id=owners.alice_note.pk)
     finally:
         blob_created.disconnect(on_blob)
         attachment_created.disconnect(on_link)
-    assert seen == [("blob", a.blob_id), ("link", a.pk), ("link", b.pk)]
+    # blob_created waits for the commit; attachment_created is sent inside the transaction.
+    assert seen == [("link", a.pk), ("blob", a.blob_id), ("link", b.pk)]
+
+
+def test_blob_created_is_sent_only_once_the_blob_commits(owners, store, pdf, django_capture_on_commit_callbacks):
+    seen = []
+
+    def on_blob(sender, blob, **kw):
+        seen.append(Blob.objects.filter(pk=blob.pk).exists())
+
+    blob_created.connect(on_blob)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            with pytest.raises(RuntimeError), transaction.atomic():
+                services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)
+                raise RuntimeError("the caller's transaction rolls back")
+        assert seen == [] and not Blob.objects.exists()  # a receiver never sees a rolled-back blob
+        with django_capture_on_commit_callbacks(execute=True):
+            services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)
+            assert seen == []  # not before the commit
+    finally:
+        blob_created.disconnect(on_blob)
+    assert seen == [True]
 
 
 def test_blob_url(owners, store, pdf):

@@ -22,8 +22,9 @@ from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpRespons
 from django.utils.http import content_disposition_header, parse_etags
 
 from . import services
-from .exceptions import StorageError
+from .exceptions import BlobUnavailable, StorageError
 from .models import Blob
+from .policy import check_available
 from .stores import RangeReader
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ def _stream(reader: RangeReader) -> Iterator[bytes]:
 
 
 def serve_blob(request: Any, blob: Blob) -> HttpResponse:
+    """The blob's bytes (or a 304, 206 or 416); BlobUnavailable first if it may not be served."""
+    check_available(blob)
     etag = _etag(blob)
     if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
     if if_none_match and (if_none_match.strip() == "*" or etag in parse_etags(if_none_match)):
@@ -123,16 +126,19 @@ def serve_blob(request: Any, blob: Blob) -> HttpResponse:
 
 
 def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponse:
-    """serve_blob() for HTML pages: a storage failure is a plain 503, not a server error."""
+    """serve_blob() for HTML pages: a plain-text 409 or 503 for a blob unavailable or a storage failure."""
     try:
         return serve_blob(request, blob)
+    except BlobUnavailable as exc:
+        return HttpResponse(str(exc), status=exc.status_code, content_type="text/plain; charset=utf-8")
     except StorageError:
         logger.exception("Could not read blob %s from storage %r", blob.pk, blob.storage)
         return HttpResponse("The file is unavailable right now.", status=503, content_type="text/plain")
 
 
 def redirect_to_blob(blob: Blob) -> HttpResponse | None:
-    """A 302 to the store's signed URL, or None where the store cannot sign."""
+    """A 302 to the store's signed URL, or None where the store cannot sign; BlobUnavailable first."""
+    check_available(blob)
     url = services.blob_url(blob, as_attachment=True)
     if url is None:
         return None

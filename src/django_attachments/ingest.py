@@ -126,11 +126,40 @@ DIGEST_ATTRIBUTE = "_django_attachments_digest"
 
 @dataclass(frozen=True)
 class Digest:
-    """SHA-256, size and first bytes of a file, computed while it was being received."""
+    """SHA-256, size and first bytes of a stream of bytes."""
 
     checksum: str
     size: int
     head: bytes
+
+
+class Hasher:
+    """SHA-256, size and first ``head_bytes`` bytes of a stream fed chunk by chunk.
+
+    The one place bytes are hashed: attaching, receiving a request's file,
+    receiving a direct upload, completing one and verifying stored blobs all
+    feed their chunks here::
+
+        hasher = Hasher(app_settings.SNIFF_BYTES)
+        for chunk in stream.chunks():
+            hasher.update(chunk)
+        hasher.digest()   # Digest(checksum, size, head)
+    """
+
+    def __init__(self, head_bytes: int = 0) -> None:
+        self._hash = hashlib.sha256()
+        self._head = bytearray()
+        self._head_bytes = head_bytes
+        self.size = 0
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.size += len(chunk)
+        if len(self._head) < self._head_bytes:
+            self._head += chunk[: self._head_bytes - len(self._head)]
+        self._hash.update(chunk)
+
+    def digest(self) -> Digest:
+        return Digest(checksum=self._hash.hexdigest(), size=self.size, head=bytes(self._head))
 
 
 @dataclass
@@ -156,13 +185,10 @@ def inspect(source: File, *, max_size: int | None = None) -> Iterator[Inspected]
         yield Inspected(file=source, size=digest.size, checksum=digest.checksum, content_type=sniff(digest.head))
         return
     chunk_size = app_settings.CHUNK_SIZE
-    sniff_bytes = app_settings.SNIFF_BYTES
     spool: TemporaryUploadedFile | None = None
     if not _seekable(source):
         spool = TemporaryUploadedFile("spool", "application/octet-stream", 0, None)
-    hasher = hashlib.sha256()
-    head = bytearray()
-    size = 0
+    hasher = Hasher(app_settings.SNIFF_BYTES)
     try:
         read = source.read
         while True:
@@ -174,22 +200,20 @@ def inspect(source: File, *, max_size: int | None = None) -> Iterator[Inspected]
                 break
             if not isinstance(chunk, (bytes, bytearray, memoryview)):
                 raise InvalidFile("The file returned text, not bytes; open it in binary mode ('rb').")
-            size += len(chunk)
-            check_size(size, max_size)
-            if len(head) < sniff_bytes:
-                head += chunk[: sniff_bytes - len(head)]
             hasher.update(chunk)
+            check_size(hasher.size, max_size)
             if spool is not None:
                 spool.write(chunk)
+        digest = hasher.digest()
         if spool is not None:
             spool.flush()
-            spool.size = size
+            spool.size = digest.size
             spool.seek(0)
             target: File = spool
         else:
             source.seek(0)
             target = source
-        yield Inspected(file=target, size=size, checksum=hasher.hexdigest(), content_type=sniff(bytes(head)))
+        yield Inspected(file=target, size=digest.size, checksum=digest.checksum, content_type=sniff(digest.head))
     finally:
         if spool is not None:
             spool.close()

@@ -31,6 +31,8 @@ TENANT_MAX_LENGTH = 64
 SUBJECT_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 64
 FILENAME_MAX_LENGTH = 255
+#: Characters of an attachment's description (a text column: the limit is the app's, checked by the services).
+DESCRIPTION_MAX_LENGTH = 10_000
 
 _sha256_hex = RegexValidator(r"^[0-9a-f]{64}$", _("Enter a lowercase hexadecimal SHA-256 digest."))
 
@@ -92,6 +94,18 @@ class Blob(models.Model):
     def __str__(self) -> str:
         return f"{self.filename} ({self.checksum[:12]})"
 
+    @property
+    def is_available(self) -> bool:
+        """Whether the blob's bytes may be served, linked and deduplicated against.
+
+        The one rule every read path applies, through
+        :func:`~django_attachments.policy.check_available`: downloads,
+        redirects, links, the dedup look-ups of uploads and direct uploads.
+        Every blob is available today; the processing pipeline narrows it (not
+        yet scanned, infected) here and nowhere else.
+        """
+        return True
+
 
 class Attachment(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -111,6 +125,11 @@ class Attachment(models.Model):
         verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+
+    #: Set on the attachment the services' verbs return (``attach``, ``link``,
+    #: ``complete_upload``, ``start_upload``): False when the same link existed
+    #: already. None on attachments read from the database.
+    was_created: bool | None = None
 
     class Meta:
         verbose_name = _("attachment")

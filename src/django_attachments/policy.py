@@ -15,6 +15,12 @@ with an owner of that tenant::
     tenant = caller_tenant(request)                # None: single-tenant; NoTenant: refused
     spec, owner = resolve_owner("plan_item", "42", tenant=tenant)
     may_view(request, spec, owner), may_attach(request, spec, owner)
+
+Every verb checks a file by the same rules, each in one function here::
+
+    check_file(spec, size=n, content_type=sniffed)   # limit, empty files, allow-lists
+    blob_tenant, blob_subject = blob_keys(owner_type, owner)
+    check_owner_holds(owner_type, owner, tenant=blob.tenant, subject=blob.subject, why="...")
 """
 
 from __future__ import annotations
@@ -25,9 +31,26 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 
+from . import ingest
 from .conf import app_settings
-from .exceptions import AttachmentsImproperlyConfigured, InvalidSlot, InvalidValue, NoTenant, OwnerNotFound
-from .models import NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, SUBJECT_MAX_LENGTH, TENANT_MAX_LENGTH
+from .exceptions import (
+    AttachmentsImproperlyConfigured,
+    BlobUnavailable,
+    EmptyFile,
+    InvalidSlot,
+    InvalidValue,
+    NoTenant,
+    OwnerMismatch,
+    OwnerNotFound,
+)
+from .models import (
+    DESCRIPTION_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    OWNER_ID_MAX_LENGTH,
+    SUBJECT_MAX_LENGTH,
+    TENANT_MAX_LENGTH,
+    Blob,
+)
 from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 
 
@@ -158,11 +181,68 @@ def clean_text(spec: OwnerSpec, name: Any, description: Any) -> tuple[str, str]:
     if spec.allowed_names is not None and name not in spec.allowed_names:
         allowed = ", ".join(repr(n) for n in sorted(spec.allowed_names))
         raise InvalidSlot(f"Owner type {spec.owner_type!r} has no slot {name!r}; its slots are: {allowed}.")
-    if not isinstance(description, str):
-        raise InvalidValue("description must be a string.", field="description")
+    if not isinstance(description, str) or len(description) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidValue(
+            f"description must be a string of at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
     return name, description
 
 
 def size_limit(spec: OwnerSpec) -> int | None:
+    """The largest file the owner type takes: the smaller of the global and its own limit (None: no limit)."""
     limits = [limit for limit in (app_settings.MAX_UPLOAD_SIZE, spec.max_size) if limit is not None]
     return min(limits) if limits else None
+
+
+# -- the file rules -------------------------------------------------------------
+
+
+def check_size(spec: OwnerSpec, size: int) -> None:
+    """FileTooLarge past :func:`size_limit` (a declared size, before a byte is read, or the real one)."""
+    ingest.check_size(size, size_limit(spec))
+
+
+def check_not_empty(size: int, *, field: str = "file") -> None:
+    """EmptyFile for zero bytes unless ``ALLOW_EMPTY_FILES``; ``field`` names what the caller sent."""
+    if size == 0 and not app_settings.ALLOW_EMPTY_FILES:
+        raise EmptyFile("The file is empty.", field=field)
+
+
+def check_content_type(spec: OwnerSpec, content_type: str, *, size: int) -> None:
+    """ContentTypeNotAllowed unless both the global and the owner type's allow-list take the type.
+
+    An empty file has no type to allow or refuse.
+    """
+    if size:
+        ingest.check_content_type(content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+
+
+def check_file(spec: OwnerSpec, *, size: int, content_type: str | None, field: str = "file") -> None:
+    """Every rule of a file for an owner type: size limit, empty files, and the type (when known)."""
+    check_size(spec, size)
+    check_not_empty(size, field=field)
+    if content_type is not None:
+        check_content_type(spec, content_type, size=size)
+
+
+def check_available(blob: Blob) -> None:
+    """BlobUnavailable (409 ``blob_unavailable``) unless the blob may be served, linked or deduplicated against.
+
+    See :attr:`Blob.is_available <django_attachments.models.Blob.is_available>`.
+    """
+    if not blob.is_available:
+        raise BlobUnavailable(f"The file {blob.filename!r} is not available now.")
+
+
+# -- the owner's keys -------------------------------------------------------------
+
+
+def blob_keys(owner_type: str, owner: Owner) -> tuple[str, str]:
+    """The (tenant, subject) that blobs linked to ``owner`` are stored under."""
+    return owner_key(owner.tenant, "tenant", owner_type), owner_key(owner.subject, "subject", owner_type)
+
+
+def check_owner_holds(owner_type: str, owner: Owner, *, tenant: str, subject: str, why: str) -> None:
+    """OwnerMismatch (saying ``why``) unless the owner is in ``tenant`` and shares ``subject``."""
+    if blob_keys(owner_type, owner) != (tenant, subject):
+        raise OwnerMismatch(why)

@@ -37,7 +37,6 @@ handler also stops each file at the limit while the parser runs.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -47,31 +46,12 @@ from django.http import HttpRequest, HttpResponse
 
 from .conf import app_settings
 from .exceptions import FileTooLarge, RequestTooLarge
-from .ingest import DIGEST_ATTRIBUTE, Digest
+from .ingest import DIGEST_ATTRIBUTE, Hasher
 from .registry import attachment_registry
 
 #: Room for the multipart boundaries, part headers and the text fields (a
 #: 10,000-character description in 4-byte characters fits) beside the file.
 FORM_ALLOWANCE = 256 * 1024
-
-
-class Hasher:
-    """SHA-256, size and first bytes of a stream of chunks."""
-
-    def __init__(self, head_bytes: int) -> None:
-        self._hash = hashlib.sha256()
-        self._head = bytearray()
-        self._head_bytes = head_bytes
-        self._size = 0
-
-    def update(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if len(self._head) < self._head_bytes:
-            self._head += chunk[: self._head_bytes - len(self._head)]
-        self._hash.update(chunk)
-
-    def digest(self) -> Digest:
-        return Digest(checksum=self._hash.hexdigest(), size=self._size, head=bytes(self._head))
 
 
 class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):

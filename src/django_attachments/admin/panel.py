@@ -26,6 +26,7 @@ A ModelAdmin with its own ``change_form_template`` can extend
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +43,24 @@ from django.views.decorators.http import require_POST
 
 from .. import downloads, services
 from ..exceptions import AttachmentError, InvalidValue, NoTenant, OwnerNotFound, UnknownOwnerType
-from ..models import Attachment
+from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, Attachment
 from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
 from ..uploadhandlers import limit_body
 from .tenancy import admin_tenant
 
+logger = logging.getLogger(__name__)
+
 
 class AttachmentUploadForm(forms.Form):
     file = forms.FileField(label=_("File"), allow_empty_file=True)
-    name = forms.CharField(label=_("Slot"), required=False, max_length=64)
-    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.CharField(label=_("Slot"), required=False, max_length=NAME_MAX_LENGTH)
+    description = forms.CharField(
+        label=_("Description"),
+        required=False,
+        max_length=DESCRIPTION_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
 
     def __init__(self, *args: Any, slots: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -268,8 +276,12 @@ class AttachmentsAdminMixin:
                 tenant=access.tenant,
                 user=request.user,
             )
-        except AttachmentError as exc:
-            messages.error(request, _("%(file)s was not attached: %(reason)s") % {"file": upload.name, "reason": exc})
+        except AttachmentError as exc:  # a misconfiguration is no AttachmentError: a server error, not a message
+            if exc.public_detail is not None:
+                logger.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
+            reason = exc.public_detail or str(exc)
+            message = _("%(file)s was not attached: %(reason)s") % {"file": upload.name, "reason": reason}
+            messages.error(request, message)
             return self._back(obj)
         if attachment.was_created:
             messages.success(request, _("Attached %(file)s.") % {"file": attachment.blob.filename})

@@ -22,7 +22,7 @@ from django.core import signing
 from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ErrorDetail, NotFound, ParseError, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ParseError, PermissionDenied
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..conf import app_settings
-from ..exceptions import EmptyFile, UploadNotFound
+from ..exceptions import UploadNotFound
 from ..models import DirectUpload
 from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
@@ -113,16 +113,13 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         tenant = access.authorize_attach(request, values["owner_type"], values["owner_id"])
-        try:
-            started = services.start_upload(
-                **values,
-                tenant=tenant,
-                user=request.user,
-                may_use_known=lambda blob: access.may_view_blob(request, blob),
-            )
-        except EmptyFile as exc:  # there is no "file" field here to name
-            raise ValidationError({"size": [ErrorDetail(str(exc), code="invalid_file")]}) from None
-        created = started.upload is not None or started.attachment.was_created
+        started = services.start_upload(
+            **values,
+            tenant=tenant,
+            user=request.user,
+            may_use_known=lambda blob: access.may_view_blob(request, blob),
+        )
+        created = started.upload is not None or bool(started.attachment and started.attachment.was_created)
         return Response(
             self._envelope(started.attachment, started.upload),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
+
 T = TypeVar("T")
 
 try:
@@ -38,8 +40,8 @@ ERROR_SCHEMA = {
 UPDATE_SCHEMA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 64},
-        "description": {"type": "string", "maxLength": 10000},
+        "name": {"type": "string", "maxLength": NAME_MAX_LENGTH},
+        "description": {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH},
     },
     "additionalProperties": False,
 }
@@ -51,7 +53,7 @@ def _errors(*statuses: int) -> dict[int, Any]:
         401: "Not authenticated.",
         403: "Not allowed (permission, no tenant, or the owner type's can_attach hook).",
         404: "No such attachment, blob or upload in the caller's tenant.",
-        409: "The upload is closed, or its bytes were already received.",
+        409: "The upload is closed or already has its bytes; or the file is not available now (blob_unavailable).",
         410: "The upload expired.",
         413: "The file is larger than the upload limit.",
         415: "The sniffed content type is not allowed.",
@@ -122,7 +124,7 @@ def describe(viewset: type[T]) -> type[T]:
                 302: OpenApiResponse(description="Redirect to a signed storage URL (redirect mode)."),
                 304: OpenApiResponse(description="Not modified (If-None-Match)."),
                 416: OpenApiResponse(description="Range not satisfiable."),
-                **_errors(401, 403, 404, 503),
+                **_errors(401, 403, 404, 409, 503),
             },
         ),
     )(viewset)

@@ -9,10 +9,16 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..models import FILENAME_MAX_LENGTH, NAME_MAX_LENGTH, OWNER_ID_MAX_LENGTH, Attachment, DirectUpload
+from ..models import (
+    DESCRIPTION_MAX_LENGTH,
+    FILENAME_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    OWNER_ID_MAX_LENGTH,
+    Attachment,
+    DirectUpload,
+)
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
-DESCRIPTION_MAX_LENGTH = 10_000
 #: Stands in for an attachment id while the download URL is resolved once.
 _PLACEHOLDER = uuid.UUID(int=0)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 from uuid import UUID
 
@@ -18,15 +19,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils.http import content_disposition_header
 
-from .. import ingest
+from .. import ingest, policy
 from ..conf import app_settings
-from ..exceptions import AttachmentError, BlobNotFound, EmptyFile, InvalidSlot, OwnerMismatch, SlotTaken
+from ..exceptions import AttachmentError, BlobNotFound, InvalidSlot, SlotTaken
 from ..filenames import sanitize_filename
 from ..models import Attachment, Blob
-from ..policy import clean_owner_id, clean_text, owner_key, resolve_owner, size_limit
 from ..registry import attachment_registry, validate_owner_type
 from ..signals import attachment_created, attachment_deleted, blob_created
-from ..stores import RangeReader, get_store
+from ..stores import BaseStore, Identifiers, RangeReader, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,40 @@ _MAX_ATTEMPTS = 5
 
 def _user_or_none(user: Any) -> Any:
     return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _answer(attachment: Attachment, created: bool) -> Attachment:
+    """The public verbs' return value: the attachment, with ``was_created`` telling which happened."""
+    attachment.was_created = created
+    return attachment
+
+
+@dataclass(frozen=True)
+class NewBlob:
+    """The row of bytes about to be recorded: what was computed from them, and whose they are."""
+
+    checksum: str
+    size: int
+    content_type: str
+    tenant: str
+    subject: str
+    filename: str
+    metadata: dict[str, Any]
+
+    def same_bytes(self) -> dict[str, str]:
+        """The look-up of a blob holding these bytes already (unique per tenant and subject)."""
+        return {"tenant": self.tenant, "subject": self.subject, "checksum": self.checksum}
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """The attachment to make: to which owner, in which slot, by whom."""
+
+    owner_type: str
+    owner_id: str
+    name: str
+    description: str
+    user: Any
 
 
 # -- attach and link -----------------------------------------------------------
@@ -62,31 +96,20 @@ def attach(
     Attaching the same bytes to the same owner and slot twice returns the
     existing attachment; ``attachment.was_created`` tells which happened.
     """
-    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = owner.id  # canonical: see policy.resolve_owner
-    name, description = clean_text(spec, name, description)
-    blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
-    blob_subject = owner_key(owner.subject, "subject", owner_type)
+    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
+    name, description = policy.clean_text(spec, name, description)
+    blob_tenant, blob_subject = policy.blob_keys(owner_type, owner)
     source = ingest.as_file(file)
-    limit = size_limit(spec)
     declared = ingest.declared_size(source)
     if declared is not None:
-        ingest.check_size(declared, limit)  # refuse before reading a byte
+        policy.check_size(spec, declared)  # refuse before reading a byte
     safe_name = sanitize_filename(filename or source.name)
     metadata = {"declared_content_type": content_type or getattr(source, "content_type", None)}
 
-    with ingest.inspect(source, max_size=limit) as inspected:
-        if inspected.size == 0 and not app_settings.ALLOW_EMPTY_FILES:
-            raise EmptyFile("The file is empty.")
-        if inspected.size:  # an empty file has no type to allow or refuse
-            ingest.check_content_type(
-                inspected.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
-            )
-        link_args = dict(
-            owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=_user_or_none(user)
-        )
+    with ingest.inspect(source, max_size=policy.size_limit(spec)) as inspected:
+        policy.check_file(spec, size=inspected.size, content_type=inspected.content_type)
         store = get_store(app_settings.STORAGE)
-        return store_deduplicated(
+        attachment, created = store_and_link(
             store,
             lambda: store.save(
                 inspected.file,
@@ -94,7 +117,7 @@ def attach(
                 checksum=inspected.checksum,
                 content_type=inspected.content_type,
             ),
-            blob_fields=dict(
+            NewBlob(
                 checksum=inspected.checksum,
                 size=inspected.size,
                 content_type=inspected.content_type,
@@ -103,54 +126,72 @@ def attach(
                 filename=safe_name,
                 metadata=metadata,
             ),
-            link_args=link_args,
-            discard_on_error=True,
+            NewLink(
+                owner_type=owner_type,
+                owner_id=owner.id,  # canonical: see policy.resolve_owner
+                name=name,
+                description=description,
+                user=_user_or_none(user),
+            ),
         )
+    return _answer(attachment, created)
 
 
-def store_deduplicated(
-    store: Any,
-    write: Callable[[], dict] | None,
-    *,
-    written: dict | None = None,
-    blob_fields: dict,
-    link_args: dict,
-    discard_on_error: bool,
-) -> Attachment:
-    """Link the blob of (tenant, subject) with these bytes, or ``write()`` them and record a new one.
-
-    ``blob_fields`` are the new blob's (checksum, size, content_type, tenant,
-    subject, filename, metadata); ``link_args`` the attachment's.
+def store_and_link(
+    store: BaseStore, write: Callable[[], Identifiers], blob: NewBlob, link: NewLink
+) -> tuple[Attachment, bool]:
+    """Link the blob holding these bytes, or ``write()`` them and record a new blob; (attachment, created).
 
     ``write`` puts the bytes in ``store`` and returns their identifiers; it is
-    called only when no blob has the checksum, and at most once. Bytes already
-    in the store (a direct upload's) come as ``written`` instead. When a blob
-    with the checksum exists (found at once, or committed first by a
-    concurrent upload of the same bytes), that blob is linked and our object,
-    surplus, is deleted once the link commits. ``discard_on_error`` deletes
-    the written object when recording fails (``attach``: the caller still has
-    the file; a direct upload keeps its object so the client can complete
-    again).
+    called only when no blob holds them, and at most once. Should the rows
+    not commit, the written object is deleted (the caller still has the file).
     """
-    same_bytes = {key: blob_fields[key] for key in ("tenant", "subject", "checksum")}
+    return _deduplicate(store, blob, link, write=write, written=None, discard_on_error=True)
+
+
+def adopt_and_link(store: BaseStore, written: Identifiers, blob: NewBlob, link: NewLink) -> tuple[Attachment, bool]:
+    """Record bytes already in ``store`` (a direct upload's object) as a blob, and link it; (attachment, created).
+
+    When a blob holds the same bytes already, that blob is linked and the
+    object, surplus, is deleted once the link commits. Should the rows not
+    commit, the object stays, so that the client can complete again.
+    """
+    return _deduplicate(store, blob, link, write=lambda: written, written=written, discard_on_error=False)
+
+
+def _deduplicate(
+    store: BaseStore,
+    new_blob: NewBlob,
+    link: NewLink,
+    *,
+    write: Callable[[], Identifiers],
+    written: Identifiers | None,
+    discard_on_error: bool,
+) -> tuple[Attachment, bool]:
+    """Reuse the blob with these bytes, or write and record them; retried when a race moved them.
+
+    When a blob with the checksum exists (found at once, or committed first
+    by a concurrent upload of the same bytes), it is linked and our object,
+    if any, is deleted once the link commits.
+    """
     try:
         for _attempt in range(_MAX_ATTEMPTS):
             # Reuse: lock the existing blob so a concurrent purge cannot delete it
             # between this check and the new attachment's commit.
             with transaction.atomic():
-                blob = Blob.objects.select_for_update().filter(**same_bytes).first()
+                blob = Blob.objects.select_for_update().filter(**new_blob.same_bytes()).first()
                 if blob is not None:
-                    attachment = _link_locked(blob, **link_args)
+                    policy.check_available(blob)  # bytes held back are not taken again
+                    linked = _link_locked(blob, link)
             if blob is not None:
                 if written is not None and not _same_object(blob, written):
                     transaction.on_commit(functools.partial(_discard, store, written))
-                return attachment
+                return linked
             if written is None:
-                assert write is not None, "store_deduplicated() needs write() or written"
                 written = write()
-            attachment = _record_blob(store, written, blob_fields, link_args)
-            if attachment is not None:
-                return attachment
+            recorded = _record_blob(store, written, new_blob, link)
+            if recorded is not None:
+                return recorded
         raise AttachmentError("Could not store the file: the blob kept changing under concurrent updates; retry.")
     except BaseException:
         if written is not None and discard_on_error:
@@ -159,28 +200,30 @@ def store_deduplicated(
         raise
 
 
-def _same_object(blob: Blob, identifiers: dict) -> bool:
+def _same_object(blob: Blob, identifiers: Identifiers) -> bool:
     return blob.storage == identifiers.get("storage") and blob.storage_identifiers.get("name") == identifiers.get(
         "name"
     )
 
 
-def _record_blob(store: Any, identifiers: dict, blob_fields: dict, link_args: dict) -> Attachment | None:
+def _record_blob(
+    store: BaseStore, identifiers: Identifiers, new_blob: NewBlob, link: NewLink
+) -> tuple[Attachment, bool] | None:
     """Insert the blob and its attachment; None if a concurrent upload of the same bytes won the race."""
     with transaction.atomic():
         try:
             with transaction.atomic():
-                blob = Blob.objects.create(**blob_fields, storage=store.alias, storage_identifiers=identifiers)
+                blob = Blob.objects.create(**asdict(new_blob), storage=store.alias, storage_identifiers=identifiers)
         except IntegrityError:
-            keys = {name: blob_fields[name] for name in ("tenant", "subject", "checksum")}
-            if not Blob.objects.filter(**keys).exists():
+            if not Blob.objects.filter(**new_blob.same_bytes()).exists():
                 raise
             return None  # the caller reuses the winner's blob
-        blob_created.send(sender=Blob, blob=blob)
-        return _link_locked(blob, **link_args)
+        # After commit: a receiver that enqueues work (a scan, a preview) never sees a rolled-back blob.
+        transaction.on_commit(functools.partial(blob_created.send, sender=Blob, blob=blob))
+        return _link_locked(blob, link)
 
 
-def _discard(store: Any, identifiers: dict) -> None:
+def _discard(store: BaseStore, identifiers: Identifiers) -> None:
     try:
         store.delete(identifiers)
     except Exception:
@@ -204,31 +247,33 @@ def link(
     limits must accept the blob. ``attachment.was_created`` is False when the
     same link already existed.
     """
-    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = owner.id  # canonical: see policy.resolve_owner
-    name, description = clean_text(spec, name, description)
+    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
+    name, description = policy.clean_text(spec, name, description)
     blob_id = _blob_id(blob)
     with transaction.atomic():
         locked = Blob.objects.for_tenant(tenant).select_for_update().filter(pk=blob_id).first()
         if locked is None:
             raise BlobNotFound(f"No blob with id '{blob_id}'.")
-        if owner_key(owner.tenant, "tenant", owner_type) != locked.tenant or (
-            owner_key(owner.subject, "subject", owner_type) != locked.subject
-        ):
-            raise OwnerMismatch(f"The {owner_type} {owner_id!r} does not share this file's subject.")
-        ingest.check_size(locked.size, size_limit(spec))
-        if locked.size:
-            ingest.check_content_type(
-                locked.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
-            )
-        return _link_locked(
-            locked,
-            owner_type=owner_type,
-            owner_id=owner_id,
-            name=name,
-            description=description,
-            user=_user_or_none(user),
+        policy.check_available(locked)
+        policy.check_owner_holds(
+            owner_type,
+            owner,
+            tenant=locked.tenant,
+            subject=locked.subject,
+            why=f"The {owner_type} {owner.id!r} does not share this file's subject.",
         )
+        policy.check_file(spec, size=locked.size, content_type=locked.content_type)
+        attachment, created = _link_locked(
+            locked,
+            NewLink(
+                owner_type=owner_type,
+                owner_id=owner.id,  # canonical: see policy.resolve_owner
+                name=name,
+                description=description,
+                user=_user_or_none(user),
+            ),
+        )
+    return _answer(attachment, created)
 
 
 def _blob_id(blob: Any) -> UUID:
@@ -240,26 +285,24 @@ def _blob_id(blob: Any) -> UUID:
         raise BlobNotFound(f"No blob with id '{blob}'.") from None
 
 
-def _link_locked(blob: Blob, *, owner_type: str, owner_id: str, name: str, description: str, user: Any) -> Attachment:
-    """Get or create the attachment; the caller holds the blob's row lock."""
-    lookup = dict(blob=blob, owner_type=owner_type, owner_id=owner_id, name=name)
+def _link_locked(blob: Blob, link: NewLink) -> tuple[Attachment, bool]:
+    """Get or create the attachment; (attachment, created). The caller holds the blob's row lock."""
+    lookup = dict(blob=blob, owner_type=link.owner_type, owner_id=link.owner_id, name=link.name)
     attachment = Attachment.objects.filter(**lookup).first()
+    created = False
     if attachment is None:
         try:
             with transaction.atomic():
-                attachment = Attachment.objects.create(**lookup, description=description, created_by=user)
+                attachment = Attachment.objects.create(**lookup, description=link.description, created_by=link.user)
         except IntegrityError:
             attachment = Attachment.objects.filter(**lookup).first()
             if attachment is None:
                 raise
-            attachment.was_created = False
         else:
-            attachment.was_created = True
-            attachment_created.send(sender=Attachment, attachment=attachment, user=user)
-    else:
-        attachment.was_created = False
+            created = True
+            attachment_created.send(sender=Attachment, attachment=attachment, user=link.user)
     attachment.blob = blob
-    return attachment
+    return attachment, created
 
 
 # -- unlink --------------------------------------------------------------------
@@ -280,7 +323,7 @@ def unlink_all_for_owner(owner_type: str, owner_id: Any) -> int:
     clean up after themselves.
     """
     validate_owner_type(owner_type)
-    owner_id = clean_owner_id(owner_id)
+    owner_id = policy.clean_owner_id(owner_id)
     with transaction.atomic():
         attachments = list(
             Attachment.objects.select_for_update()
@@ -298,7 +341,7 @@ def update_attachment(attachment: Attachment, *, name: str | None = None, descri
     new_name = attachment.name if name is None else name
     new_description = attachment.description if description is None else description
     if attachment.owner_type in attachment_registry:
-        new_name, new_description = clean_text(
+        new_name, new_description = policy.clean_text(
             attachment_registry.get(attachment.owner_type), new_name, new_description
         )
     elif new_name != attachment.name:

@@ -17,7 +17,7 @@
    usual deduplicated blob + attachment. On any mismatch the object is
    deleted and the ticket fails; completing again answers the same.
 
-Objects of pending tickets are not stray; :func:`purge_expired_uploads`
+Objects of pending tickets are not stray; :func:`~.purging.purge_uploads`
 removes tickets past their expiry with their objects.
 """
 
@@ -36,20 +36,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .. import ingest
+from .. import ingest, policy
 from ..conf import app_settings
 from ..exceptions import (
     AttachmentError,
-    AttachmentsImproperlyConfigured,
-    ContentTypeNotAllowed,
-    EmptyFile,
+    BlobUnavailable,
     FileTooLarge,
     InvalidFile,
     InvalidValue,
     ObjectExists,
     ObjectMissing,
-    OwnerMismatch,
-    OwnerNotFound,
     StorageError,
     UploadClosed,
     UploadExpired,
@@ -60,10 +56,10 @@ from ..exceptions import (
 )
 from ..filenames import sanitize_filename
 from ..models import Attachment, Blob, DirectUpload
-from ..policy import clean_text, owner_key, resolve_owner, size_limit
-from ..stores import Identifiers, UploadTarget, get_store
-from ..uploadhandlers import Hasher
-from .attaching import _discard, _link_locked, _user_or_none, store_deduplicated
+from ..registry import OwnerSpec
+from ..stores import BaseStore, Identifiers, UploadTarget, get_store
+from .attaching import NewBlob, NewLink, _answer, _discard, _link_locked, _user_or_none, adopt_and_link
+from .holders import referenced
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +114,10 @@ def start_upload(
     says nothing of the known blob meanwhile (its size or type), so the
     answer is no oracle either. ``None`` (Python callers, trusted) allows it.
     """
-    spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
+    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
     owner_id = owner.id  # canonical: see policy.resolve_owner
-    name, description = clean_text(spec, name, description)
-    blob_tenant = owner_key(owner.tenant, "tenant", owner_type)
-    blob_subject = owner_key(owner.subject, "subject", owner_type)
+    name, description = policy.clean_text(spec, name, description)
+    blob_tenant, blob_subject = policy.blob_keys(owner_type, owner)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
         raise InvalidValue(f"size must be a whole number of bytes, not {size!r}.", field="size")
     if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
@@ -135,11 +130,8 @@ def start_upload(
         raise InvalidValue(
             f"content_type must be a MIME type such as 'application/pdf', not {content_type!r}.", field="content_type"
         )
-    ingest.check_size(size, size_limit(spec))
-    if size == 0 and not app_settings.ALLOW_EMPTY_FILES:
-        raise EmptyFile("The file is empty.")
-    if size and declared_type:  # refuse early what the sniffed type will refuse anyway
-        ingest.check_content_type(declared_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+    # Refuse early what the sniffed type will refuse anyway; there is no "file" field here to name.
+    policy.check_file(spec, size=size, content_type=declared_type or None, field="size")
     user = _user_or_none(user)
 
     with transaction.atomic():
@@ -148,18 +140,17 @@ def start_upload(
             Blob.objects.select_for_update().filter(tenant=blob_tenant, subject=blob_subject, checksum=checksum).first()
         )
         if blob is not None and (may_use_known is None or may_use_known(blob)):
+            policy.check_available(blob)
             if blob.size != size:
                 raise UploadMismatch(
                     f"A file with this checksum has {blob.size} bytes, not {size}.", code="size_mismatch"
                 )
-            if blob.size:
-                ingest.check_content_type(
-                    blob.content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types
-                )
-            attachment = _link_locked(
-                blob, owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=user
+            policy.check_file(spec, size=blob.size, content_type=blob.content_type, field="size")
+            attachment, created = _link_locked(
+                blob,
+                NewLink(owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=user),
             )
-            return StartedUpload(attachment=attachment, upload=None)
+            return StartedUpload(attachment=_answer(attachment, created), upload=None)
 
     store = get_store(app_settings.STORAGE)
     if store.max_upload_target_size is not None and size > store.max_upload_target_size and store.can_sign_uploads:
@@ -244,7 +235,7 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
     store = get_store(upload.storage)
     if store.exists(upload.storage_identifiers):
         raise UploadClosed("The bytes of this upload were already received; complete it.", code="upload_exists")
-    hasher = Hasher(0)
+    hasher = ingest.Hasher()
     with TemporaryUploadedFile("upload", "application/octet-stream", length, None) as spool:
         remaining = length
         while remaining:
@@ -287,7 +278,7 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
                 # Whatever the failed write left under the reserved name (a partial copy,
                 # or all of it) is ours: the name was free a moment ago, under this lock.
                 # Remove it, so that the ticket takes the bytes again.
-                _discard_unreferenced(store, ticket.storage_identifiers)
+                _discard_unreferenced(store, ticket)
                 raise
             # Should this not commit, the object stays: completion then hashes it
             # (nothing unverified becomes a blob), and the expiry purge removes it.
@@ -309,11 +300,11 @@ def _lock_ticket(pk: Any, tenant: Any = None) -> DirectUpload | None:
     return DirectUpload.objects.select_for_update().for_tenant(tenant).filter(pk=pk).first()
 
 
-def _discard_unreferenced(store: Any, identifiers: Identifiers) -> None:
-    """Delete a ticket's object, unless a blob references it (then it is not the ticket's to delete)."""
-    name = identifiers.get("name")
-    if not Blob.objects.filter(storage=identifiers.get("storage")).with_object_names([name]).exists():
-        _discard(store, identifiers)
+def _discard_unreferenced(store: BaseStore, ticket: DirectUpload) -> None:
+    """Delete a ticket's object, unless something else holds it (a blob: then it is not the ticket's to delete)."""
+    name = ticket.storage_identifiers.get("name")
+    if name not in referenced(store.alias, [name], besides=ticket):
+        _discard(store, ticket.storage_identifiers)
 
 
 # -- 3. complete -----------------------------------------------------------------
@@ -327,23 +318,6 @@ class _Verified:
     identifiers: Identifiers
 
 
-def failure_code(exc: AttachmentError) -> str:
-    """The word a failed ticket records for ``exc`` (the API's error code for it)."""
-    if isinstance(exc, (UploadFailed, UploadMismatch, UploadExpired)):
-        return exc.code
-    if isinstance(exc, ContentTypeNotAllowed):
-        return "unsupported_file_type"
-    if isinstance(exc, FileTooLarge):
-        return "file_too_large"
-    if isinstance(exc, OwnerNotFound):
-        return "owner_not_found"
-    if isinstance(exc, OwnerMismatch):
-        return "owner_mismatch"
-    if isinstance(exc, EmptyFile):
-        return "invalid_file"
-    return "upload_failed"
-
-
 def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> Attachment:
     """Verify the upload's object and record it: the attachment (``was_created`` tells if new).
 
@@ -354,7 +328,7 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
     completed ticket answers its attachment again.
     """
     pk = _upload_id(upload_id)
-    failure: UploadFailed | None = None
+    failure: UploadFailed  # set where the ticket fails; raised once that is committed
     with transaction.atomic():
         # The row lock makes a second completion of the same ticket, or a PUT of its
         # bytes (receive_upload), wait; a second completion then answers from the first.
@@ -369,65 +343,68 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
         try:
             if upload.expires_at <= _now():
                 raise UploadExpired("This upload expired before it was completed; start a new one.")
-            spec, owner = resolve_owner(upload.owner_type, upload.owner_id, tenant=tenant)
-            if owner_key(owner.tenant, "tenant", upload.owner_type) != upload.tenant or (
-                owner_key(owner.subject, "subject", upload.owner_type) != upload.subject
-            ):
-                raise OwnerMismatch(
-                    f"The {upload.owner_type} {upload.owner_id!r} changed tenant or subject since the upload began."
-                )
-            verified = _verify(store, upload, spec)
-        except (UploadMissing, AttachmentsImproperlyConfigured):
-            raise  # nothing to undo: the ticket stays open
-        except AttachmentError as exc:
-            if isinstance(exc, OSError):  # a storage failure: the client may retry
-                raise
-            failure = UploadFailed(str(exc), code=failure_code(exc))
-            upload.status, upload.error_code, upload.error = DirectUpload.FAILED, failure.code, str(exc)
-            upload.completed_at = _now()
-            upload.save(update_fields=["status", "error_code", "error", "completed_at"])
-            transaction.on_commit(functools.partial(_discard_unreferenced, store, upload.storage_identifiers))
-        else:
-            attachment = store_deduplicated(
-                store,
-                None,
-                written=verified.identifiers,
-                blob_fields=dict(
-                    checksum=verified.checksum,
-                    size=verified.size,
-                    content_type=verified.content_type,
-                    tenant=upload.tenant,
-                    subject=upload.subject,
-                    filename=upload.filename,
-                    metadata={
-                        "declared_content_type": upload.declared_content_type or None,
-                        "direct_upload": str(upload.pk),
-                    },
-                ),
-                link_args=dict(
-                    owner_type=upload.owner_type,
-                    owner_id=upload.owner_id,
-                    name=upload.name,
-                    description=upload.description,
-                    user=_user_or_none(user) or upload.created_by,
-                ),
-                discard_on_error=False,
+            spec, owner = policy.resolve_owner(upload.owner_type, upload.owner_id, tenant=tenant)
+            policy.check_owner_holds(
+                upload.owner_type,
+                owner,
+                tenant=upload.tenant,
+                subject=upload.subject,
+                why=f"The {upload.owner_type} {upload.owner_id!r} changed tenant or subject since the upload began.",
             )
-            upload.status, upload.attachment, upload.completed_at = DirectUpload.COMPLETED, attachment, _now()
-            upload.save(update_fields=["status", "attachment", "completed_at"])
-            return attachment
+            verified = _verify(store, upload, spec)
+        except (UploadMissing, StorageError):
+            raise  # nothing to undo: the ticket stays open (a storage failure: the client may retry)
+        except AttachmentError as exc:
+            failure = _fail(store, upload, exc)
+        else:
+            new_blob = NewBlob(
+                checksum=verified.checksum,
+                size=verified.size,
+                content_type=verified.content_type,
+                tenant=upload.tenant,
+                subject=upload.subject,
+                filename=upload.filename,
+                metadata={
+                    "declared_content_type": upload.declared_content_type or None,
+                    "direct_upload": str(upload.pk),
+                },
+            )
+            link = NewLink(
+                owner_type=upload.owner_type,
+                owner_id=upload.owner_id,
+                name=upload.name,
+                description=upload.description,
+                user=_user_or_none(user) or upload.created_by,
+            )
+            try:
+                attachment, created = adopt_and_link(store, verified.identifiers, new_blob, link)
+            except BlobUnavailable as exc:  # the same bytes, held back: these are no better
+                failure = _fail(store, upload, exc)
+            else:
+                upload.status, upload.attachment, upload.completed_at = DirectUpload.COMPLETED, attachment, _now()
+                upload.save(update_fields=["status", "attachment", "completed_at"])
+                return _answer(attachment, created)
     raise failure
+
+
+def _fail(store: BaseStore, upload: DirectUpload, exc: AttachmentError) -> UploadFailed:
+    """Close the ticket as failed because of ``exc``; its object goes once that commits. The error to raise."""
+    failure = UploadFailed.because(exc)
+    upload.status, upload.error_code, upload.error = DirectUpload.FAILED, failure.code, str(exc)
+    upload.completed_at = _now()
+    upload.save(update_fields=["status", "error_code", "error", "completed_at"])
+    transaction.on_commit(functools.partial(_discard_unreferenced, store, upload))
+    return failure
 
 
 def _completed(upload: DirectUpload) -> Attachment:
     attachment = upload.attachment
     if attachment is None:
         raise UploadClosed("This upload was completed, but its attachment has since been removed.")
-    attachment.was_created = False
-    return attachment
+    return _answer(attachment, False)
 
 
-def _verify(store: Any, upload: DirectUpload, spec: Any) -> _Verified:
+def _verify(store: BaseStore, upload: DirectUpload, spec: OwnerSpec) -> _Verified:
     """Check the object against the ticket: exists, size, SHA-256, sniffed type."""
     try:
         stat = store.stat(upload.storage_identifiers)
@@ -439,9 +416,7 @@ def _verify(store: Any, upload: DirectUpload, spec: Any) -> _Verified:
         raise UploadMismatch(
             f"The storage holds {stat.size} bytes for this upload; {upload.size} were declared.", code="size_mismatch"
         )
-    ingest.check_size(stat.size, size_limit(spec))
-    if stat.size == 0 and not app_settings.ALLOW_EMPTY_FILES:
-        raise EmptyFile("The file is empty.")
+    policy.check_file(spec, size=stat.size, content_type=None)  # before a byte is read
     # A checksum the backend computed itself (S3 checks the signed one against the
     # body), or the one taken while the API wrote the bytes: then only the head is read.
     known = stat.checksum or upload.received_checksum or None
@@ -463,12 +438,11 @@ def _verify(store: Any, upload: DirectUpload, spec: Any) -> _Verified:
             code="checksum_mismatch",
         )
     content_type = ingest.sniff(head)
-    if size:
-        ingest.check_content_type(content_type, app_settings.ALLOWED_CONTENT_TYPES, spec.allowed_content_types)
+    policy.check_content_type(spec, content_type, size=size)
     return _Verified(size=size, checksum=checksum, content_type=content_type, identifiers=stat.identifiers)
 
 
-def _read_head(store: Any, identifiers: Identifiers, size: int) -> bytes:
+def _read_head(store: BaseStore, identifiers: Identifiers, size: int) -> bytes:
     if size == 0:
         return b""
     end = min(size, app_settings.SNIFF_BYTES) - 1
@@ -479,8 +453,8 @@ def _read_head(store: Any, identifiers: Identifiers, size: int) -> bytes:
     return bytes(head)
 
 
-def _hash_object(store: Any, identifiers: Identifiers) -> tuple[str, int, bytes]:
-    hasher = Hasher(app_settings.SNIFF_BYTES)
+def _hash_object(store: BaseStore, identifiers: Identifiers) -> tuple[str, int, bytes]:
+    hasher = ingest.Hasher(app_settings.SNIFF_BYTES)
     with store.open(identifiers) as stream:
         for chunk in stream.chunks():
             hasher.update(chunk)

@@ -39,12 +39,13 @@ from django.db.models import Count, ProtectedError
 from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
-from ..exceptions import AttachmentsImproperlyConfigured, StorageError
+from ..exceptions import AttachmentsImproperlyConfigured, StorageError, UnsafePurge
 from ..models import Attachment, Blob, DirectUpload
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
 from ..stores import StoredObject, get_store
 from .attaching import unlink_all_for_owner
+from .holders import referenced
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,32 @@ class PurgeResult:
         return asdict(self)
 
 
+#: The youngest objects the stray sweep deletes unless told otherwise: an
+#: upload in flight writes its bytes before its row, and must not be taken for
+#: a stray. Enforced here, for every caller (the command, a task, a shell).
+STRAY_MIN_AGE = timedelta(hours=1)
+
+
+def _grace(older_than: timedelta | None) -> timedelta:
+    return app_settings.ORPHAN_GRACE_PERIOD if older_than is None else older_than
+
+
 def _cutoff(older_than: timedelta | None) -> datetime:
-    grace = app_settings.ORPHAN_GRACE_PERIOD if older_than is None else older_than
-    return django_timezone.now() - grace
+    return django_timezone.now() - _grace(older_than)
+
+
+def check_stray_grace(older_than: timedelta | None = None, *, allow_young: bool = False) -> None:
+    """UnsafePurge when the stray sweep's grace period (``older_than`` or the setting) is below the floor.
+
+    ``allow_young`` lifts the floor, for when no upload can be in flight
+    (uploads stopped, a test, a maintenance window).
+    """
+    grace = _grace(older_than)
+    if grace < STRAY_MIN_AGE and not allow_young:
+        raise UnsafePurge(
+            f"Sweeping strays with a grace period of {grace} could delete the bytes of uploads still in flight; "
+            f"use at least {STRAY_MIN_AGE}, or allow young strays with uploads stopped."
+        )
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -187,11 +211,17 @@ def purge_strays(
     batch_size: int = 1000,
     limit: int | None = None,
     on_item: OnItem | None = None,
+    allow_young: bool = False,
 ) -> PurgeResult:
-    """Delete objects under the key prefix that no blob references, older than the grace period.
+    """Delete objects under the key prefix that nothing holds, older than the grace period.
 
-    Every storage alias that blobs use is swept, and the configured one.
+    Every storage alias that blobs use is swept, and the configured one. A
+    grace period below :data:`STRAY_MIN_AGE` raises UnsafePurge unless
+    ``allow_young`` (see :func:`check_stray_grace`); a dry run deletes
+    nothing, so it may look at younger objects.
     """
+    if not dry_run:
+        check_stray_grace(older_than, allow_young=allow_young)
     result = PurgeResult("strays", dry_run=dry_run)
     cutoff = _cutoff(older_than)
     aliases = set(Blob.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
@@ -220,8 +250,8 @@ def _aware(moment: datetime) -> datetime:
 
 def _sweep(store: Any, batch: list[StoredObject], result: PurgeResult, dry_run: bool, on_item: OnItem | None) -> None:
     names = [obj.name for obj in batch]
-    referenced = _referenced(store.alias, names)
-    strays = [obj for obj in batch if obj.name not in referenced]
+    held = referenced(store.alias, names)
+    strays = [obj for obj in batch if obj.name not in held]
     failed: set[str] = set()
     if strays and not dry_run:
         failures = store.delete_many([store.identifiers_for(obj.name) for obj in strays])
@@ -235,17 +265,6 @@ def _sweep(store: Any, batch: list[StoredObject], result: PurgeResult, dry_run: 
         result.removed += 0 if dry_run else 1
         if on_item:
             on_item("stray", {"storage": store.alias, "name": obj.name, "size": obj.size})
-
-
-def _referenced(alias: str, names: list[str]) -> set[str]:
-    """Which of ``names`` (objects of storage ``alias``) a blob or a pending direct upload holds."""
-    blobs = Blob.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
-    pending = (
-        DirectUpload.objects.filter(storage=alias, status=DirectUpload.PENDING)
-        .with_object_names(names)
-        .values_list("object_name", flat=True)
-    )
-    return set(blobs) | set(pending)
 
 
 # -- direct uploads --------------------------------------------------------------
@@ -307,7 +326,7 @@ def _count_upload(result: PurgeResult, upload: DirectUpload, on_item: OnItem | N
 def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_item: OnItem | None) -> None:
     """The tickets are gone; delete their objects, except any a blob holds (never bytes under a row)."""
     for alias, group in _by_storage(uploads).items():
-        held = _referenced(alias, [upload.storage_identifiers.get("name") for upload in group])
+        held = referenced(alias, [upload.storage_identifiers.get("name") for upload in group])
         doomed = [upload.storage_identifiers for upload in group if upload.storage_identifiers.get("name") not in held]
         failed = _delete_objects(alias, doomed, result, "expired uploads")
         for upload in group:

@@ -12,13 +12,13 @@ no cursor is held open across a long run::
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, ObjectMissing, StorageError
+from ..ingest import Hasher
 from ..models import Blob
 from .attaching import open_blob
 
@@ -70,13 +70,11 @@ def verify_blobs(
 def _verify(blob: Blob, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None) -> None:
     result.checked += 1
     where = {"id": str(blob.pk), "storage": blob.storage, "name": blob.storage_identifiers.get("name")}
-    hasher = hashlib.sha256()
-    size = 0
+    hasher = Hasher()
     try:
         with open_blob(blob) as stream:
             for chunk in stream.chunks(app_settings.CHUNK_SIZE):
                 hasher.update(chunk)
-                size += len(chunk)
     except ObjectMissing:
         result.missing.append(where)
         kind = "missing"
@@ -84,8 +82,9 @@ def _verify(blob: Blob, result: VerifyResult, on_item: Callable[[str, dict[str, 
         result.errors.append({**where, "error": str(exc)})
         kind = "error"
     else:
-        result.bytes += size
-        if hasher.hexdigest() == blob.checksum and size == blob.size:
+        digest = hasher.digest()
+        result.bytes += digest.size
+        if digest.checksum == blob.checksum and digest.size == blob.size:
             kind = "ok"
         else:
             kind = "mismatch"
@@ -93,9 +92,9 @@ def _verify(blob: Blob, result: VerifyResult, on_item: Callable[[str, dict[str, 
                 {
                     **where,
                     "expected": blob.checksum,
-                    "actual": hasher.hexdigest(),
+                    "actual": digest.checksum,
                     "expected_size": blob.size,
-                    "actual_size": size,
+                    "actual_size": digest.size,
                 }
             )
     if on_item:

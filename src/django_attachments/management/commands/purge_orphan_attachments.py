@@ -29,11 +29,8 @@ from django.db import DatabaseError
 from django.template.defaultfilters import filesizeformat
 
 from ... import services
-from ...conf import app_settings
-
-#: The youngest objects --stray may delete unless told otherwise: an upload in
-#: flight writes its bytes before its row, and must not be taken for a stray.
-STRAY_MIN_AGE = timedelta(hours=1)
+from ...exceptions import UnsafePurge
+from ...services.purging import STRAY_MIN_AGE, check_stray_grace
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -85,14 +82,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["delete"] and not options["dangling"]:
             raise CommandError("--delete only applies to --dangling.", returncode=2)
-        older_than = options["older_than"]
-        grace = app_settings.ORPHAN_GRACE_PERIOD if older_than is None else older_than
-        if options["stray"] and grace < STRAY_MIN_AGE and not options["allow_young_strays"]:
-            raise CommandError(
-                f"--stray with a grace period of {grace} could delete the bytes of uploads still in flight; "
-                f"use at least {STRAY_MIN_AGE}, or --allow-young-strays with uploads stopped.",
-                returncode=2,
-            )
+        if options["stray"]:
+            try:  # refused before anything is removed, dry run or not
+                check_stray_grace(options["older_than"], allow_young=options["allow_young_strays"])
+            except UnsafePurge as exc:
+                raise CommandError(f"--stray: {exc} (--allow-young-strays)", returncode=2) from None
         self.verbosity = options["verbosity"]
         self.progress = sys.stderr.isatty() and not options["json"] and self.verbosity >= 1
         self.counted = 0
@@ -101,7 +95,7 @@ class Command(BaseCommand):
         try:
             results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
             if options["stray"]:
-                results.append(services.purge_strays(**aged, **common))
+                results.append(services.purge_strays(**aged, **common, allow_young=options["allow_young_strays"]))
             if options["dangling"]:
                 results.append(services.find_dangling(delete=options["delete"] and not options["dry_run"], **common))
         except DatabaseError as exc:
