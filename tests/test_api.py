@@ -385,6 +385,32 @@ def test_permission_classes_setting(staff, owners, store, settings):
     assert staff["a"].get(LIST).status_code == 403
 
 
+def test_a_subclass_s_own_view_attributes_win_over_the_settings(staff, owners, store, settings):
+    from rest_framework.permissions import IsAdminUser
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from django_attachments.api.direct import DirectUploadViewSet
+    from django_attachments.api.views import AttachmentPagination, AttachmentViewSet
+
+    class AdminsOnly(AttachmentViewSet):
+        permission_classes = [IsAdminUser]
+
+    class AdminsOnlyUploads(DirectUploadViewSet):
+        permission_classes = [IsAdminUser]
+
+    class Small(AttachmentPagination):
+        page_size = 1
+
+    user = get_user_model().objects.get(username="anna")
+    for view in (AdminsOnly.as_view({"get": "list"}), AdminsOnlyUploads.as_view({"post": "create"})):
+        request = APIRequestFactory().generic("GET" if view.cls is AdminsOnly else "POST", "/", format="json")
+        force_authenticate(request, user)
+        assert view(request).status_code == 403  # the setting (IsAuthenticated) would let anna in
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "PAGE_SIZE": 7}
+    assert (AttachmentPagination().page_size, Small().page_size) == (7, 1)
+    assert [p.__name__ for p in AttachmentViewSet().permission_classes] == ["IsAuthenticated"]
+
+
 def test_single_tenant_projects_need_no_resolver(owners, store, settings, pdf):
     settings.DJANGO_ATTACHMENTS = {k: v for k, v in settings.DJANGO_ATTACHMENTS.items() if k != "TENANT_RESOLVER"}
     client = APIClient()

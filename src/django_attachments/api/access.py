@@ -14,10 +14,31 @@ from typing import Any
 
 from rest_framework.exceptions import NotFound, PermissionDenied
 
+from ..conf import app_settings
 from ..exceptions import AttachmentError, OwnerNotFound, UnknownOwnerType
 from ..policy import caller_tenant, may_attach, may_view, resolve_owner, view_hooked_owner_types
 from ..registry import Owner, OwnerSpec, attachment_registry
 from .errors import to_api_error
+
+
+class FromSettings:
+    """A view attribute whose default is a setting, read when used (so ``override_settings`` works).
+
+    A subclass that sets the attribute itself is honoured, as DRF's own
+    ``permission_classes`` would be::
+
+        class AttachmentViewSet(...):
+            permission_classes = FromSettings("PERMISSION_CLASSES")
+
+        class PublicAttachments(AttachmentViewSet):
+            permission_classes = [AllowAny]     # wins over the setting
+    """
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return getattr(app_settings, self.setting)
 
 
 def tenant_for(request: Any) -> str | None:

@@ -59,10 +59,8 @@ def _namespace(request: Request) -> str:
 class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = DirectUploadSerializer
     parser_classes = [JSONParser]
+    permission_classes = access.FromSettings("PERMISSION_CLASSES")
     lookup_value_regex = "[^/]+"
-
-    def get_permissions(self) -> list[Any]:
-        return [permission() for permission in app_settings.PERMISSION_CLASSES]
 
     def get_exception_handler(self) -> Any:
         return errors.handle_exception

@@ -31,11 +31,8 @@ from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializ
 
 class AttachmentPagination(PageNumberPagination):
     page_size_query_param = "page_size"
-
-    def get_page_size(self, request: Request) -> int:
-        self.page_size = app_settings.PAGE_SIZE
-        self.max_page_size = app_settings.MAX_PAGE_SIZE
-        return super().get_page_size(request)
+    page_size = access.FromSettings("PAGE_SIZE")
+    max_page_size = access.FromSettings("MAX_PAGE_SIZE")
 
 
 @schema.describe
@@ -48,14 +45,12 @@ class AttachmentViewSet(
 ):
     serializer_class = AttachmentSerializer
     pagination_class = AttachmentPagination
+    permission_classes = access.FromSettings("PERMISSION_CLASSES")
     # JSON first: the browsable API offers it by default (only the upload takes multipart).
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     file_actions = frozenset({"create"})  # see uploads.BodyGuardMixin
     # Any segment: a malformed id gets this API's JSON 404, not the project's HTML one.
     lookup_value_regex = "[^/]+"
-
-    def get_permissions(self) -> list[Any]:
-        return [permission() for permission in app_settings.PERMISSION_CLASSES]
 
     def get_exception_handler(self) -> Any:
         return errors.handle_exception
