@@ -178,6 +178,26 @@ def test_the_service_never_sweeps_strays_younger_than_the_floor(owners, store, s
     assert services.purge_strays(older_than=timedelta(0), allow_young=True).removed == 1  # uploads stopped
 
 
+def test_an_object_any_registered_holder_references_is_not_stray(owners, store):
+    # A new kind of stored object (a variant, a mirror copy) registers a holder and is never swept.
+    from django_attachments.services.holders import referenced, register_holder, unregister_holder
+
+    kept, swept = put_stray(store, b"a variant's bytes"), put_stray(store, b"nobody's bytes")
+
+    def variants(alias, names, besides):
+        return [name for name in names if alias == store.alias and name == kept]
+
+    register_holder(variants)
+    try:
+        assert referenced(store.alias, [kept, swept]) == {kept}
+        result = services.purge_strays(older_than=timedelta(0), allow_young=True)
+        assert (result.found, result.removed) == (1, 1)
+        assert names(store) == [kept]
+    finally:
+        unregister_holder(variants)
+    assert services.purge_strays(older_than=timedelta(0), allow_young=True).removed == 1
+
+
 # -- dangling links --------------------------------------------------------------
 
 

@@ -36,6 +36,10 @@ def register_holder(holder: Holder) -> Holder:
     return holder
 
 
+def unregister_holder(holder: Holder) -> None:
+    _holders.remove(holder)
+
+
 def referenced(alias: str, names: list[str], *, besides: Any = None) -> set[str]:
     """Which of ``names`` (objects of storage ``alias``) any holder references."""
     if not names:
