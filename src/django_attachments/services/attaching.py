@@ -24,7 +24,7 @@ from ..conf import app_settings
 from ..exceptions import AttachmentError, BlobNotFound, InvalidSlot, SlotTaken
 from ..filenames import sanitize_filename
 from ..models import Attachment, Blob
-from ..registry import attachment_registry, validate_owner_type
+from ..registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 from ..signals import attachment_created, attachment_deleted, blob_created
 from ..stores import BaseStore, Identifiers, RangeReader, get_store
 
@@ -73,6 +73,16 @@ class NewLink:
     user: Any
 
 
+def prepare_link(
+    owner_type: str, owner_id: Any, name: Any, description: Any, *, tenant: Any, user: Any
+) -> tuple[OwnerSpec, Owner, NewLink]:
+    """Resolve the owner (as seen from ``tenant``) and check the slot and description: the link to make."""
+    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
+    name, description = policy.clean_text(spec, name, description)
+    # owner.id is the canonical id: see policy.resolve_owner.
+    return spec, owner, NewLink(owner_type, str(owner.id), name, description, _user_or_none(user))
+
+
 # -- attach and link -----------------------------------------------------------
 
 
@@ -96,8 +106,7 @@ def attach(
     Attaching the same bytes to the same owner and slot twice returns the
     existing attachment; ``attachment.was_created`` tells which happened.
     """
-    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
-    name, description = policy.clean_text(spec, name, description)
+    spec, owner, new_link = prepare_link(owner_type, owner_id, name, description, tenant=tenant, user=user)
     blob_tenant, blob_subject = policy.blob_keys(owner_type, owner)
     source = ingest.as_file(file)
     declared = ingest.declared_size(source)
@@ -126,13 +135,7 @@ def attach(
                 filename=safe_name,
                 metadata=metadata,
             ),
-            NewLink(
-                owner_type=owner_type,
-                owner_id=owner.id,  # canonical: see policy.resolve_owner
-                name=name,
-                description=description,
-                user=_user_or_none(user),
-            ),
+            new_link,
         )
     return _answer(attachment, created)
 
@@ -247,8 +250,7 @@ def link(
     limits must accept the blob. ``attachment.was_created`` is False when the
     same link already existed.
     """
-    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
-    name, description = policy.clean_text(spec, name, description)
+    spec, owner, new_link = prepare_link(owner_type, owner_id, name, description, tenant=tenant, user=user)
     blob_id = _blob_id(blob)
     with transaction.atomic():
         locked = Blob.objects.for_tenant(tenant).select_for_update().filter(pk=blob_id).first()
@@ -263,16 +265,7 @@ def link(
             why=f"The {owner_type} {owner.id!r} does not share this file's subject.",
         )
         policy.check_file(spec, size=locked.size, content_type=locked.content_type)
-        attachment, created = _link_locked(
-            locked,
-            NewLink(
-                owner_type=owner_type,
-                owner_id=owner.id,  # canonical: see policy.resolve_owner
-                name=name,
-                description=description,
-                user=_user_or_none(user),
-            ),
-        )
+        attachment, created = _link_locked(locked, new_link)
     return _answer(attachment, created)
 
 

@@ -58,7 +58,7 @@ from ..filenames import sanitize_filename
 from ..models import Attachment, Blob, DirectUpload
 from ..registry import OwnerSpec
 from ..stores import BaseStore, Identifiers, UploadTarget, get_store
-from .attaching import NewBlob, NewLink, _answer, _discard, _link_locked, _user_or_none, adopt_and_link
+from .attaching import NewBlob, NewLink, _answer, _discard, _link_locked, _user_or_none, adopt_and_link, prepare_link
 from .holders import referenced
 
 logger = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ def start_upload(
     says nothing of the known blob meanwhile (its size or type), so the
     answer is no oracle either. ``None`` (Python callers, trusted) allows it.
     """
-    spec, owner = policy.resolve_owner(owner_type, owner_id, tenant=tenant)
-    owner_id = owner.id  # canonical: see policy.resolve_owner
-    name, description = policy.clean_text(spec, name, description)
+    spec, owner, link = prepare_link(owner_type, owner_id, name, description, tenant=tenant, user=user)
     blob_tenant, blob_subject = policy.blob_keys(owner_type, owner)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
         raise InvalidValue(f"size must be a whole number of bytes, not {size!r}.", field="size")
@@ -132,7 +130,6 @@ def start_upload(
         )
     # Refuse early what the sniffed type will refuse anyway; there is no "file" field here to name.
     policy.check_file(spec, size=size, content_type=declared_type or None, field="size")
-    user = _user_or_none(user)
 
     with transaction.atomic():
         # Known bytes: link them now (locked, so a purge cannot take the blob meanwhile).
@@ -146,10 +143,7 @@ def start_upload(
                     f"A file with this checksum has {blob.size} bytes, not {size}.", code="size_mismatch"
                 )
             policy.check_file(spec, size=blob.size, content_type=blob.content_type, field="size")
-            attachment, created = _link_locked(
-                blob,
-                NewLink(owner_type=owner_type, owner_id=owner_id, name=name, description=description, user=user),
-            )
+            attachment, created = _link_locked(blob, link)
             return StartedUpload(attachment=_answer(attachment, created), upload=None)
 
     store = get_store(app_settings.STORAGE)
@@ -160,10 +154,10 @@ def start_upload(
             limit=store.max_upload_target_size,
         )
     upload = DirectUpload.objects.create(
-        owner_type=owner_type,
-        owner_id=owner_id,
-        name=name,
-        description=description,
+        owner_type=link.owner_type,
+        owner_id=link.owner_id,
+        name=link.name,
+        description=link.description,
         tenant=blob_tenant,
         subject=blob_subject,
         filename=sanitize_filename(filename),
@@ -172,7 +166,7 @@ def start_upload(
         checksum=checksum,
         storage=store.alias,
         storage_identifiers=store.reserve(),
-        created_by=user,
+        created_by=link.user,
         expires_at=_now() + app_settings.UPLOAD_EXPIRY,
     )
     return StartedUpload(attachment=None, upload=upload)
