@@ -10,6 +10,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import Any
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -77,7 +78,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-DJANGO_ATTACHMENTS = {}
+DJANGO_ATTACHMENTS: dict[str, Any] = {}
 
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 SPECTACULAR_SETTINGS = {"TITLE": "django_attachments (tests)", "VERSION": "test"}

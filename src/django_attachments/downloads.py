@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header, parse_etags
 
 from . import services
@@ -28,6 +29,8 @@ from .policy import check_available
 from .stores import RangeReader
 
 logger = logging.getLogger(__name__)
+
+ResponseT = TypeVar("ResponseT", HttpResponse, StreamingHttpResponse)
 
 # ASCII digits only: ``\d`` would also take other scripts' digits, which int() reads.
 _RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII | re.IGNORECASE)
@@ -75,7 +78,7 @@ def _etag(blob: Blob) -> str:
     return f'"{blob.checksum}"'
 
 
-def _common_headers(response: HttpResponse, blob: Blob) -> HttpResponse:
+def _common_headers(response: ResponseT, blob: Blob) -> ResponseT:
     response["ETag"] = _etag(blob)
     response["Accept-Ranges"] = "bytes"
     # no-store: a patient's file must not be kept in the browser's (or a proxy's) cache on disk.
@@ -94,7 +97,7 @@ def _stream(reader: RangeReader) -> Iterator[bytes]:
         reader.close()
 
 
-def serve_blob(request: Any, blob: Blob) -> HttpResponse:
+def serve_blob(request: Any, blob: Blob) -> HttpResponseBase:
     """The blob's bytes (or a 304, 206 or 416); BlobUnavailable first if it may not be served."""
     check_available(blob)
     etag = _etag(blob)
@@ -114,18 +117,18 @@ def serve_blob(request: Any, blob: Blob) -> HttpResponse:
 
     if byte_range is None:
         reader = services.open_blob(blob)
-        response = StreamingHttpResponse(_stream(reader), content_type=blob.content_type)
-        response["Content-Length"] = str(blob.size)
+        streamed = StreamingHttpResponse(_stream(reader), content_type=blob.content_type)
+        streamed["Content-Length"] = str(blob.size)
     else:
         start, end = byte_range
         reader = services.open_blob(blob, start=start, end=end)
-        response = StreamingHttpResponse(_stream(reader), status=206, content_type=blob.content_type)
-        response["Content-Length"] = str(end - start + 1)
-        response["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-    return _common_headers(response, blob)
+        streamed = StreamingHttpResponse(_stream(reader), status=206, content_type=blob.content_type)
+        streamed["Content-Length"] = str(end - start + 1)
+        streamed["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
+    return _common_headers(streamed, blob)
 
 
-def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponse:
+def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponseBase:
     """serve_blob() for HTML pages: a plain-text 409 or 503 for a blob unavailable or a storage failure."""
     try:
         return serve_blob(request, blob)

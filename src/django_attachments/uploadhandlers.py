@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
@@ -70,10 +70,10 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self._hasher is not None:
             self._hasher.update(raw_data)
-        return super().receive_data_chunk(raw_data, start)
+        super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size: int) -> TemporaryUploadedFile:
-        file = super().file_complete(file_size)
+        file = cast(TemporaryUploadedFile, super().file_complete(file_size))
         if self._hasher is not None:
             setattr(file, DIGEST_ATTRIBUTE, self._hasher.digest())
             self._hasher = None
@@ -111,7 +111,9 @@ def upload_limit() -> int | None:
     if app_settings.MAX_UPLOAD_SIZE is not None:
         return app_settings.MAX_UPLOAD_SIZE
     per_type = [spec.max_size for spec in attachment_registry]
-    return None if not per_type or None in per_type else max(per_type)
+    if not per_type or None in per_type:
+        return None
+    return max(size for size in per_type if size is not None)
 
 
 def declared_length(request: HttpRequest) -> int:

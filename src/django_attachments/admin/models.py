@@ -85,7 +85,7 @@ class OrphanFilter(admin.SimpleListFilter):
     title = _("links")
     parameter_name = "orphan"
 
-    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", _("Orphans (no attachment)")), ("no", _("Linked"))]
 
     def queryset(self, request: Any, queryset: Any) -> Any:
@@ -175,7 +175,7 @@ class BlobAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("links"), ordering="_links")
     def links(self, obj: Blob) -> int:
-        return obj._links
+        return obj._links  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 @admin.register(Attachment)

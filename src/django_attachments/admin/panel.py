@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -79,7 +80,13 @@ class OwnerAccess:
     may_attach: bool
 
 
-class AttachmentsAdminMixin:
+if TYPE_CHECKING:  # the mixin goes on a ModelAdmin: type-check it as one
+    from django.contrib.admin import ModelAdmin as _AdminBase
+else:
+    _AdminBase = object
+
+
+class AttachmentsAdminMixin(_AdminBase):
     """Adds the owner's attachments to a ModelAdmin's change page."""
 
     #: The registered owner type this model's objects are.
@@ -261,9 +268,8 @@ class AttachmentsAdminMixin:
         form = self._upload_form(obj, request.POST, request.FILES)
         if not form.is_valid():
             for field, errors in form.errors.items():
-                messages.error(
-                    request, f"{form.fields[field].label if field in form.fields else field}: {' '.join(errors)}"
-                )
+                label = form.fields[field].label if field in form.fields else field
+                messages.error(request, f"{label}: {' '.join(map(str, errors))}")
             return self._back(obj)
         upload = form.cleaned_data["file"]
         try:
@@ -299,6 +305,6 @@ class AttachmentsAdminMixin:
         messages.success(request, _("Unlinked %(file)s.") % {"file": attachment.blob.filename})
         return self._back(obj)
 
-    def attachments_download_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponse:
+    def attachments_download_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponseBase:
         obj, access = self._owner_or_404(request, object_id, change=False)
         return downloads.serve_blob_or_503(request, self._attachment_or_404(obj, access, attachment_id).blob)

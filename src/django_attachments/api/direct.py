@@ -16,7 +16,7 @@ that ticket, like a presigned URL, so clients use one flow everywhere.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core import signing
 from django.urls import reverse
@@ -78,9 +78,11 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
         return upload
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        context.update(target_for=self._target_for, complete_url_for=self._complete_url_for)
-        return context
+        return {
+            **super().get_serializer_context(),
+            "target_for": self._target_for,
+            "complete_url_for": self._complete_url_for,
+        }
 
     def _absolute(self, name: str, upload: DirectUpload) -> str:
         path = reverse(f"{_namespace(self.request)}:{name}", args=[upload.pk])
@@ -173,5 +175,5 @@ class UploadContentView(APIView):
             length = -1
         if length < 0:
             raise ParseError("Content-Length must be a whole number of bytes.")
-        services.receive_upload(upload, request._request, length=length)
+        services.receive_upload(upload, cast(IO[bytes], request._request), length=length)  # HttpRequest.read()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -23,7 +23,7 @@ try:
         extend_schema_view,
     )
 except ImportError:  # pragma: no cover - exercised only without the extra
-    extend_schema_view = None
+    extend_schema_view = None  # type: ignore[assignment]
 
 
 ERROR_SCHEMA = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +21,14 @@ from ..registry import OWNER_TYPE_MAX_LENGTH
 
 #: Stands in for an attachment id while the download URL is resolved once.
 _PLACEHOLDER = uuid.UUID(int=0)
+
+
+def _writable_context(serializer: serializers.BaseSerializer) -> dict[str, Any]:
+    """The serializer's context, where a page's serializers share what they computed once.
+
+    DRF keeps it as a plain dict (shared with the list's child serializer); its stubs type it read-only.
+    """
+    return cast(dict[str, Any], serializer.context)
 
 
 class StrictCharField(serializers.CharField):
@@ -77,7 +85,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
             namespace = match.namespace if match and match.namespace else "django_attachments"
             path = reverse(f"{namespace}:attachment-download", args=[_PLACEHOLDER])
             template = request.build_absolute_uri(path) if request is not None else path
-            self.context["_download_url_template"] = template
+            _writable_context(self)["_download_url_template"] = template
         return template.replace(str(_PLACEHOLDER), str(attachment.pk))
 
 
@@ -201,7 +209,7 @@ class DirectUploadSerializer(serializers.ModelSerializer):
     def _target(self, upload: DirectUpload) -> dict[str, Any] | None:
         if upload.status != DirectUpload.PENDING or upload.expires_at <= timezone.now():
             return None
-        cache = self.context.setdefault("_targets", {})
+        cache = _writable_context(self).setdefault("_targets", {})
         if upload.pk not in cache:
             cache[upload.pk] = self.context["target_for"](upload)
         return cache[upload.pk]

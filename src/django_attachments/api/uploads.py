@@ -45,13 +45,14 @@ class BodyGuardMixin:
         return getattr(self, "action", None) in self.file_actions
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        if not hasattr(self, request.method.lower()):
+        method = request.method or ""
+        if not hasattr(self, method.lower()):
             # DRF would answer 405 after authenticating, and a session's CSRF check
             # reads a POST body: answer it first, unread (the allowed methods are public).
-            raise MethodNotAllowed(request.method)
+            raise MethodNotAllowed(method)
         takes_file = self.takes_file()
         if not takes_file:
-            request.parsers = [parser for parser in request.parsers if not isinstance(parser, MultiPartParser)]
+            request.parsers = [parser for parser in request.parsers or () if not isinstance(parser, MultiPartParser)]
             if media_type(request).startswith("multipart/"):
                 raise UnsupportedMediaType(request.content_type)
         guard_body(request._request, limit=upload_limit() if takes_file else None, takes_file=takes_file)

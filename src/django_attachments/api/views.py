@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse, QueryDict
+from django.http import QueryDict
+from django.http.response import HttpResponseBase
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -105,7 +106,7 @@ class AttachmentViewSet(
         return attachment
 
     @action(detail=True, methods=["get"], url_path="download")
-    def download(self, request: Request, pk: str | None = None) -> HttpResponse:
+    def download(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         attachment = self.get_object()
         if app_settings.DOWNLOAD_MODE == "redirect":
             redirect = downloads.redirect_to_blob(attachment.blob)
@@ -122,6 +123,7 @@ class AttachmentViewSet(
             raise ValidationError({"non_field_errors": ["Expected an object."]}, code="invalid")
         if "file" in data and "blob_id" in data:
             raise ValidationError({"blob_id": ["Send either a file or a blob_id, not both."]}, code="invalid")
+        serializer: UploadSerializer | LinkSerializer
         if is_form and "blob_id" not in data:
             serializer = UploadSerializer(data=data)
             serializer.is_valid(raise_exception=True)

@@ -196,7 +196,7 @@ def _delete_objects(alias: str, identifiers_list: list[dict], result: PurgeResul
     except Exception as exc:  # the whole storage refused
         logger.exception("Could not delete the objects of %d %s from storage %r", len(identifiers_list), what, alias)
         result.failures.append(f"storage {alias!r}: {exc}")
-        return {identifiers.get("name") for identifiers in identifiers_list}
+        return {str(identifiers.get("name")) for identifiers in identifiers_list}
     result.failures += [f"storage {alias!r}: could not delete {f.name}: {f.error}" for f in failures]
     return {failure.name for failure in failures}
 
