@@ -17,7 +17,7 @@ from django.core.files import File
 
 from django_attachments.exceptions import ObjectMissing, StorageError
 from django_attachments.stores import FileSystemStore, StorageAPIStore, get_store
-from tests.conftest import STORE_KINDS, storage_config
+from tests.conftest import STORE_KINDS, s3_backend, storage_config
 
 
 @pytest.fixture(params=[*STORE_KINDS, "memory"])
@@ -275,6 +275,42 @@ def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
     assert sorted(p["ChecksumSHA256"] for p in parts) == sorted(
         base64.b64encode(hashlib.sha256(big[i : i + s3_module.PART_SIZE]).digest()).decode() for i in offsets
     )
+
+
+def test_s3_store_signs_with_the_storages_credentials(settings, monkeypatch, tmp_path):
+    """The presigner's session is built from the storage's options as S3Storage builds its own."""
+
+    def s3(**options):
+        # Signing sends nothing: no server needed.
+        settings.STORAGES = {**settings.STORAGES, "s3": s3_backend("http://127.0.0.1:9", "bucket", **options)}
+        return get_store("s3")
+
+    def signer_key(store) -> tuple[str, str | None]:
+        url = store.url(store.identifiers_for("attachments/x"), expires=60)
+        query = parse_qs(urlsplit(url).query)
+        return query["X-Amz-Credential"][0].split("/")[0], query.get("X-Amz-Security-Token", [None])[0]
+
+    assert signer_key(s3(access_key="AKIDCONFIGURED", secret_key="s")) == ("AKIDCONFIGURED", None)
+    assert signer_key(s3(access_key="AKIDTOKEN", secret_key="s", security_token="tok")) == ("AKIDTOKEN", "tok")
+    # No keys configured: boto3's default chain (here the environment) applies.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+    assert signer_key(s3(access_key=None, secret_key=None)) == ("AKIDFROMENV", None)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[clinic]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    assert signer_key(s3(access_key=None, secret_key=None, session_profile="clinic")) == ("AKIDPROFILE", None)
+
+
+def test_s3_keys_stay_under_the_location(s3):
+    from django.core.exceptions import SuspiciousOperation
+
+    store = s3(location="media")
+    assert store.key_of("attachments/ab/cd/x") == "media/attachments/ab/cd/x"
+    assert store.key_of("attachments/../x") == "media/x"
+    with pytest.raises(SuspiciousOperation, match="Attempted access to '../x' denied"):
+        store.key_of("../x")
+    with pytest.raises(SuspiciousOperation):
+        store.key_of("attachments/../../x")
 
 
 def test_local_disk_works_without_boto3(tmp_path):

@@ -30,9 +30,11 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
+from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
-from storages.utils import clean_name
+from storages.utils import clean_name, safe_join
 
 from ..conf import app_settings
 from ..exceptions import ObjectExists, ObjectMissing, StorageError
@@ -93,7 +95,16 @@ class S3Store(BaseStore):
         return self.storage.bucket_name
 
     def key_of(self, name: str) -> str:
-        return self.storage._normalize_name(clean_name(name))
+        """The object's key: ``name`` under the storage's ``location``, as ``S3Storage`` builds it.
+
+        A name that would leave the location (``../``) is refused with
+        ``SuspiciousOperation``, as the storage itself refuses it.
+        """
+        cleaned = clean_name(name)
+        try:
+            return safe_join(self.storage.location, cleaned)
+        except ValueError:
+            raise SuspiciousOperation(f"Attempted access to '{cleaned}' denied.") from None
 
     def _name_from_key(self, key: str) -> str:
         location = (self.storage.location or "").strip("/")
@@ -212,7 +223,7 @@ class S3Store(BaseStore):
             from botocore.config import Config
 
             storage = self.storage
-            self._presigner = storage._create_session().client(
+            self._presigner = self._session().client(
                 "s3",
                 region_name=storage.region_name,
                 use_ssl=storage.use_ssl,
@@ -221,6 +232,22 @@ class S3Store(BaseStore):
                 verify=storage.verify,
             )
         return self._presigner
+
+    def _session(self) -> Any:
+        """A boto3 session with the storage's credentials, as ``S3Storage`` makes its own.
+
+        A ``session_profile`` wins (the storage refuses it together with keys);
+        else the configured keys and token, and where none is set, boto3's
+        default credential chain (environment, config files, instance role).
+        """
+        storage = self.storage
+        if storage.session_profile:
+            return boto3.Session(profile_name=storage.session_profile)
+        return boto3.Session(
+            aws_access_key_id=storage.access_key,
+            aws_secret_access_key=storage.secret_key,
+            aws_session_token=storage.security_token,
+        )
 
     def upload_target(self, identifiers: Identifiers, *, size: int, checksum: str, expires: int) -> UploadTarget:
         params = self._object_params(identifiers)
