@@ -66,3 +66,29 @@ def test_blobs_in_a_storage_that_is_gone(owners, pdf):
 def test_checks_are_registered():
     registered = {c.__name__ for c in checks.registry.registry.get_checks(include_deployment_checks=False)}
     assert {"check_settings", "check_libmagic", "check_blob_storages"} <= registered
+
+
+def test_store_options_for_an_alias_not_in_storages(settings):
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"atachments": {"part_size": 6 * 2**20}, "default": {}}}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E004"]
+    assert "'atachments'" in messages[0].msg and "default" in messages[0].hint
+
+
+def test_a_wrong_store_option_is_reported_by_the_check(settings):
+    from tests.conftest import s3_backend
+
+    settings.STORAGES = {**settings.STORAGES, "files": s3_backend("http://127.0.0.1:9", "bucket")}
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {"part_size": 1024}, "default": {"x": 1}}}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E001"] * 2
+    assert messages[0].msg.startswith("DJANGO_ATTACHMENTS['STORE_OPTIONS']['files']['part_size'] must be")
+    assert messages[1].msg.startswith("DJANGO_ATTACHMENTS['STORE_OPTIONS']['default']['x'] is not an option")
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {"part_size": 16 * 2**20}}}
+    assert check_settings() == []
+
+
+def test_store_options_of_the_wrong_shape_are_e001(settings):
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"default": 5}}
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E001"] and "['STORE_OPTIONS']['default']" in messages[0].msg

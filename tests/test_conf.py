@@ -93,3 +93,95 @@ def test_unknown_attribute():
 
 def tenant_of(request):
     return "t"
+
+
+# -- STORE_OPTIONS: the shape here, each option against its store's class (stores/) ------------------
+
+
+def s3_storage(alias="files"):
+    from tests.conftest import s3_backend
+
+    # Building the store sends nothing: no server needed.
+    return {alias: s3_backend("http://127.0.0.1:9", "bucket")}
+
+
+def test_store_options_default_to_none():
+    assert app_settings.STORE_OPTIONS == DEFAULTS["STORE_OPTIONS"] == {}
+
+
+@pytest.mark.parametrize(
+    "value, key",
+    [
+        (["files"], "STORE_OPTIONS"),
+        ({"files": 5}, "STORE_OPTIONS'\\]\\['files"),
+        ({"files": [("part_size", 1)]}, "STORE_OPTIONS'\\]\\['files"),
+        ({"files": {5: 1}}, "STORE_OPTIONS'\\]\\['files"),
+    ],
+)
+def test_store_options_shape_names_the_key(value, key):
+    with override_settings(DJANGO_ATTACHMENTS={"STORE_OPTIONS": value}):
+        with pytest.raises(ImproperlyConfigured, match=f"DJANGO_ATTACHMENTS\\['{key}'\\]"):
+            app_settings.STORE_OPTIONS
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("part_size", 5 * 2**20 - 1, "an integer from 5242880"),
+        ("part_size", 5 * 2**30 + 1, "to 5368709120"),
+        ("part_size", "8MB", "an integer"),
+        ("part_size", True, "an integer"),
+        ("max_parts_in_flight", 0, "an integer >= 1"),
+        ("max_parts_in_flight", -2, "an integer >= 1"),
+        ("max_parts_in_flight", True, "an integer >= 1"),
+        ("multipart_threshold", -1, "an integer from 0"),
+        ("multipart_threshold", 5 * 2**30 + 1, "the most one PutObject takes"),
+        ("multipart_threshold", 1.5, "an integer"),
+    ],
+)
+def test_a_wrong_store_option_names_the_exact_key(settings, option, value, expected):
+    from django_attachments.stores import get_store
+
+    settings.STORAGES = {**settings.STORAGES, **s3_storage()}
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {option: value}}}
+    with pytest.raises(ImproperlyConfigured) as raised:
+        get_store("files")
+    message = str(raised.value)
+    assert message.startswith(f"DJANGO_ATTACHMENTS['STORE_OPTIONS']['files'][{option!r}] must be an integer")
+    assert expected in message and message.endswith(f", not {value!r}.")
+
+
+def test_an_unknown_store_option_names_the_key_and_the_valid_ones(settings):
+    from django_attachments.stores import get_store
+
+    settings.STORAGES = {**settings.STORAGES, **s3_storage()}
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {"part_size": 6 * 2**20, "partsize": 1}}}
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"DJANGO_ATTACHMENTS\['STORE_OPTIONS'\]\['files'\]\['partsize'\] is not an option of S3Store .*"
+        "its options are: multipart_threshold, part_size, max_parts_in_flight",
+    ):
+        get_store("files")
+
+
+def test_a_store_without_options_takes_none(settings, tmp_path):
+    from django_attachments.stores import get_store
+
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"default": {"part_size": 6 * 2**20}}}
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"\['STORE_OPTIONS'\]\['default'\]\['part_size'\] is not an option of FileSystemStore .*it takes none",
+    ):
+        get_store("default")
+
+
+def test_store_options_are_read_per_alias_and_reloaded(settings):
+    from django_attachments.stores import get_store
+
+    settings.STORAGES = {**settings.STORAGES, **s3_storage("files"), **s3_storage("archive")}
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {"part_size": 6 * 2**20}}}
+    assert get_store("files").options.part_size == 6 * 2**20
+    assert get_store("archive").options.part_size == 8 * 2**20  # the default
+    settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"files": {"max_parts_in_flight": 4}}}
+    files = get_store("files")
+    assert (files.options.part_size, files.options.max_parts_in_flight) == (8 * 2**20, 4)

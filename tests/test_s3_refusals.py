@@ -35,7 +35,6 @@ from django.core.files import File
 
 from django_attachments.exceptions import ObjectExists, StorageError
 from django_attachments.stores import get_store
-from django_attachments.stores import s3 as s3_module
 from tests.conftest import get_s3_server
 
 DATA = b"%PDF-1.4\n" + bytes(range(256)) * 4
@@ -170,11 +169,17 @@ def test_save_with_another_checksum_is_refused(store):
     assert keys(store) == []
 
 
-def test_save_never_overwrites_in_one_put_or_in_parts(store, monkeypatch):
+def test_save_never_overwrites_in_one_put_or_in_parts(store, settings):
     taken = store.save(File(io.BytesIO(DATA)), size=len(DATA), checksum=sha256(DATA), content_type="x/y")
     with pytest.raises(ObjectExists):
         store.save(File(io.BytesIO(b"x")), size=1, checksum=sha256(b"x"), content_type="x/y", name=taken["name"])
-    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 0)  # CompleteMultipartUpload under If-None-Match
+    # Every write in parts: CompleteMultipartUpload under If-None-Match.
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "STORE_OPTIONS": {"strict": {"multipart_threshold": 0}},
+    }
+    store = get_store("strict")
+    assert store.options.multipart_threshold == 0
     with pytest.raises(ObjectExists):
         store.save(
             File(io.BytesIO(b"parts")), size=5, checksum=sha256(b"parts"), content_type="x/y", name=taken["name"]

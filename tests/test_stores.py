@@ -205,10 +205,8 @@ def test_s3_never_overwrites_an_existing_key(s3):
 
 
 def test_s3_multipart_upload_round_trip(s3):
-    from django_attachments.stores import s3 as s3_module
-
     store = s3()
-    data = os.urandom(s3_module.MULTIPART_THRESHOLD + s3_module.PART_SIZE // 2)
+    data = os.urandom(store.options.multipart_threshold + store.options.part_size // 2)
     parts = count_calls(store, "UploadPart")
     identifiers = save(store, data)
     assert len(parts) == 3
@@ -252,9 +250,8 @@ def test_s3_unsigned_storage_gives_no_url(s3):
 
 def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
     """moto ignores the checksum headers, so the test inspects what is sent."""
-    from django_attachments.stores import s3 as s3_module
-
     store = s3()
+    part_size = store.options.part_size
     sent = []
 
     def capture(params, **kwargs):
@@ -267,14 +264,69 @@ def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
     assert sent[0]["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(small).digest()).decode()
     assert sent[0]["IfNoneMatch"] == "*"
     sent.clear()
-    big = os.urandom(s3_module.MULTIPART_THRESHOLD + 1)
+    big = os.urandom(store.options.multipart_threshold + 1)
     save(store, big)
     create, *parts, complete = sent
     assert create["ChecksumAlgorithm"] == "SHA256" and complete["IfNoneMatch"] == "*"
-    offsets = range(0, len(big), s3_module.PART_SIZE)
+    offsets = range(0, len(big), part_size)
     assert sorted(p["ChecksumSHA256"] for p in parts) == sorted(
-        base64.b64encode(hashlib.sha256(big[i : i + s3_module.PART_SIZE]).digest()).decode() for i in offsets
+        base64.b64encode(hashlib.sha256(big[i : i + part_size]).digest()).decode() for i in offsets
     )
+
+
+def test_s3_options_default_to_the_documented_sizes(s3):
+    from django_attachments.stores.s3 import S3Options
+
+    assert s3().options == S3Options() == S3Options(16 * 2**20, 8 * 2**20, 2)
+
+
+def test_store_options_reach_the_s3_store(s3, settings):
+    """A small part size sends a file above the threshold in several parts; S3 says how many (ETag "-N")."""
+    settings.DJANGO_ATTACHMENTS = {
+        "STORE_OPTIONS": {"s3": {"multipart_threshold": 6 * 2**20, "part_size": 5 * 2**20, "max_parts_in_flight": 1}}
+    }
+    store = s3()
+    assert (store.options.multipart_threshold, store.options.part_size, store.options.max_parts_in_flight) == (
+        6 * 2**20,
+        5 * 2**20,
+        1,
+    )
+    data = os.urandom(11 * 2**20)  # above the threshold: parts of 5, 5 and 1 MiB
+    identifiers = save(store, data)
+    assert identifiers["etag"].endswith("-3")
+    assert store.stat(identifiers).size == len(data)
+    small = save(store, os.urandom(6 * 2**20))  # at the threshold: one PutObject
+    assert "-" not in small["etag"]
+
+
+@pytest.mark.parametrize("most", [1, 3])
+def test_s3_parts_in_flight_are_bounded(s3, settings, most):
+    """Memory is about part_size * max_parts_in_flight: never more parts than that are out at once."""
+    import threading
+    import time
+
+    settings.DJANGO_ATTACHMENTS = {
+        "STORE_OPTIONS": {"s3": {"multipart_threshold": 0, "part_size": 5 * 2**20, "max_parts_in_flight": most}}
+    }
+    store = s3()
+    lock, out, peak = threading.Lock(), [0], [0]
+    upload_part = store._upload_part
+
+    def counting(*args):
+        with lock:
+            out[0] += 1
+            peak[0] = max(peak[0], out[0])
+        try:
+            time.sleep(0.2)
+            return upload_part(*args)
+        finally:
+            with lock:
+                out[0] -= 1
+
+    store._upload_part = counting
+    identifiers = save(store, os.urandom(16 * 2**20))  # four parts
+    assert identifiers["etag"].endswith("-4")
+    assert peak[0] == most
 
 
 def test_s3_store_signs_with_the_storages_credentials(settings, monkeypatch, tmp_path):

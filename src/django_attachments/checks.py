@@ -5,6 +5,8 @@ Ids are stable; a retired id stays reserved and is never reused.
 - ``django_attachments.E001``: a setting in ``DJANGO_ATTACHMENTS`` is wrong.
 - ``django_attachments.E002``: ``DJANGO_ATTACHMENTS["STORAGE"]`` is not an alias of ``STORAGES``.
 - ``django_attachments.E003``: libmagic cannot be loaded, so content types cannot be sniffed.
+- ``django_attachments.E004``: ``DJANGO_ATTACHMENTS["STORE_OPTIONS"]`` sets options for an alias
+  that is not in ``STORAGES`` (a wrong option of a defined alias is an ``E001``).
 - ``django_attachments.W002``: blobs reference a storage alias that is not in ``STORAGES``
   (only checked with ``--database``; a warning, so that it never blocks ``migrate``).
 - ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import app_settings
+from .exceptions import AttachmentsImproperlyConfigured
 
 TAG = "django_attachments"
 
@@ -44,9 +47,48 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 hint=f"Add {alias!r} to STORAGES"
                 + (f", or use one of: {', '.join(candidates)}." if candidates else "."),
                 id="django_attachments.E002",
-            )
+            ),
+            *_check_store_options(defined),
         ]
-    return [*_check_cross_tenant(), *_check_local_location(alias, defined[alias])]
+    return [*_check_store_options(defined), *_check_cross_tenant(), *_check_local_location(alias, defined[alias])]
+
+
+def _check_store_options(defined: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Options for an alias no storage has would silently do nothing; those of the others are
+    checked against their store's class here, not only when the store is first used."""
+    from django.utils.module_loading import import_string
+
+    from .stores import store_class_for
+
+    messages: list[checks.CheckMessage] = []
+    for alias, options in app_settings.STORE_OPTIONS.items():
+        if alias not in defined:
+            messages.append(
+                checks.Error(
+                    f"DJANGO_ATTACHMENTS['STORE_OPTIONS'] sets options for {alias!r}, "
+                    "which is not an alias of settings.STORAGES.",
+                    hint=f"Use one of: {', '.join(sorted(defined))}." if defined else "Define STORAGES.",
+                    id="django_attachments.E004",
+                )
+            )
+            continue
+        try:
+            backend = import_string(defined[alias].get("BACKEND", ""))
+        except ImportError:
+            continue  # Django reports it when the storage is first used
+        if not isinstance(backend, type):
+            continue
+        try:
+            store_class_for(backend).parse_options(alias, options)
+        except AttachmentsImproperlyConfigured as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint="See the store options in the django_attachments docs.",
+                    id="django_attachments.E001",
+                )
+            )
+    return messages
 
 
 def _check_cross_tenant() -> list[checks.CheckMessage]:

@@ -83,6 +83,12 @@ DEFAULTS: dict[str, Any] = {
     # for with ?page_size=.
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
+    # --- stores ---
+    # Per storage alias, the tunables of its store: {alias: {option: value}}.
+    # Each store class declares the options it takes and their defaults
+    # (S3: multipart_threshold, part_size, max_parts_in_flight); they are
+    # checked against it when the store is first used, and by manage.py check.
+    "STORE_OPTIONS": {},
 }
 
 
@@ -179,6 +185,26 @@ def _class_list(name: str, value: Any) -> tuple[type, ...]:
     return tuple(classes)
 
 
+def _store_options(name: str, value: Any) -> dict[str, dict[str, Any]]:
+    """The shape only: which options a store takes, and their values, only its class knows (stores/)."""
+    if not isinstance(value, dict):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a dict of storage alias -> dict of options, not {value!r}."
+        )
+    for alias, options in value.items():
+        if not isinstance(alias, str) or not isinstance(options, dict):
+            raise AttachmentsImproperlyConfigured(
+                f"{SETTINGS_NAME}[{name!r}][{alias!r}] must be a dict of option name -> value "
+                f"under a storage alias, not {options!r}."
+            )
+        for option in options:
+            if not isinstance(option, str):
+                raise AttachmentsImproperlyConfigured(
+                    f"{SETTINGS_NAME}[{name!r}][{alias!r}] has an option name that is not a string: {option!r}."
+                )
+    return {alias: dict(options) for alias, options in value.items()}
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     def validate(name: str, value: Any) -> str:
         if value not in choices:
@@ -208,6 +234,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "DOWNLOAD_MODE": _choice("proxy", "redirect"),
     "PAGE_SIZE": lambda n, v: _positive_int(n, v),
     "MAX_PAGE_SIZE": lambda n, v: _positive_int(n, v),
+    "STORE_OPTIONS": _store_options,
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()  # a new setting needs both entries
 

@@ -15,6 +15,10 @@ The adapter is chosen from the storage's class: ``FileSystemStorage`` ->
 (only imported when boto3 is installed), anything else ->
 :class:`StorageAPIStore`, which uses the public ``Storage`` API only.
 :func:`register_adapter` adds or overrides an adapter for a storage class.
+
+Each store gets the options ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``
+sets for its alias (the S3 store's part sizes, ...), checked against the
+options its class declares (``options_class``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
 from django.core.signals import setting_changed
 
+from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured
-from .base import BaseStore, DeleteFailure, Identifiers, ObjectStat, RangeReader, StoredObject, UploadTarget
+from .base import (
+    BaseStore,
+    DeleteFailure,
+    Identifiers,
+    ObjectStat,
+    RangeReader,
+    StoredObject,
+    StoreOptions,
+    UploadTarget,
+)
 from .storage_api import FileSystemStore, StorageAPIStore
 
 __all__ = [
@@ -38,10 +52,12 @@ __all__ = [
     "ObjectStat",
     "RangeReader",
     "StorageAPIStore",
+    "StoreOptions",
     "StoredObject",
     "UploadTarget",
     "get_store",
     "register_adapter",
+    "store_class_for",
     "unregister_adapter",
 ]
 
@@ -75,9 +91,10 @@ def unregister_adapter(storage_class: type) -> None:
         _stores.clear()
 
 
-def _adapter_for(storage: Any) -> type[BaseStore]:
+def store_class_for(storage_class: type) -> type[BaseStore]:
+    """The store adapter class :func:`get_store` uses for storages of ``storage_class``."""
     _register_s3()
-    for klass in type(storage).__mro__:
+    for klass in storage_class.__mro__:
         if klass in _adapters:
             return _adapters[klass]
     return StorageAPIStore
@@ -103,7 +120,11 @@ _s3_checked = False
 
 
 def get_store(alias: str) -> BaseStore:
-    """The store adapter for ``settings.STORAGES[alias]``."""
+    """The store adapter for ``settings.STORAGES[alias]``, with its ``STORE_OPTIONS[alias]``.
+
+    A wrong option raises :class:`~django_attachments.exceptions.AttachmentsImproperlyConfigured`
+    naming the exact key.
+    """
     try:
         return _stores[alias]
     except KeyError:
@@ -117,7 +138,9 @@ def get_store(alias: str) -> BaseStore:
                     f"Storage alias {alias!r} is not defined in settings.STORAGES "
                     f"(defined: {', '.join(sorted(storages.backends)) or 'none'})."
                 ) from exc
-            _stores[alias] = _adapter_for(storage)(alias, storage)
+            store_class = store_class_for(type(storage))
+            options = store_class.parse_options(alias, app_settings.STORE_OPTIONS.get(alias, {}))
+            _stores[alias] = store_class(alias, storage, options=options)
         return _stores[alias]
 
 

@@ -8,24 +8,42 @@ prefix. ``save`` returns *identifiers*: a JSON-able dict that the database
 keeps as opaque data and hands back to the same store later. Identifiers
 always hold ``storage`` (the alias) and ``name`` (the storage's name for the
 object); adapters may add more (bucket, ETag, version, ...).
+
+A store's tunables come from ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``:
+each store class names a frozen dataclass of them, with their defaults, in
+``options_class`` (:class:`StoreOptions`).
 """
 
 from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import IO, Any
 
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from ..conf import app_settings
-from ..exceptions import StorageError
+from ..conf import SETTINGS_NAME, app_settings
+from ..exceptions import AttachmentsImproperlyConfigured, StorageError
 
 Identifiers = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """A store's tunables, set per storage alias in ``DJANGO_ATTACHMENTS["STORE_OPTIONS"]``.
+
+    A store that takes options subclasses this with one field per option,
+    each with its default, names it in :attr:`BaseStore.options_class`, and
+    overrides :meth:`problems`. The base takes none.
+    """
+
+    def problems(self) -> dict[str, str]:
+        """Each option whose value is wrong -> what it must be (empty when every value is right)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -134,9 +152,36 @@ class BaseStore:
     #: The largest object :meth:`upload_target` can take (None: no limit of its own).
     max_upload_target_size: int | None = None
 
-    def __init__(self, alias: str, storage: Storage) -> None:
+    #: The options this store takes from ``STORE_OPTIONS[alias]``, with their defaults.
+    options_class: type[StoreOptions] = StoreOptions
+
+    def __init__(self, alias: str, storage: Storage, options: StoreOptions | None = None) -> None:
         self.alias = alias
         self.storage = storage
+        self.options = self.options_class() if options is None else options
+
+    @classmethod
+    def parse_options(cls, alias: str, raw: Mapping[str, Any]) -> StoreOptions:
+        """``STORE_OPTIONS[alias]`` as this store's :attr:`options_class`, checked.
+
+        An unknown option or a wrong value raises
+        :class:`~django_attachments.exceptions.AttachmentsImproperlyConfigured`
+        naming the exact key, e.g. ``DJANGO_ATTACHMENTS['STORE_OPTIONS']['attachments']['part_size']``.
+        """
+        where = f"{SETTINGS_NAME}['STORE_OPTIONS'][{alias!r}]"
+        known = [field.name for field in fields(cls.options_class)]
+        for name in raw:
+            if name not in known:
+                takes = f"its options are: {', '.join(known)}" if known else "it takes none"
+                raise AttachmentsImproperlyConfigured(
+                    f"{where}[{name!r}] is not an option of {cls.__name__} (the store of storage {alias!r}); {takes}."
+                )
+        options = cls.options_class(**raw)
+        for name, expected in options.problems().items():
+            raise AttachmentsImproperlyConfigured(
+                f"{where}[{name!r}] must be {expected}, not {getattr(options, name)!r}."
+            )
+        return options
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias={self.alias!r} storage={type(self.storage).__name__}>"

@@ -7,7 +7,8 @@ to the bucket with the storage's boto3 client so that it can:
 - write with ``If-None-Match: *`` (an existing key is never overwritten) and
   send the SHA-256 so that S3 rejects a corrupted transfer;
 - upload large files in bounded parts (memory stays flat; ``S3File`` and
-  boto3's default transfer buffer far more);
+  boto3's default transfer buffer far more), sized per storage by
+  :class:`S3Options`;
 - stream downloads and byte ranges from the response body instead of reading
   whole objects into memory, as ``S3File`` does;
 - delete in batches of 1,000 keys per ``DeleteObjects`` request;
@@ -28,6 +29,7 @@ import base64
 import hashlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -45,20 +47,49 @@ from .base import (
     ObjectStat,
     RangeReader,
     StoredObject,
+    StoreOptions,
     UploadTarget,
     wrap_errors,
 )
 
-#: Files up to this size go up in one PutObject request; larger ones in parts.
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
-#: Size of each part of a multipart upload. Memory use is about
-#: PART_SIZE * MAX_PARTS_IN_FLIGHT, whatever the file size.
-PART_SIZE = 8 * 1024 * 1024
-MAX_PARTS_IN_FLIGHT = 2
+MiB = 1024 * 1024
 #: DeleteObjects accepts at most this many keys per request.
 DELETE_BATCH = 1000
 #: The largest object one PutObject request may carry.
 MAX_PUT_SIZE = 5 * 1024**3
+#: S3's bounds on a part of a multipart upload (all but the last part are at least the minimum).
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * 1024**3
+
+
+@dataclass(frozen=True)
+class S3Options(StoreOptions):
+    """The S3 store's tunables, per storage: ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``.
+
+    Memory a write holds is about ``part_size * max_parts_in_flight``,
+    whatever the file size (16 MiB by default).
+    """
+
+    #: Files up to this size go up in one PutObject request; larger ones in parts.
+    multipart_threshold: int = 16 * MiB
+    #: Size of each part of a multipart upload (S3: 5 MiB to 5 GiB).
+    part_size: int = 8 * MiB
+    #: How many parts are read and sent side by side.
+    max_parts_in_flight: int = 2
+
+    def problems(self) -> dict[str, str]:
+        found = {}
+        if not _is_int(self.multipart_threshold) or not 0 <= self.multipart_threshold <= MAX_PUT_SIZE:
+            found["multipart_threshold"] = f"an integer from 0 to {MAX_PUT_SIZE} (5 GiB, the most one PutObject takes)"
+        if not _is_int(self.part_size) or not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            found["part_size"] = f"an integer from {MIN_PART_SIZE} (5 MiB) to {MAX_PART_SIZE} (5 GiB), S3's part sizes"
+        if not _is_int(self.max_parts_in_flight) or self.max_parts_in_flight < 1:
+            found["max_parts_in_flight"] = "an integer >= 1"
+        return found
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _b64(hex_digest: str) -> str:
@@ -77,6 +108,8 @@ class S3Store(BaseStore):
     can_sign_urls = True
     can_sign_uploads = True
     max_upload_target_size = MAX_PUT_SIZE
+    options_class = S3Options
+    options: S3Options
     #: Whether :meth:`stat` reports the SHA-256 the service keeps for an object.
     #: S3 verifies a checksum sent with the bytes before it keeps it; for an
     #: S3-compatible service that keeps a client's checksum unverified, use a
@@ -131,7 +164,7 @@ class S3Store(BaseStore):
         if source.seekable():
             source.seek(0)
         try:
-            if size <= MULTIPART_THRESHOLD:
+            if size <= self.options.multipart_threshold:
                 response = self.client.put_object(
                     Bucket=self.bucket,
                     Key=key,
@@ -167,17 +200,18 @@ class S3Store(BaseStore):
             "UploadId"
         ]
         parts: list[dict[str, Any]] = []
+        part_size, most = self.options.part_size, self.options.max_parts_in_flight
         try:
-            # A small pool sends parts side by side; at most MAX_PARTS_IN_FLIGHT
+            # A small pool sends parts side by side; at most max_parts_in_flight
             # parts are in memory at once, so memory does not grow with the file.
-            with ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT) as pool:
+            with ThreadPoolExecutor(max_workers=most) as pool:
                 in_flight: set[Future[dict[str, Any]]] = set()
                 number = 0
-                while data := source.read(PART_SIZE):
+                while data := source.read(part_size):
                     number += 1
                     in_flight.add(pool.submit(self._upload_part, client, key, upload_id, number, data))
                     del data
-                    if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
+                    if len(in_flight) >= most:
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         parts.extend(f.result() for f in done)
                 parts.extend(f.result() for f in in_flight)
