@@ -56,6 +56,16 @@ def test_link_existing_blob(staff, owners, store, pdf):
     assert repeated.status_code == 200 and repeated.json()["id"] == created.json()["id"]
 
 
+def test_linking_an_empty_blob_where_empty_files_are_refused_names_the_blob_id(staff, owners, store, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ALLOW_EMPTY_FILES": True}
+    empty = services.attach(b"", owner_type="patient", owner_id=owners.alice.pk, filename="empty.txt")
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ALLOW_EMPTY_FILES": False}
+    payload = {"blob_id": str(empty.blob_id), "owner_type": "note", "owner_id": str(owners.alice_note.pk)}
+    response = staff["a"].post(LIST, payload, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"blob_id": ["The file is empty."], "code": "invalid_file"}
+
+
 def test_link_to_another_subject_is_owner_mismatch(staff, owners, store, pdf):
     blob_id = upload(staff["a"], "note", owners.alice_note.pk, pdf).json()["blob_id"]
     response = staff["a"].post(

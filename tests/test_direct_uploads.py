@@ -447,6 +447,27 @@ def test_owner_gone_before_completion(staff, owners, store, pdf, django_capture_
     assert names(store) == [] and not Blob.objects.exists() and row(upload).status == "failed"
 
 
+def test_a_ticket_fails_with_the_code_of_what_failed_it_and_keeps_it(owners, disk_store, pdf):
+    # The owner type is retired between start and completion: the ticket records that reason
+    # (not a catch-all), and every later completion answers with the same code and status.
+    from django_attachments.exceptions import UploadFailed
+    from django_attachments.registry import Owner
+
+    attachment_registry.register(OwnerSpec("retired", resolver=lambda owner_id: Owner(tenant="t", subject="s")))
+    try:
+        started = services.start_upload(
+            owner_type="retired", owner_id="1", filename="a.pdf", size=len(pdf), checksum=sha256(pdf)
+        )
+        services.receive_upload(started.upload, io.BytesIO(pdf), length=len(pdf))
+    finally:
+        attachment_registry.unregister("retired")
+    for _ in range(2):
+        with pytest.raises(UploadFailed) as failed:
+            services.complete_upload(started.upload.pk)
+        assert (failed.value.code, failed.value.status_code) == ("unknown_owner_type", 400)
+    assert DirectUpload.objects.get(pk=started.upload.pk).error_code == "unknown_owner_type"
+
+
 # -- 7. another tenant's ticket -------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -19,6 +19,8 @@ from tests.apitools import upload
 API_DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 #: Codes that never reach an HTTP client: a programming error, a purge refusal, the root's.
 NOT_HTTP = {"attachment_error", "already_registered", "unsafe_purge"}
+#: The builtin and Django types that say the caller is at fault.
+CLIENT_FAULTS = (ValueError, LookupError, ObjectDoesNotExist, PermissionDenied)
 
 
 def error_classes():
@@ -43,6 +45,27 @@ def test_every_error_has_a_stable_code_and_a_client_error_status(cls):
     assert exceptions.status_for(cls.code) == cls.status_code
     for code in cls.other_codes:
         assert exceptions.status_for(code) == cls.status_code
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda cls: cls.__name__)
+def test_an_error_is_the_client_s_fault_exactly_when_its_type_says_so(cls):
+    conflict = cls is exceptions.BlobUnavailable  # the request is fine; the blob's state is not
+    assert (cls.status_code < 500) == (issubclass(cls, CLIENT_FAULTS) or conflict)
+
+
+def test_an_unclassified_error_is_a_server_error():
+    assert (AttachmentError.status_code, AttachmentError("x").code) == (500, "attachment_error")
+
+
+@pytest.mark.django_db
+def test_an_upload_that_lost_every_race_is_a_503_to_retry_not_the_client_s_fault(
+    staff, owners, disk_store, pdf, monkeypatch
+):
+    from django_attachments.services import attaching
+
+    monkeypatch.setattr(attaching, "_record_blob", lambda *args, **kwargs: None)  # a concurrent upload always wins
+    response = upload(staff["a"], "note", owners.alice_note.pk, pdf)
+    assert response.status_code == 503 and response.json()["code"] == "try_again"
 
 
 def test_one_code_has_one_status():

@@ -337,6 +337,24 @@ def test_blob_created_is_sent_only_once_the_blob_commits(owners, store, pdf, dja
     assert seen == [True]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_blob_created_receiver_undoes_nothing(owners, disk_store, pdf, caplog):
+    # The receiver runs once the blob is committed (outside any transaction of the caller's
+    # here): its failure must not reach the upload's error handling, which would delete the
+    # bytes of a committed blob. It is logged, and the upload succeeds.
+    def broken(sender, blob, **kwargs):
+        raise RuntimeError("the task queue is down")
+
+    blob_created.connect(broken)
+    try:
+        attachment = services.attach(pdf, owner_type="patient", owner_id=owners.alice.pk)
+    finally:
+        blob_created.disconnect(broken)
+    assert attachment.was_created and "the task queue is down" in caplog.text
+    with services.open_blob(Blob.objects.get()) as stream:
+        assert b"".join(stream.chunks()) == pdf
+
+
 def test_blob_url(owners, store, pdf):
     blob = services.attach(SimpleUploadedFile("résumé.pdf", pdf), owner_type="patient", owner_id=owners.alice.pk).blob
     url = services.blob_url(blob)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
 
 #: Every error code -> its HTTP status, collected from the classes below.
-_STATUS_BY_CODE: dict[str, int] = {"attachment_error": 400}
+_STATUS_BY_CODE: dict[str, int] = {"attachment_error": 500}
 
 
 def status_for(code: str, default: int = 400) -> int:
@@ -40,8 +40,8 @@ class AttachmentError(Exception):
 
     #: A word clients branch on; stable across releases.
     code: str = "attachment_error"
-    #: The HTTP status the API answers with.
-    status_code: int = 400
+    #: The HTTP status the API answers with: a server error unless a subclass says whose fault it is.
+    status_code: int = 500
     #: The request field at fault (the API names it in its body), or None.
     field: str | None = None
     #: What a client is told instead of the message, where the message is for the logs only
@@ -81,6 +81,7 @@ class InvalidOwnerType(AttachmentError, ValueError):
     """An owner type is empty, too long or uses characters outside ``[a-z0-9_.-]``."""
 
     code = "unknown_owner_type"
+    status_code = 400
     field = "owner_type"
 
 
@@ -88,12 +89,14 @@ class AlreadyRegistered(AttachmentError, ValueError):
     """An owner type is registered twice."""
 
     code = "already_registered"
+    status_code = 400
 
 
 class UnknownOwnerType(AttachmentError, LookupError):
     """No owner type of that name is registered."""
 
     code = "unknown_owner_type"
+    status_code = 400
     field = "owner_type"
 
 
@@ -105,6 +108,7 @@ class OwnerNotFound(AttachmentError, ObjectDoesNotExist):
     """
 
     code = "owner_not_found"
+    status_code = 400
     field = "owner_id"
 
 
@@ -112,6 +116,7 @@ class OwnerMismatch(AttachmentError, ValueError):
     """The owner's tenant or subject differs from the blob's."""
 
     code = "owner_mismatch"
+    status_code = 400
     field = "owner_id"
 
 
@@ -132,6 +137,13 @@ class BlobNotFound(AttachmentError, ObjectDoesNotExist):
     status_code = 404
 
 
+class TryAgain(AttachmentError):
+    """Concurrent changes kept moving what the call was about (e.g. the blob of the same bytes): retry."""
+
+    code = "try_again"
+    status_code = 503
+
+
 class BlobUnavailable(AttachmentError):
     """The blob exists but may not be served, linked or deduplicated against now (see ``Blob.is_available``)."""
 
@@ -143,6 +155,7 @@ class InvalidFile(AttachmentError, ValueError):
     """The object given as a file cannot be read as bytes."""
 
     code = "invalid_file"
+    status_code = 400
     field = "file"
 
 
@@ -172,6 +185,7 @@ class EmptyFile(AttachmentError, ValueError):
     """The file has no bytes and empty files are not allowed."""
 
     code = "invalid_file"
+    status_code = 400
     field = "file"
 
 
@@ -190,6 +204,7 @@ class InvalidSlot(AttachmentError, ValueError):
     """The attachment's ``name`` (slot) is not one the owner type allows."""
 
     code = "invalid_slot"
+    status_code = 400
     field = "name"
 
 
@@ -197,12 +212,14 @@ class InvalidValue(AttachmentError, ValueError):
     """An identifier or text field has the wrong shape or length; ``field`` names it."""
 
     code = "invalid"
+    status_code = 400
 
 
 class SlotTaken(AttachmentError, ValueError):
     """The owner already has this file in that slot."""
 
     code = "slot_taken"
+    status_code = 400
     field = "name"
 
 
@@ -220,6 +237,7 @@ class DirectUploadError(AttachmentError, ValueError):
     """A direct upload cannot go on; ``code`` says why, in a word clients can branch on."""
 
     code = "upload_failed"
+    status_code = 400
 
 
 class UploadExpired(DirectUploadError):
@@ -274,6 +292,7 @@ class UnsafePurge(AttachmentError, ValueError):
     """A purge was asked to remove what may still be in use (e.g. strays younger than the floor)."""
 
     code = "unsafe_purge"
+    status_code = 400
 
 
 # --- the storage ------------------------------------------------------------

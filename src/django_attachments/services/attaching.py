@@ -21,7 +21,7 @@ from django.utils.http import content_disposition_header
 
 from .. import ingest, policy
 from ..conf import app_settings
-from ..exceptions import AttachmentError, BlobNotFound, InvalidSlot, SlotTaken
+from ..exceptions import BlobNotFound, InvalidSlot, SlotTaken, TryAgain
 from ..filenames import sanitize_filename
 from ..models import Attachment, Blob
 from ..registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
@@ -195,7 +195,7 @@ def _deduplicate(
             recorded = _record_blob(store, written, new_blob, link)
             if recorded is not None:
                 return recorded
-        raise AttachmentError("Could not store the file: the blob kept changing under concurrent updates; retry.")
+        raise TryAgain("Could not store the file: the blob kept changing under concurrent updates; retry.")
     except BaseException:
         if written is not None and discard_on_error:
             # The rows did not commit: the bytes must not outlive them.
@@ -222,8 +222,19 @@ def _record_blob(
                 raise
             return None  # the caller reuses the winner's blob
         # After commit: a receiver that enqueues work (a scan, a preview) never sees a rolled-back blob.
-        transaction.on_commit(functools.partial(blob_created.send, sender=Blob, blob=blob))
+        transaction.on_commit(functools.partial(_announce, blob))
         return _link_locked(blob, link)
+
+
+def _announce(blob: Blob) -> None:
+    """Send blob_created for a committed blob; a receiver that fails is logged, and undoes nothing.
+
+    The blob and its bytes are committed: an exception here would reach the
+    upload's error handling, which deletes the bytes of a failed upload.
+    """
+    for receiver, outcome in blob_created.send_robust(sender=Blob, blob=blob):
+        if isinstance(outcome, Exception):
+            logger.error("A blob_created receiver (%r) failed for blob %s", receiver, blob.pk, exc_info=outcome)
 
 
 def _discard(store: BaseStore, identifiers: Identifiers) -> None:
@@ -264,7 +275,7 @@ def link(
             subject=locked.subject,
             why=f"The {owner_type} {owner.id!r} does not share this file's subject.",
         )
-        policy.check_file(spec, size=locked.size, content_type=locked.content_type)
+        policy.check_file(spec, size=locked.size, content_type=locked.content_type, field="blob_id")
         attachment, created = _link_locked(locked, new_link)
     return _answer(attachment, created)
 
