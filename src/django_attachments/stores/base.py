@@ -9,6 +9,17 @@ keeps as opaque data and hands back to the same store later. Identifiers
 always hold ``storage`` (the alias) and ``name`` (the storage's name for the
 object); adapters may add more (bucket, ETag, version, ...).
 
+What a store can do beyond the core (save, open, exists, delete, list) it
+declares in capability flags, so that callers ask instead of trying::
+
+    store = get_store("attachments")
+    if store.can_sign_uploads:
+        target = store.upload_target(identifiers, size=size, checksum=checksum, expires=3600)
+
+A method whose flag is False raises ``NotImplementedError`` ("... is not
+supported by this store"), or returns None where its contract says so
+(:meth:`BaseStore.url`, :meth:`BaseStore.upload_target`).
+
 A store's tunables come from ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``:
 each store class names a frozen dataclass of them, with their defaults, in
 ``options_class`` (:class:`StoreOptions`).
@@ -18,7 +29,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import IO, Any
@@ -143,12 +154,34 @@ class RangeReader(io.RawIOBase):
 
 
 class BaseStore:
-    """Adapter over one Django storage. Subclasses implement every method below."""
+    """Adapter over one Django storage.
 
+    Subclasses implement :meth:`save`, :meth:`stat`, :meth:`open`,
+    :meth:`exists`, :meth:`delete` and :meth:`list`, and the optional methods
+    whose capability flag they set to True.
+    """
+
+    # -- capabilities: what callers may ask of this store --------------------------
+    # can_stat and can_reserve are part of the contract every built-in store
+    # meets, so they default to True; a store that cannot sets them to False.
+
+    #: Whether :meth:`stat` reports an object's size (and, where the backend
+    #: computed one, its SHA-256) without reading the bytes.
+    can_stat = True
+    #: Whether :meth:`reserve` hands out fresh names and :meth:`save` writes
+    #: under one (``name=``), never overwriting an object already there.
+    can_reserve = True
     #: Whether :meth:`url` can return a signed, expiring URL.
     can_sign_urls = False
     #: Whether :meth:`upload_target` can hand clients a signed URL to send bytes to.
     can_sign_uploads = False
+    #: Whether :meth:`copy_from` copies an object out of another store (for
+    #: moving blobs between storages). No built-in store does yet.
+    can_copy = False
+    #: Whether the multipart operations (:meth:`start_multipart`,
+    #: :meth:`part_target`, :meth:`complete_multipart`, :meth:`abort_multipart`)
+    #: work (for resumable uploads). No built-in store does yet.
+    can_multipart = False
     #: The largest object :meth:`upload_target` can take (None: no limit of its own).
     max_upload_target_size: int | None = None
 
@@ -210,8 +243,22 @@ class BaseStore:
         return {"storage": self.alias, "name": name}
 
     def reserve(self) -> Identifiers:
-        """Identifiers for a fresh object name that a direct upload will write to."""
+        """Identifiers for a fresh object name that a direct upload will write to (where :attr:`can_reserve`).
+
+        Nothing is written. Adapters add what :meth:`upload_target` and
+        :meth:`stat` need (the S3 store adds ``bucket`` and ``key``).
+        """
+        if not self.can_reserve:
+            raise self._not_implemented("reserve", "can_reserve")
         return self.identifiers_for(self.new_name())
+
+    def _not_implemented(self, method: str, flag: str) -> NotImplementedError:
+        """The error of an optional method: missing where the flag promises it, else unsupported."""
+        if getattr(self, flag):
+            return NotImplementedError(f".{method}() must be overridden.")
+        return NotImplementedError(
+            f".{method}() is not supported by this store ({type(self).__name__}.{flag} is False)."
+        )
 
     # -- the contract ------------------------------------------------------------
 
@@ -221,18 +268,25 @@ class BaseStore:
         """Write ``content`` (positioned at 0) under a new name, or ``name`` (one :meth:`reserve` gave).
 
         Never overwrites: raises :class:`~django_attachments.exceptions.ObjectExists`
-        when ``name`` is taken. ``size``, ``checksum`` (SHA-256 hex) and
-        ``content_type`` were computed by the caller from the same bytes;
-        stores that can have the backend verify the transfer use them.
+        when ``name`` is taken; ``name`` is only given where :attr:`can_reserve`.
+        ``size``, ``checksum`` (SHA-256 hex) and ``content_type`` were computed
+        by the caller from the same bytes; stores that can have the backend
+        verify the transfer use them.
         """
         raise NotImplementedError(".save() must be overridden.")
 
     def stat(self, identifiers: Identifiers) -> ObjectStat:
-        """The object's size (and checksum, where the backend computed one); ObjectMissing if absent."""
-        raise NotImplementedError(".stat() must be overridden.")
+        """The object's size (and checksum, where the backend computed one), without reading it.
+
+        Where :attr:`can_stat`. Raises :class:`~django_attachments.exceptions.ObjectMissing`
+        when there is no such object.
+        """
+        raise self._not_implemented("stat", "can_stat")
 
     def upload_target(self, identifiers: Identifiers, *, size: int, checksum: str, expires: int) -> UploadTarget | None:
         """A signed request a client can send the object's bytes with, or None where the store cannot sign.
+
+        Where :attr:`can_sign_uploads` is False, always None.
 
         The request must be bound to the reserved name, to exactly ``size``
         bytes and, where the backend verifies checksums, to ``checksum``; it
@@ -280,6 +334,52 @@ class BaseStore:
     def list(self, prefix: str | None = None) -> Iterator[StoredObject]:
         """Every object under ``prefix`` (the app's key prefix by default)."""
         raise NotImplementedError(".list() must be overridden.")
+
+    # -- optional: copies between stores ----------------------------------------------
+
+    def copy_from(
+        self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
+    ) -> Identifiers:
+        """Copy the object ``source`` holds under ``identifiers`` here, under a fresh name; its identifiers.
+
+        Where :attr:`can_copy`: server-side where both stores reach the same
+        service, else streamed with memory bounded. Never overwrites; ``size``,
+        ``checksum`` (SHA-256 hex) and ``content_type`` are the blob's, for the
+        backend to verify the copy as :meth:`save` does.
+        """
+        raise self._not_implemented("copy_from", "can_copy")
+
+    # -- optional: multipart uploads (for resumable uploads) ---------------------------
+
+    def start_multipart(self, identifiers: Identifiers, *, content_type: str) -> str:
+        """Begin a multipart upload to a reserved name (:meth:`reserve`); return the upload's id.
+
+        Where :attr:`can_multipart`.
+        """
+        raise self._not_implemented("start_multipart", "can_multipart")
+
+    def part_target(
+        self, identifiers: Identifiers, upload_id: str, *, number: int, size: int, checksum: str, expires: int
+    ) -> UploadTarget:
+        """A signed request a client sends part ``number`` (from 1) with, bound to its ``size`` and ``checksum``.
+
+        Where :attr:`can_multipart`.
+        """
+        raise self._not_implemented("part_target", "can_multipart")
+
+    def complete_multipart(
+        self, identifiers: Identifiers, upload_id: str, parts: Sequence[Mapping[str, Any]]
+    ) -> Identifiers:
+        """Join the uploaded ``parts`` into the object, never overwriting one already there.
+
+        ``parts`` as the part requests' answers gave them (number, ETag,
+        checksum). Where :attr:`can_multipart`.
+        """
+        raise self._not_implemented("complete_multipart", "can_multipart")
+
+    def abort_multipart(self, identifiers: Identifiers, upload_id: str) -> None:
+        """Drop an unfinished multipart upload and the parts it holds. Where :attr:`can_multipart`."""
+        raise self._not_implemented("abort_multipart", "can_multipart")
 
 
 def wrap_errors(action: str, name: str, exc: Exception) -> StorageError:

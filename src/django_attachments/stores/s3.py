@@ -105,6 +105,8 @@ def _status(exc: ClientError) -> int:
 
 
 class S3Store(BaseStore):
+    can_stat = True
+    can_reserve = True
     can_sign_urls = True
     can_sign_uploads = True
     max_upload_target_size = MAX_PUT_SIZE

@@ -24,6 +24,11 @@ from .base import BaseStore, Identifiers, ObjectStat, RangeReader, StoredObject,
 class StorageAPIStore(BaseStore):
     """A store over any Django storage, through its public API only."""
 
+    #: ``Storage.size()`` answers without reading the bytes.
+    can_stat = True
+    #: ``save(name=...)`` checks the name is free, and gives it up if ``Storage.save()`` picked another.
+    can_reserve = True
+
     def save(
         self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
     ) -> Identifiers:
