@@ -64,6 +64,15 @@ def test_upload_download_unlink(admin_client, owners, store, png):
     assert not Attachment.objects.exists() and Blob.objects.orphans().count() == 1
 
 
+def test_a_dedup_hit_is_announced_under_the_name_it_was_uploaded_under(admin_client, owners, store, pdf):
+    services.attach(SimpleUploadedFile("referral.pdf", pdf), owner_type="note", owner_id=owners.alice_note2.pk)
+    response = admin_client.post(
+        panel_url(owners.alice_note, "upload"), {"file": SimpleUploadedFile("lab-report.pdf", pdf)}, follow=True
+    )
+    assert messages_of(response) == ["Attached lab-report.pdf."]
+    assert "lab-report.pdf" in response.content.decode() and Blob.objects.get().filename == "referral.pdf"
+
+
 def test_upload_refusals_are_messages_not_errors(admin_client, owners, store, settings, pdf):
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ALLOWED_CONTENT_TYPES": ["image/*"]}
     response = admin_client.post(

@@ -47,6 +47,22 @@ def test_same_bytes_twice_share_a_blob(staff, owners, store, pdf):
     assert again.status_code == 200 and again.json()["id"] == second["id"]
 
 
+def test_each_attachment_keeps_the_name_it_was_uploaded_under(staff, owners, store, pdf):
+    first = upload(staff["a"], "note", owners.alice_note.pk, pdf, filename="referral.pdf").json()
+    second = upload(staff["a"], "note", owners.alice_note2.pk, pdf, filename="lab-report.pdf").json()
+    assert first["blob_id"] == second["blob_id"]  # one blob, which keeps its first name
+    assert (first["filename"], second["filename"]) == ("referral.pdf", "lab-report.pdf")
+    assert Blob.objects.get().filename == "referral.pdf"
+    response = staff["a"].get(download(second["id"]))
+    assert 'filename="lab-report.pdf"' in response["Content-Disposition"]
+    again = upload(staff["a"], "note", owners.alice_note2.pk, pdf, filename="renamed.pdf")
+    assert again.status_code == 200 and again.json()["filename"] == "lab-report.pdf"  # the same link, unchanged
+    linked = staff["a"].post(
+        LIST, {"blob_id": second["blob_id"], "owner_type": "patient", "owner_id": str(owners.alice.pk)}, format="json"
+    )
+    assert linked.json()["filename"] == "referral.pdf"  # a link takes the blob's name
+
+
 def test_link_existing_blob(staff, owners, store, pdf):
     blob_id = upload(staff["a"], "note", owners.alice_note.pk, pdf).json()["blob_id"]
     payload = {"blob_id": blob_id, "owner_type": "patient", "owner_id": str(owners.alice.pk)}

@@ -252,12 +252,13 @@ def test_an_empty_file(staff, owners, store):
 def test_known_bytes_are_attached_at_once(staff, owners, store, pdf):
     first = api_upload(staff["a"], "note", owners.alice_note.pk, pdf).json()
     objects = names(store)
-    response = start(staff["a"], "note", owners.alice_note2.pk, pdf, description="again")
+    response = start(staff["a"], "note", owners.alice_note2.pk, pdf, description="again", filename="second.pdf")
     assert response.status_code == 201, response.json()
     assert response.json()["upload"] is None
     attachment = response.json()["attachment"]
     assert attachment["blob_id"] == first["blob_id"] and attachment["id"] != first["id"]
     assert (attachment["owner_id"], attachment["description"]) == (str(owners.alice_note2.pk), "again")
+    assert (first["filename"], attachment["filename"]) == ("scan.pdf", "second.pdf")
     again = start(staff["a"], "note", owners.alice_note2.pk, pdf, description="again")
     assert again.status_code == 200 and again.json()["attachment"]["id"] == attachment["id"]
     assert not DirectUpload.objects.exists()

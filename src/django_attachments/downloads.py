@@ -78,13 +78,13 @@ def _etag(blob: Blob) -> str:
     return f'"{blob.checksum}"'
 
 
-def _common_headers(response: ResponseT, blob: Blob) -> ResponseT:
+def _common_headers(response: ResponseT, blob: Blob, filename: str | None) -> ResponseT:
     response["ETag"] = _etag(blob)
     response["Accept-Ranges"] = "bytes"
     # no-store: a patient's file must not be kept in the browser's (or a proxy's) cache on disk.
     # Revalidation (ETag, If-None-Match -> 304) still serves clients that keep a copy themselves.
     response["Cache-Control"] = "private, no-store"
-    response["Content-Disposition"] = content_disposition_header(True, blob.filename)
+    response["Content-Disposition"] = content_disposition_header(True, filename or blob.filename)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
@@ -97,13 +97,16 @@ def _stream(reader: RangeReader) -> Iterator[bytes]:
         reader.close()
 
 
-def serve_blob(request: Any, blob: Blob) -> HttpResponseBase:
-    """The blob's bytes (or a 304, 206 or 416); BlobUnavailable first if it may not be served."""
+def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> HttpResponseBase:
+    """The blob's bytes (or a 304, 206 or 416); BlobUnavailable first if it may not be served.
+
+    ``filename`` (an attachment's) names the download; the blob's by default.
+    """
     check_available(blob)
     etag = _etag(blob)
     if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
     if if_none_match and (if_none_match.strip() == "*" or etag in parse_etags(if_none_match)):
-        return _common_headers(HttpResponse(status=304), blob)
+        return _common_headers(HttpResponse(status=304), blob, filename)
 
     if_range = request.META.get("HTTP_IF_RANGE")
     byte_range = None
@@ -113,7 +116,7 @@ def serve_blob(request: Any, blob: Blob) -> HttpResponseBase:
         except RangeNotSatisfiable:
             response = HttpResponse(status=416, content_type="text/plain")
             response["Content-Range"] = f"bytes */{blob.size}"
-            return _common_headers(response, blob)
+            return _common_headers(response, blob, filename)
 
     if byte_range is None:
         reader = services.open_blob(blob)
@@ -125,13 +128,13 @@ def serve_blob(request: Any, blob: Blob) -> HttpResponseBase:
         streamed = StreamingHttpResponse(_stream(reader), status=206, content_type=blob.content_type)
         streamed["Content-Length"] = str(end - start + 1)
         streamed["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-    return _common_headers(streamed, blob)
+    return _common_headers(streamed, blob, filename)
 
 
-def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponseBase:
+def serve_blob_or_503(request: Any, blob: Blob, *, filename: str | None = None) -> HttpResponseBase:
     """serve_blob() for HTML pages: a plain-text 409 or 503 for a blob unavailable or a storage failure."""
     try:
-        return serve_blob(request, blob)
+        return serve_blob(request, blob, filename=filename)
     except BlobUnavailable as exc:
         return HttpResponse(str(exc), status=exc.status_code, content_type="text/plain; charset=utf-8")
     except StorageError:
@@ -139,10 +142,10 @@ def serve_blob_or_503(request: Any, blob: Blob) -> HttpResponseBase:
         return HttpResponse("The file is unavailable right now.", status=503, content_type="text/plain")
 
 
-def redirect_to_blob(blob: Blob) -> HttpResponse | None:
+def redirect_to_blob(blob: Blob, *, filename: str | None = None) -> HttpResponse | None:
     """A 302 to the store's signed URL, or None where the store cannot sign; BlobUnavailable first."""
     check_available(blob)
-    url = services.blob_url(blob, as_attachment=True)
+    url = services.blob_url(blob, as_attachment=True, filename=filename)
     if url is None:
         return None
     response = HttpResponseRedirect(url)

@@ -8,7 +8,7 @@ each one also is, so generic handlers keep working::
     except OwnerNotFound:          # also an ObjectDoesNotExist
         raise Http404
     except AttachmentError as exc:  # size, type, slot, ... all ValueErrors
-        return JsonResponse({"code": exc.code, "detail": str(exc)}, status=exc.status_code)
+        return JsonResponse({"code": exc.code, "detail": exc.public_detail or str(exc)}, status=exc.status_code)
 
 Each error carries what an HTTP answer needs, the way DRF's ``APIException``
 subclasses do: a stable ``code`` clients can branch on, a ``status_code``

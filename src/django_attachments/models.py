@@ -116,6 +116,13 @@ class Attachment(models.Model):
     owner_id = models.CharField(_("owner id"), max_length=OWNER_ID_MAX_LENGTH)
     name = models.CharField(_("slot"), max_length=NAME_MAX_LENGTH, blank=True, default="")
     description = models.TextField(_("description"), blank=True, default="")
+    filename = models.CharField(
+        _("filename"),
+        max_length=FILENAME_MAX_LENGTH,
+        blank=True,
+        default="",
+        help_text=_("The name the file was uploaded under for this owner (sanitised); the blob keeps its first."),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

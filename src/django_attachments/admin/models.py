@@ -180,9 +180,9 @@ class BlobAdmin(ReadOnlyAdmin):
 
 @admin.register(Attachment)
 class AttachmentAdmin(ReadOnlyAdmin):
-    list_display = ("owner_type", "owner_id", "name", "filename", "created_by", "created_at")
+    list_display = ("owner_type", "owner_id", "name", "file", "created_by", "created_at")
     list_filter = ("owner_type", "blob__storage", "created_at")
-    search_fields = ("=owner_id", "=blob__checksum", "blob__filename", "name")
+    search_fields = ("=owner_id", "=blob__checksum", "filename", "name")
     list_select_related = ("blob", "created_by")
     readonly_fields = [f.name for f in Attachment._meta.fields]
     date_hierarchy = "created_at"
@@ -191,12 +191,12 @@ class AttachmentAdmin(ReadOnlyAdmin):
         queryset = queryset.filter(blob__tenant=tenant)
         return queryset.exclude(owner_type__in=hooked) if hooked else queryset
 
-    @admin.display(description=_("filename"), ordering="blob__filename")
-    def filename(self, obj: Attachment) -> str:
+    @admin.display(description=_("filename"), ordering="filename")
+    def file(self, obj: Attachment) -> str:
         url = reverse(
             "admin:django_attachments_blob_download", args=[quote(obj.blob_id)], current_app=self.admin_site.name
         )
-        return format_html('<a href="{}">{}</a>', url, obj.blob.filename)
+        return format_html('<a href="{}">{}</a>', url, obj.filename or obj.blob.filename)
 
 
 @admin.register(DirectUpload)

@@ -290,9 +290,9 @@ class AttachmentsAdminMixin(_AdminBase):
             messages.error(request, message)
             return self._back(obj)
         if attachment.was_created:
-            messages.success(request, _("Attached %(file)s.") % {"file": attachment.blob.filename})
+            messages.success(request, _("Attached %(file)s.") % {"file": attachment.filename})
         else:
-            messages.info(request, _("%(file)s was already attached here.") % {"file": attachment.blob.filename})
+            messages.info(request, _("%(file)s was already attached here.") % {"file": attachment.filename})
         return self._back(obj)
 
     def attachments_unlink_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponse:
@@ -302,9 +302,10 @@ class AttachmentsAdminMixin(_AdminBase):
         obj, access = self._owner_or_404(request, object_id, change=True)
         attachment = self._attachment_or_404(obj, access, attachment_id)
         services.unlink(attachment)
-        messages.success(request, _("Unlinked %(file)s.") % {"file": attachment.blob.filename})
+        messages.success(request, _("Unlinked %(file)s.") % {"file": attachment.filename})
         return self._back(obj)
 
     def attachments_download_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponseBase:
         obj, access = self._owner_or_404(request, object_id, change=False)
-        return downloads.serve_blob_or_503(request, self._attachment_or_404(obj, access, attachment_id).blob)
+        attachment = self._attachment_or_404(obj, access, attachment_id)
+        return downloads.serve_blob_or_503(request, attachment.blob, filename=attachment.filename)

@@ -51,7 +51,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 class AttachmentSerializer(serializers.ModelSerializer):
     blob_id = serializers.UUIDField(read_only=True)
-    filename = serializers.CharField(source="blob.filename", read_only=True)
+    filename = serializers.CharField(read_only=True)  # the name it was uploaded under for this owner
     content_type = serializers.CharField(source="blob.content_type", read_only=True)
     size = serializers.IntegerField(source="blob.size", read_only=True)
     checksum = serializers.CharField(source="blob.checksum", read_only=True, help_text="SHA-256, lowercase hex.")

@@ -109,10 +109,10 @@ class AttachmentViewSet(
     def download(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         attachment = self.get_object()
         if app_settings.DOWNLOAD_MODE == "redirect":
-            redirect = downloads.redirect_to_blob(attachment.blob)
+            redirect = downloads.redirect_to_blob(attachment.blob, filename=attachment.filename)
             if redirect is not None:
                 return redirect
-        return downloads.serve_blob(request, attachment.blob)
+        return downloads.serve_blob(request, attachment.blob, filename=attachment.filename)
 
     # -- writing ---------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -64,13 +64,14 @@ class NewBlob:
 
 @dataclass(frozen=True)
 class NewLink:
-    """The attachment to make: to which owner, in which slot, by whom."""
+    """The attachment to make: to which owner, in which slot, under which filename, by whom."""
 
     owner_type: str
     owner_id: str
     name: str
     description: str
     user: Any
+    filename: str = ""
 
 
 def prepare_link(
@@ -113,6 +114,7 @@ def attach(
     if declared is not None:
         policy.check_size(spec, declared)  # refuse before reading a byte
     safe_name = sanitize_filename(filename or source.name)
+    new_link = replace(new_link, filename=safe_name)  # this upload's name, even when the bytes are known
     metadata = {"declared_content_type": content_type or getattr(source, "content_type", None)}
 
     with ingest.inspect(source, max_size=policy.size_limit(spec)) as inspected:
@@ -253,13 +255,15 @@ def link(
     description: str = "",
     tenant: Any = None,
     user: Any = None,
+    filename: str | None = None,
 ) -> Attachment:
     """Link an existing blob to another owner; idempotent.
 
     The owner must resolve (from ``tenant``, when given), be in the blob's
     tenant and share its subject (else OwnerMismatch), and the owner type's
-    limits must accept the blob. ``attachment.was_created`` is False when the
-    same link already existed.
+    limits must accept the blob. The attachment's filename is ``filename``
+    (sanitised) or the blob's. ``attachment.was_created`` is False when the
+    same link already existed (it keeps its filename).
     """
     spec, owner, new_link = prepare_link(owner_type, owner_id, name, description, tenant=tenant, user=user)
     blob_id = _blob_id(blob)
@@ -276,7 +280,8 @@ def link(
             why=f"The {owner_type} {owner.id!r} does not share this file's subject.",
         )
         policy.check_file(spec, size=locked.size, content_type=locked.content_type, field="blob_id")
-        attachment, created = _link_locked(locked, new_link)
+        link_filename = locked.filename if filename is None else sanitize_filename(filename)
+        attachment, created = _link_locked(locked, replace(new_link, filename=link_filename))
     return _answer(attachment, created)
 
 
@@ -297,7 +302,9 @@ def _link_locked(blob: Blob, link: NewLink) -> tuple[Attachment, bool]:
     if attachment is None:
         try:
             with transaction.atomic():
-                attachment = Attachment.objects.create(**lookup, description=link.description, created_by=link.user)
+                attachment = Attachment.objects.create(
+                    **lookup, description=link.description, filename=link.filename, created_by=link.user
+                )
         except IntegrityError:
             attachment = Attachment.objects.filter(**lookup).first()
             if attachment is None:
@@ -376,13 +383,18 @@ def open_blob(blob: Blob, *, start: int = 0, end: int | None = None) -> RangeRea
     return get_store(blob.storage).open(blob.storage_identifiers, start=start, end=end)
 
 
-def blob_url(blob: Blob, *, as_attachment: bool = True, expires: int | None = None) -> str | None:
-    """A signed, expiring download URL, or None where the blob's storage cannot sign one."""
+def blob_url(
+    blob: Blob, *, as_attachment: bool = True, expires: int | None = None, filename: str | None = None
+) -> str | None:
+    """A signed, expiring download URL, or None where the blob's storage cannot sign one.
+
+    ``filename`` (an attachment's) names the download; the blob's by default.
+    """
     if expires is None:
         expires = int(app_settings.URL_EXPIRY.total_seconds())
     return get_store(blob.storage).url(
         blob.storage_identifiers,
         expires=expires,
-        content_disposition=content_disposition_header(as_attachment, blob.filename),
+        content_disposition=content_disposition_header(as_attachment, filename or blob.filename),
         content_type=blob.content_type,
     )

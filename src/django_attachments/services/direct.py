@@ -27,7 +27,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 from uuid import UUID
 
@@ -143,7 +143,7 @@ def start_upload(
                     f"A file with this checksum has {blob.size} bytes, not {size}.", code="size_mismatch"
                 )
             policy.check_file(spec, size=blob.size, content_type=blob.content_type, field="size")
-            attachment, created = _link_locked(blob, link)
+            attachment, created = _link_locked(blob, replace(link, filename=sanitize_filename(filename)))
             return StartedUpload(attachment=_answer(attachment, created), upload=None)
 
     store = get_store(app_settings.STORAGE)
@@ -369,6 +369,7 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
                 name=upload.name,
                 description=upload.description,
                 user=_user_or_none(user) or upload.created_by,
+                filename=upload.filename,
             )
             try:
                 attachment, created = adopt_and_link(store, verified.identifiers, new_blob, link)
