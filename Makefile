@@ -37,6 +37,7 @@ docs: install
 lint: install
 	$(BIN)/ruff check src tests example_project docs/tools benchmarks
 	$(BIN)/ruff format --check src tests example_project docs/tools benchmarks
+	$(BIN)/mypy
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
 # nothing): say so plainly instead of failing with a bare status.

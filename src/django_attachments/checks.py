@@ -29,7 +29,7 @@ TAG = "django_attachments"
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     app_settings.reload()
-    errors = [
+    errors: list[checks.CheckMessage] = [
         checks.Error(
             str(exc), hint="See the settings reference in the django_attachments docs.", id="django_attachments.E001"
         )
@@ -153,7 +153,7 @@ def check_blob_storages(app_configs: Any = None, databases: Any = None, **kwargs
     from .models import Blob
 
     defined = set(getattr(settings, "STORAGES", {}) or {})
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for alias in databases:
         try:
             used = set(Blob.objects.using(alias).values_list("storage", flat=True).distinct())

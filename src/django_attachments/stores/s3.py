@@ -112,6 +112,8 @@ class S3Store(BaseStore):
     max_upload_target_size = MAX_PUT_SIZE
     options_class = S3Options
     options: S3Options
+    #: django-storages' S3Storage, whose attributes its settings set at run time (it ships no types).
+    storage: Any
     #: Whether :meth:`stat` reports the SHA-256 the service keeps for an object.
     #: S3 verifies a checksum sent with the bytes before it keeps it; for an
     #: S3-compatible service that keeps a client's checksum unverified, use a
