@@ -30,8 +30,10 @@ demo: install
 
 test: lint docs test-sqlite test-postgres
 
-# The documentation site; warnings (broken links, pages missing from the nav) are errors.
+# The documentation site; warnings (broken links, pages missing from the nav) are errors, and so is
+# a code fence glued to a line of text, which the build itself lets through (docs/tools/check_fences.py).
 docs: install
+	$(BIN)/python docs/tools/check_fences.py docs
 	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
