@@ -8,3 +8,4 @@ class DemoConfig(AppConfig):
     """
 
     name = "demo"
+    verbose_name = "Demo"

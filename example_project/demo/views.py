@@ -1,10 +1,12 @@
 """The direct upload page: the browser hashes a file, sends its bytes straight to the storage, the API verifies them.
 
 All the work happens in ``demo/direct_upload.js`` against the attachments API;
-this view only lists the owners the user may attach to (the patients and plan
-items of their clinic) and the slots each owner type takes.
+this view only lists the owners the user may attach to (the patients, plan
+items and clinical notes of their clinic) and the slots each owner type takes.
 """
 
+from clinical_notes.models import ClinicalNote
+from clinical_notes.owners import OWNER_TYPE as CLINICAL_NOTE
 from clinics.tenancy import clinic_for_request
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -27,9 +29,14 @@ def direct_upload(request: HttpRequest) -> HttpResponse:
         if clinic_id
         else PlanItem.objects.none()
     )
+    notes = (
+        ClinicalNote.objects.filter(clinic_id=clinic_id).select_related("patient")
+        if clinic_id
+        else ClinicalNote.objects.none()
+    )
     slots = {
         owner_type: sorted(attachment_registry.get(owner_type).allowed_names or ())
-        for owner_type in (PATIENT, PLAN_ITEM)
+        for owner_type in (PATIENT, PLAN_ITEM, CLINICAL_NOTE)
     }
     return render(
         request,
@@ -38,6 +45,7 @@ def direct_upload(request: HttpRequest) -> HttpResponse:
             "clinic_id": clinic_id,
             "patients": [(f"{PATIENT}:{patient.pk}", str(patient)) for patient in patients],
             "plan_items": [(f"{PLAN_ITEM}:{item.pk}", f"{item.plan.patient}: {item}") for item in plan_items],
+            "clinical_notes": [(f"{CLINICAL_NOTE}:{note.pk}", f"{note.patient}: {note}") for note in notes],
             "slots": slots,
             "uploads_url": reverse("django_attachments:upload-list"),
         },

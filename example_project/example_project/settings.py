@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "clinics",
     "patients",
     "treatment_plan",
+    "clinical_notes",
     "demo",
 ]
 
@@ -168,7 +169,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "django_attachments example API",
-    "DESCRIPTION": "Files owned by patients and treatment plan items, per clinic.",
+    "DESCRIPTION": "Files owned by patients, treatment plan items and clinical notes, per clinic.",
     "VERSION": "0.1.0",
     # Swagger UI's assets come from the drf-spectacular-sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

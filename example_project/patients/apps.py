@@ -4,6 +4,7 @@ from django.db.models.signals import post_delete
 
 class PatientsConfig(AppConfig):
     name = "patients"
+    verbose_name = "Patients"
 
     def ready(self) -> None:
         from django_attachments.registry import attachment_registry

@@ -4,6 +4,7 @@ from django.db.models.signals import post_delete
 
 class TreatmentPlanConfig(AppConfig):
     name = "treatment_plan"
+    verbose_name = "Treatment plans"
 
     def ready(self) -> None:
         from django_attachments.registry import attachment_registry

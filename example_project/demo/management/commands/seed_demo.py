@@ -1,17 +1,28 @@
-"""``manage.py seed_demo``: demo clinics, staff, patients, a treatment plan and their files.
+"""``manage.py seed_demo``: demo clinics, staff, patients, a treatment plan, a clinical note and their files.
 
 Idempotent, so ``make demo`` runs it every time: rows are looked up before
 they are created, and attaching the same bytes to the same owner and slot
 again returns the existing attachment. Files go through
 ``django_attachments.services.attach`` like any upload would, and show its
 deduplication: the same X-ray attached three times within one clinic is stored
-once, while the other clinic's copy of those bytes is a blob of its own.
+once, while the other clinic's copy of those bytes is a blob of its own. Two
+apps own files of one patient (her treatment plan's items and her clinical
+note), and ``services.link`` links the plan item's X-ray to the note: one
+blob, a link from each app.
+
+It also writes a small PNG beside ``manage.py`` (``demo-photo.png``) and
+prints the ``curl`` command that uploads it.
 """
 
 import hashlib
+import os
+import shlex
+from pathlib import Path
 from typing import Any
 
+from clinical_notes.models import ClinicalNote
 from clinics.models import Clinic, StaffProfile
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.files.base import ContentFile
@@ -33,17 +44,21 @@ CLINICS = {
 }
 
 XRAY = sample_png((90, 90, 90))
+#: The file the printed curl command uploads: bytes no seeded file has, so its first upload creates a blob.
+UPLOAD_SAMPLE_NAME = "demo-photo.png"
+UPLOAD_SAMPLE = sample_png((60, 120, 200))
 
 #: The admin group of clinic staff: they see and change their own clinic's patients, plans and files.
 STAFF_GROUP = "Clinic staff"
 STAFF_PERMISSIONS = {
     "patients": ["view_patient", "change_patient"],
     "treatment_plan": ["view_treatmentplan", "change_treatmentplan", "view_planitem", "change_planitem"],
+    "clinical_notes": ["view_clinicalnote", "change_clinicalnote"],
 }
 
 
 class Command(BaseCommand):
-    help = "Create (or complete) the demo data: users, clinics, patients, a plan and attached files."
+    help = "Create (or complete) the demo data: users, clinics, patients, a plan, a note and attached files."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
@@ -64,13 +79,18 @@ class Command(BaseCommand):
         consultation, _ = PlanItem.objects.get_or_create(plan=plan, position=1, description="Consultation and X-ray")
         fitting, _ = PlanItem.objects.get_or_create(plan=plan, position=2, description="Crown fitting")
 
-        self.attach(north_staff, "plan_item", consultation, "xray", "xray.png", XRAY)
+        xray = self.attach(north_staff, "plan_item", consultation, "xray", "xray.png", XRAY)
         self.attach(north_staff, "plan_item", consultation, "before", "before.png", sample_png((200, 170, 120)))
         self.attach(north_staff, "plan_item", consultation, "reference", "referral.pdf", sample_pdf("Referral letter"))
         self.attach(north_staff, "plan_item", fitting, "after", "after.png", sample_png((245, 245, 240)))
         # The same X-ray uploaded again, for another owner of the same patient: one blob, more links.
         self.attach(north_staff, "plan_item", fitting, "xray", "xray-copy.png", XRAY)
         self.attach(north_staff, "patient", ada, "xray", "xray.png", XRAY)
+        # A second app owning files of the same patient: her clinical note has a photo of its own,
+        # and the plan item's X-ray linked to it, not uploaded again: one blob, a link from each app.
+        note = self.ensure_note(north_staff, ada, "Consultation: pain in the upper left incisor")
+        self.attach(north_staff, "clinical_note", note, "photo", "intraoral.png", sample_png((180, 60, 70)))
+        self.link(north_staff, xray.blob, "clinical_note", note, "xray")
         # Identical bytes in another clinic are never shared across tenants: a blob of its own.
         self.attach(harbour_staff, "patient", grace, "xray", "xray.png", XRAY)
         self.attach(harbour_staff, "patient", grace, "consent", "consent.pdf", sample_pdf("Consent form"))
@@ -78,10 +98,12 @@ class Command(BaseCommand):
         # `manage.py purge_orphan_attachments` removes once the grace period is over.
         self.ensure_orphan(north_staff, ada, "wrong-patient.pdf", sample_pdf("Scan of someone else"))
 
+        sample = self.write_upload_sample()
+
         self.stdout.write(
             f"\n{Attachment.objects.count()} attachments stored as {Blob.objects.count()} blobs "
             f"({Blob.objects.orphans().count()} of them orphaned).\n"
-            f"\n  API:      {base}/api/attachments/"
+            f"\n  API:      {base}/api/   (its endpoints; files at {base}/api/attachments/)"
             f"\n  Swagger:  {base}/api/docs/"
             f"\n  Admin:    {base}/admin/"
             f"\n  Upload:   {base}/direct-upload/   (direct upload from the browser)\n"
@@ -91,11 +113,26 @@ class Command(BaseCommand):
         )
         for name, (username, password) in CLINICS.items():
             self.stdout.write(f"  {username + ' / ' + password:<24}staff of {name} (its files in the API and admin)")
+        file_field = shlex.quote(f"file=@{sample}")
         self.stdout.write(
             f"\nTry: curl -u north:north-demo {base}/api/attachments/\n"
-            f"     curl -u north:north-demo -F owner_type=patient -F owner_id=1 -F file=@README.md "
+            f"     curl -u north:north-demo -F owner_type=patient -F owner_id={ada.pk} -F {file_field} "
             f"{base}/api/attachments/\n"
         )
+
+    def write_upload_sample(self) -> Path:
+        """Write the PNG the printed curl command uploads, beside manage.py; return its absolute path.
+
+        Absolute, because the command is pasted into a shell whose directory
+        is not this process's (``make demo`` runs it inside example_project/).
+        """
+        path = (Path(settings.BASE_DIR) / UPLOAD_SAMPLE_NAME).resolve()
+        if not path.exists() or path.read_bytes() != UPLOAD_SAMPLE:
+            # Through a temporary file: two seed_demo runs at once never leave a half-written PNG.
+            partial = path.with_name(f".{UPLOAD_SAMPLE_NAME}.{os.getpid()}")
+            partial.write_bytes(UPLOAD_SAMPLE)
+            partial.replace(path)
+        return path
 
     def ensure_superuser(self) -> None:
         User = get_user_model()  # noqa: N806
@@ -134,6 +171,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Created patient {patient}.")
         return patient
 
+    def ensure_note(self, staff: StaffProfile, patient: Patient, title: str) -> ClinicalNote:
+        note, created = ClinicalNote.objects.get_or_create(
+            clinic=staff.clinic, patient=patient, title=title, defaults={"author": staff.user}
+        )
+        if created:
+            self.stdout.write(f"Created clinical note {note.title!r} for {patient}.")
+        return note
+
     def ensure_orphan(self, staff: StaffProfile, owner: Any, filename: str, data: bytes) -> None:
         if Blob.objects.filter(checksum=hashlib.sha256(data).hexdigest()).exists():
             return
@@ -143,7 +188,9 @@ class Command(BaseCommand):
         services.unlink(attachment)
         self.stdout.write(f"Left {filename} as an orphan blob (attached, then unlinked).")
 
-    def attach(self, staff: StaffProfile, owner_type: str, owner: Any, slot: str, filename: str, data: bytes) -> None:
+    def attach(
+        self, staff: StaffProfile, owner_type: str, owner: Any, slot: str, filename: str, data: bytes
+    ) -> Attachment:
         attachment = services.attach(
             ContentFile(data, name=filename),
             owner_type=owner_type,
@@ -154,3 +201,12 @@ class Command(BaseCommand):
         )
         if attachment.was_created:
             self.stdout.write(f"Attached {filename} to {owner_type} {owner} [{slot}] (blob {attachment.blob_id}).")
+        return attachment
+
+    def link(self, staff: StaffProfile, blob: Blob, owner_type: str, owner: Any, slot: str) -> Attachment:
+        attachment = services.link(
+            blob, owner_type=owner_type, owner_id=owner.pk, name=slot, tenant=staff.clinic_id, user=staff.user
+        )
+        if attachment.was_created:
+            self.stdout.write(f"Linked {blob.filename} to {owner_type} {owner} [{slot}] (same blob {blob.pk}).")
+        return attachment

@@ -1,0 +1,111 @@
+"""The example project as ``make demo`` leaves it: seed_demo's data, its printed commands, its apps.
+
+The project runs live (:func:`tests.live.example_server`: migrated, seeded,
+served on a free port), and is asked through its API as a reader of the
+README would, with the ``curl`` command ``seed_demo`` prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.live import Server, example_server
+
+USERNAME, PASSWORD = "north", "north-demo"  # staff of Northside Dental, from seed_demo
+AUTH = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+EXAMPLE_APPS = ("clinics", "patients", "treatment_plan", "clinical_notes", "demo")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    with example_server(tmp_path_factory.mktemp("example")) as running:
+        yield running
+
+
+def get(server: Server, path: str) -> dict:
+    request = urllib.request.Request(server.url + path, headers={"Authorization": AUTH, "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def seed(server: Server) -> str:
+    done = server.manage("seed_demo", "--base-url", server.url)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def all_attachments(server: Server) -> list[dict]:
+    return get(server, "/api/attachments/?page_size=100")["results"]
+
+
+def test_two_apps_own_files_of_one_patient_and_share_one_blob(server):
+    attachments = all_attachments(server)
+    notes = [a for a in attachments if a["owner_type"] == "clinical_note"]
+    items = [a for a in attachments if a["owner_type"] == "plan_item"]
+    assert {a["name"] for a in notes} == {"photo", "xray"}
+    # The plan item's X-ray, linked to the note with services.link: the same blob, a link from each app.
+    (linked,) = (a for a in notes if a["name"] == "xray")
+    assert any(a["blob_id"] == linked["blob_id"] for a in items)
+
+
+def test_seed_demo_is_idempotent(server):
+    before = sorted(a["id"] for a in all_attachments(server))
+    output = seed(server)
+    assert "Linked" not in output and "Attached" not in output and "Created" not in output
+    assert sorted(a["id"] for a in all_attachments(server)) == before
+
+
+def test_the_printed_api_root_lists_the_endpoints(server):
+    assert f"API:      {server.url}/api/" in seed(server)
+    assert get(server, "/api/") == {
+        "attachments": f"{server.url}/api/attachments/",
+        "uploads": f"{server.url}/api/attachments/uploads/",
+    }
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_the_printed_upload_command_uploads_a_png(server, tmp_path):
+    (line,) = (line for line in seed(server).splitlines() if " -F file=@" in line)
+    command = shlex.split(line.strip())
+    assert command[0] == "curl"
+    sample = Path(next(arg for arg in command if arg.startswith("file=@")).removeprefix("file=@"))
+    assert sample.is_absolute() and sample.is_file()
+    # Run as printed, from another directory than the server's, as a reader's shell would.
+    done = subprocess.run(
+        [*command, "-sS", "-w", "\n%{http_code}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    body, status = done.stdout.rsplit("\n", 1)
+    assert (done.returncode, status) == (0, "201"), done.stderr + done.stdout
+    created = json.loads(body)
+    assert (created["owner_type"], created["filename"], created["content_type"]) == (
+        "patient",
+        sample.name,
+        "image/png",
+    )
+
+
+def test_every_example_app_names_itself_for_the_admin(server):
+    # Set on each AppConfig: Django's default is the label title-cased, "TREATMENT_PLAN" in the admin.
+    script = (
+        "import json; from django.apps import apps; "
+        "print(json.dumps({label: vars(type(apps.get_app_config(label))).get('verbose_name') "
+        f"for label in {EXAMPLE_APPS!r}}}))"
+    )
+    done = server.manage("shell", "-c", script)
+    assert done.returncode == 0, done.stderr
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    assert names == {
+        "clinics": "Clinics",
+        "patients": "Patients",
+        "treatment_plan": "Treatment plans",
+        "clinical_notes": "Clinical notes",
+        "demo": "Demo",
+    }
