@@ -249,7 +249,9 @@ def test_command_summary_json_and_verbose(owners, store, pdf, png):
     out = run("--stray", "--older-than", "0s", "--allow-young-strays", "--dry-run", "-v", "2")
     assert out.count("orphan: id=") == 1 and out.count("stray: storage=") == 1
     assert "[dry run] orphans: would remove 1" in out and "strays: would remove 1" in out
-    data = json.loads(run("--stray", "--older-than", "0s", "--allow-young-strays", "--json", "--dangling"))
+    out = run("--stray", "--older-than", "0s", "--allow-young-strays", "--json", "--dangling")
+    assert out.count("\n") == 1 and out.endswith("\n")  # one object on one line per run, for log shippers
+    data = json.loads(out)
     assert data["ok"] and not data["dry_run"]
     assert data["orphans"]["removed"] == 1 and data["orphans"]["bytes"] == len(pdf)
     assert data["strays"]["removed"] == 1 and data["dangling"]["found"] == 0

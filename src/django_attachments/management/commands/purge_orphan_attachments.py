@@ -9,7 +9,7 @@ Every run also removes direct uploads that expired before they were completed
     manage.py purge_orphan_attachments --older-than 7d --stray --dry-run -v 2
     manage.py purge_orphan_attachments --dangling           # report links whose owner is gone
     manage.py purge_orphan_attachments --dangling --delete  # ... and remove them
-    manage.py purge_orphan_attachments --stray --json       # for cron and monitoring
+    manage.py purge_orphan_attachments --stray --json       # one JSON line, for cron and monitoring
 
 Exits with status 1 when any delete failed (the objects concerned are stray
 and the next ``--stray`` run retries them; rows never point at missing bytes),
@@ -70,7 +70,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--delete", action="store_true", help="With --dangling: remove those attachments.")
         parser.add_argument("--dry-run", action="store_true", help="Report what would be removed; change nothing.")
-        parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print the summary as one JSON object on one line (per run)."
+        )
         parser.add_argument("--batch-size", type=positive, default=500, help="Rows or objects per batch (500).")
         parser.add_argument("--limit", type=positive, help="Stop after this many items of each kind.")
         parser.add_argument(
@@ -109,7 +111,8 @@ class Command(BaseCommand):
         if options["json"]:
             summary = {"dry_run": options["dry_run"], "ok": all(r.ok for r in results)}
             summary.update({r.kind: r.as_dict() for r in results})
-            self.stdout.write(json.dumps(summary, indent=2))
+            # One line per run: a log that several runs append to stays one object per line.
+            self.stdout.write(json.dumps(summary, separators=(",", ":")))
         else:
             self.stdout.write(self.summary(results, options["dry_run"]))
             if self.verbosity >= 1:

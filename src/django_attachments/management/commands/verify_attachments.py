@@ -28,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--storage", metavar="ALIAS", help="Only blobs stored in this STORAGES alias.")
         parser.add_argument("--batch-size", type=positive, default=500, help="Blobs per database batch (500).")
         parser.add_argument("--limit", type=positive, help="Stop after this many blobs.")
-        parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print the summary as one JSON object on one line (per run)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
@@ -41,7 +43,8 @@ class Command(BaseCommand):
             storage=options["storage"], batch_size=options["batch_size"], limit=options["limit"], on_item=on_item
         )
         if options["json"]:
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            # One line per run, as purge_orphan_attachments --json: a log of runs is one object per line.
+            self.stdout.write(json.dumps(result.as_dict(), separators=(",", ":")))
         else:
             self.stdout.write(
                 f"verified {result.checked} blob(s), {filesizeformat(result.bytes)} read: "
