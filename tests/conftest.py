@@ -1,5 +1,23 @@
 """Fixtures: owners, storages on disk and on S3, against two servers on 127.0.0.1: moto's, which
-checks no signature, signed length or checksum, and SeaweedFS, which does, as S3 does."""
+checks no signature, signed length or checksum, and SeaweedFS, which does, as S3 does.
+
+Which stores a test that takes ``store_alias`` (or ``store``, ``store_server``) runs on:
+
+- by default on ``COMMON_STORE_KINDS``: local disk and one S3 server, ``MAIN_S3_SERVER``
+  (SeaweedFS, the strict one). Such tests' subject is our own code (services, API, purge,
+  tenancy, faults), which does the same on either server;
+- on every store, ``STORE_KINDS`` (disk, ``s3-moto``, ``s3-seaweedfs``), when the outcome
+  depends on the server: a test or module marked ``@pytest.mark.all_s3_servers``
+  (``pytestmark``), or a module listed in ``ALL_S3_SERVERS_MODULES``. Direct uploads that send
+  bytes to presigned URLs are such tests: moto takes what SeaweedFS refuses, and reports no
+  checksum, so completion verifies the bytes by another path;
+- on the stores a test names itself: ``@pytest.mark.parametrize("store_alias", [...], indirect=True)``.
+
+Tests of the store contract (tests/test_stores.py), of S3's refusals (tests/test_s3_refusals.py,
+SeaweedFS only) and the fault-injection ones (tests/test_fault_injection.py,
+``COMMON_STORE_KINDS``) choose their storages with fixtures of their own.
+``grep -rn all_s3_servers tests`` lists every test that runs on both S3 servers.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +39,17 @@ os.environ.update(
     AWS_SHARED_CREDENTIALS_FILE=os.devnull + ".missing",
 )
 
-#: The S3 servers every S3 test runs against.
+#: The S3 servers; tests whose outcome depends on the server run against each.
 S3_SERVERS = ["moto", "seaweedfs"]
+#: Every store: for tests marked ``all_s3_servers`` and the store contract tests.
 STORE_KINDS = ["disk", *(f"s3-{name}" for name in S3_SERVERS)]
+#: The one S3 server of tests whose subject is our own code: the strict one, which refuses what S3 refuses.
+MAIN_S3_SERVER = "seaweedfs"
+#: The stores of a test that takes ``store_alias`` unless it asks for more (see the module docstring).
+COMMON_STORE_KINDS = ["disk", f"s3-{MAIN_S3_SERVER}"]
+#: Modules whose store-parametrised tests all run on every S3 server, as if marked ``all_s3_servers``:
+#: the direct-upload tests send their bytes to presigned URLs.
+ALL_S3_SERVERS_MODULES = frozenset({"tests.test_direct_uploads"})
 #: The keys of SeaweedFS's only identity; it refuses any request not signed with them.
 SEAWEEDFS_KEYS = {"access_key": "seaweedfs-tests", "secret_key": "seaweedfs-tests-secret"}
 
@@ -126,9 +152,35 @@ def storage_config(kind: str, request, tmp_path) -> dict:
     return server.backend(server.make_bucket())
 
 
-@pytest.fixture(params=STORE_KINDS)
+def _parametrizes(marker, name: str) -> bool:
+    argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+    if isinstance(argnames, str):
+        argnames = argnames.split(",")
+    return name in [arg.strip() for arg in argnames]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "all_s3_servers: run this store_alias test on every S3 server, not only MAIN_S3_SERVER"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``store_alias``: COMMON_STORE_KINDS, or STORE_KINDS for ``all_s3_servers`` tests."""
+    if "store_alias" not in metafunc.fixturenames:
+        return
+    if any(_parametrizes(marker, "store_alias") for marker in metafunc.definition.iter_markers("parametrize")):
+        return  # the test names its stores itself
+    every = (
+        metafunc.definition.get_closest_marker("all_s3_servers") is not None
+        or metafunc.module.__name__ in ALL_S3_SERVERS_MODULES
+    )
+    metafunc.parametrize("store_alias", STORE_KINDS if every else COMMON_STORE_KINDS, indirect=True)
+
+
+@pytest.fixture
 def store_alias(request, settings, tmp_path):
-    """Point DJANGO_ATTACHMENTS["STORAGE"] at a fresh, empty storage of each kind."""
+    """Point DJANGO_ATTACHMENTS["STORAGE"] at a fresh, empty storage of each kind (see pytest_generate_tests)."""
     settings.STORAGES = {**settings.STORAGES, "attachments": storage_config(request.param, request, tmp_path)}
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
     return "attachments"

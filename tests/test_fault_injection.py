@@ -3,7 +3,7 @@
 For each fault the test asserts the invariants of DESIGN.md: no row
 references missing bytes; whatever object the fault left behind is found by
 the next stray sweep; the caller gets a clear error; a retry succeeds.
-Runs on local disk and on S3 (moto server), through ``tests/faults.py``.
+Runs on local disk and on S3 (SeaweedFS, the main S3 server of tests/conftest.py), through ``tests/faults.py``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from django_attachments.exceptions import StorageError, UploadFailed
 from django_attachments.models import Attachment, Blob, DirectUpload
 from django_attachments.stores import get_store
 from tests import faults
-from tests.conftest import STORE_KINDS, get_s3_server
+from tests.conftest import COMMON_STORE_KINDS, get_s3_server
 
 pytestmark = pytest.mark.django_db
 
 NOW = timedelta(0)
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=COMMON_STORE_KINDS)  # disk and the main S3 server: the subject is our code
 def faulty(request, settings, tmp_path):
     faults.install()
     if request.param == "disk":
