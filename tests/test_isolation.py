@@ -15,7 +15,7 @@ import django_attachments
 
 PACKAGE_DIR = Path(django_attachments.__file__).parent
 ALLOWED_THIRD_PARTY = {"django", "rest_framework", "storages", "boto3", "botocore", "magic", "drf_spectacular"}
-CONSUMERS = {"tests", "testapp", "example_project", "clinics", "patients", "treatment_plan"}
+CONSUMERS = {"tests", "testapp", "example_project", "clinics", "patients", "clinical_notes", "treatment_plan"}
 
 
 def imported_modules(path: Path):
