@@ -23,7 +23,10 @@ from django.db.models import Count
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timezone import is_aware, localtime
 from django.utils.translation import gettext_lazy as _
 
 from .. import downloads, services
@@ -31,6 +34,17 @@ from ..exceptions import NoTenant
 from ..models import Attachment, Blob, DirectUpload
 from ..policy import view_hooked_owner_types
 from .tenancy import admin_tenant
+
+
+def _breakable(text: str) -> str:
+    """``text`` for a narrow list column, broken anywhere: a long name without spaces does not widen the table."""
+    return format_html('<span style="overflow-wrap: anywhere">{}</span>', text)
+
+
+def _shortened(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters for a list column, whole in its tooltip."""
+    short = Truncator(text).chars(length)
+    return text if short == text else format_html('<span title="{}">{}</span>', text, short)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -98,17 +112,10 @@ class OrphanFilter(admin.SimpleListFilter):
 
 @admin.register(Blob)
 class BlobAdmin(ReadOnlyAdmin):
-    list_display = (
-        "filename",
-        "content_type",
-        "human_size",
-        "storage",
-        "tenant",
-        "subject",
-        "links",
-        "created_at",
-        "download",
-    )
+    # Few and short columns, so that the list fits a 1280 px wide window beside the admin's sidebar
+    # and the filters, in Django 4.2's admin too: storage, tenant, subject, checksum and the time of
+    # day are on the blob's page (and in the filters or the search).
+    list_display = ("short_filename", "short_content_type", "human_size", "links", "created", "download")
     list_filter = (OrphanFilter, "storage", "content_type", "created_at")
     actions = ["purge_selected"]
     search_fields = ("=checksum", "filename", "=tenant", "=subject")
@@ -172,6 +179,19 @@ class BlobAdmin(ReadOnlyAdmin):
     @admin.display(description=_("size"), ordering="size")
     def human_size(self, obj: Blob) -> str:
         return filesizeformat(obj.size)
+
+    @admin.display(description=_("filename"), ordering="filename")
+    def short_filename(self, obj: Blob) -> str:
+        return _breakable(obj.filename)
+
+    @admin.display(description=_("content type"), ordering="content_type")
+    def short_content_type(self, obj: Blob) -> str:
+        return _shortened(obj.content_type, 24)  # application/vnd.openxmlformats-officedocument...
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: Blob) -> str:
+        created = localtime(obj.created_at) if is_aware(obj.created_at) else obj.created_at
+        return date_format(created, "SHORT_DATE_FORMAT")  # the time of day is on the blob's page
 
     @admin.display(description=_("links"), ordering="_links")
     def links(self, obj: Blob) -> int:
