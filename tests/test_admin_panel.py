@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -120,3 +122,60 @@ def test_blob_admin_download_link(admin_client, owners, store, pdf):
     assert b"".join(response.streaming_content) == pdf
     store.delete(blob.storage_identifiers)
     assert admin_client.get(url).status_code == 503
+
+
+class _Forms(HTMLParser):
+    """The page's forms: each one's id, and the ids of the elements inside it; nesting noted."""
+
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+        self.nested = False
+        self.inside: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.nested = self.nested or bool(self.open)
+            self.open.append(attrs.get("id") or "")
+            self.inside.setdefault(self.open[-1], [])
+        elif self.open and "id" in attrs:
+            self.inside[self.open[-1]].append(attrs["id"])
+
+    def handle_endtag(self, tag):
+        if tag == "form" and self.open:
+            self.open.pop()
+
+
+def test_the_panel_is_in_the_change_form_above_its_submit_row_with_forms_of_its_own(admin_client, owners, store, png):
+    services.attach(SimpleUploadedFile("scan.png", png), owner_type="note", owner_id=owners.alice_note.pk, name="xray")
+    html = admin_client.get(change_url(owners.alice_note)).content.decode()
+    forms = _Forms()
+    forms.feed(html)
+    assert not forms.nested
+    assert "attachments" in forms.inside["note_form"]  # in the change form's flow...
+    assert html.index('id="attachments"') < html.rindex('class="submit-row"')  # ...above its Save row
+    # Its controls name its own forms, which hold nothing but the CSRF token and stand after the change form.
+    assert forms.inside["attachments-upload"] == [] and forms.inside["attachments-unlink"] == []
+    assert html.index('id="note_form"') < html.index('<form id="attachments-upload"')
+    assert html.count('form="attachments-upload"') == 4  # file, slot, description, Upload
+    assert html.count('form="attachments-unlink"') == 1
+    # Its fields' ids do not clash with the owner's form's.
+    assert 'id="id_attachments_description"' in html and 'id="id_description"' not in html
+
+
+def test_the_panels_messages_are_shown_in_it_as_uploaded(admin_client, owners, store, settings, pdf):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ALLOWED_CONTENT_TYPES": ["image/*"]}
+    response = admin_client.post(
+        panel_url(owners.alice_note, "upload"), {"file": SimpleUploadedFile("notes.pdf", pdf)}, follow=True
+    )
+    html = response.content.decode()
+    panel = html[html.index('id="attachments"') :]
+    assert '<div role="alert">' in panel and "notes.pdf was not attached: " in panel  # the name as uploaded
+    assert "Notes.pdf" not in html and 'class="messagelist"' not in html[: html.index('id="attachments"')]
+    # The other messages of the page stay at its top.
+    response = admin_client.post(
+        change_url(owners.alice_note), {"patient": owners.alice.pk, "text": "x", "_continue": "1"}, follow=True
+    )
+    html = response.content.decode()
+    assert html.index("was changed successfully") < html.index('id="attachments"')

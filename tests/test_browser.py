@@ -90,7 +90,7 @@ def test_staff_upload_download_and_unlink_on_a_plan_item(page, tmp_path):
         panel.locator("textarea[name=description]").fill("Uploaded from the browser test")
         panel.locator("input[type=submit][value=Upload]").click()
         page.wait_for_load_state()
-        assert "Attached after-photo.png." in page.locator(".messagelist").inner_text()
+        assert panel.locator("[role=status]").inner_text().strip() == "Attached after-photo.png."
         row = panel.locator("tr.attachment-row", has_text="after-photo.png")
         assert row.count() == 1 and panel.locator("tr.attachment-row").count() == rows_before + 1
         assert "image/png" in row.inner_text() and "Uploaded from the browser test" in row.inner_text()
@@ -105,9 +105,107 @@ def test_staff_upload_download_and_unlink_on_a_plan_item(page, tmp_path):
         # Unlink it.
         row.locator("input.attachment-unlink").click()
         page.wait_for_load_state()
-        assert "Unlinked after-photo.png." in page.locator(".messagelist").inner_text()
+        assert panel.locator("[role=status]").inner_text().strip() == "Unlinked after-photo.png."
         assert panel.locator("tr.attachment-row", has_text="after-photo.png").count() == 0
         assert panel.locator("tr.attachment-row").count() == rows_before
+
+
+def _box(locator):
+    box = locator.bounding_box()
+    assert box is not None, locator
+    return box
+
+
+def _in_viewport(page, locator):
+    box, viewport = _box(locator), page.viewport_size
+    return box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"] and box["width"] > 0
+
+
+def test_the_panel_sits_in_the_change_form_and_speaks_where_the_user_is(page, tmp_path):
+    """The panel is part of the change form's flow, above its Save row; its messages show inside it.
+
+    Screenshots of the change page, of it after an upload and after a refusal, and of the blob
+    list, at 1280x800, are saved under test-artifacts/ (``admin-*.png``).
+    """
+    page.set_viewport_size({"width": 1280, "height": 800})
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    photo = tmp_path / "after-photo.png"
+    photo.write_bytes(PNG_BYTES)
+    notes = tmp_path / "notes.txt"  # lower case: the message must keep it so
+    notes.write_text("Not an image.\n")
+    with example_server(tmp_path / "server") as server:
+        page.goto(f"{server.url}/admin/login/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "admin")
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{server.url}/admin/")
+        page.goto(f"{server.url}/admin/treatment_plan/planitem/")
+        page.click("#result_list tbody tr a >> nth=0")
+        change_url = page.url
+        panel = page.locator("#attachments")
+        panel.wait_for()
+
+        # Inside the change form, between its fields and its submit row; no form inside another.
+        form = page.locator("form#planitem_form")
+        assert form.locator("#attachments").count() == 1
+        assert page.locator("form form").count() == 0
+        fields, submit_row = _box(form.locator("fieldset").first), _box(form.locator(".submit-row").last)
+        box = _box(panel)
+        assert fields["y"] + fields["height"] <= box["y"]
+        assert box["y"] + box["height"] <= submit_row["y"]
+        assert abs(box["x"] - fields["x"]) < 1 and abs(box["width"] - fields["width"]) < 1
+        # Its controls belong to the panel's own form, outside the change form.
+        owners = panel.locator("input, select, textarea").evaluate_all("els => els.map(e => e.form && e.form.id)")
+        assert set(owners) <= {"attachments-upload", "attachments-unlink"} and "attachments-upload" in owners
+        page.screenshot(path=str(ARTIFACTS / "admin-panel-change-page.png"), full_page=True)
+
+        # Saving the owner does not post the panel's file.
+        rows_before = panel.locator("tr.attachment-row").count()
+        panel.locator("input[type=file]").set_input_files(str(photo))
+        page.click("input[name=_continue]")
+        page.wait_for_url(change_url)
+        top_messages = page.locator(".messagelist:not(#attachments .messagelist)")
+        assert "was changed successfully" in top_messages.inner_text()
+        assert panel.locator("tr.attachment-row").count() == rows_before
+
+        # An upload: the page lands on the panel, and the message is in it, in view.
+        panel.locator("input[type=file]").set_input_files(str(photo))
+        panel.locator("select[name=name]").select_option("after")
+        panel.locator("input[type=submit][value=Upload]").click()
+        page.wait_for_url(change_url + "#attachments")
+        status = panel.locator("[role=status]")
+        assert status.inner_text().strip() == "Attached after-photo.png."
+        assert _in_viewport(page, status)
+        assert top_messages.count() == 0  # not also at the top
+        assert panel.locator("tr.attachment-row").count() == rows_before + 1
+        page.screenshot(path=str(ARTIFACTS / "admin-panel-after-upload.png"))
+
+        # A refusal: an alert in the panel, in view, naming the file exactly as uploaded.
+        panel.locator("input[type=file]").set_input_files(str(notes))
+        panel.locator("input[type=submit][value=Upload]").click()
+        page.wait_for_load_state()
+        alert = panel.locator("[role=alert]")
+        assert alert.inner_text().strip().startswith("notes.txt was not attached: ")
+        assert _in_viewport(page, alert)
+        assert panel.locator("tr.attachment-row").count() == rows_before + 1
+        page.screenshot(path=str(ARTIFACTS / "admin-panel-after-refusal.png"))
+
+        # The blob list fits 1280 px: no column is cut off, nothing scrolls sideways, even with a
+        # long filename without a space in it.
+        long_name = tmp_path / "IMG_20261130_034212_upper_left_incisor_after_treatment_final.png"
+        long_name.write_bytes(PNG_BYTES + b"another blob")
+        panel.locator("input[type=file]").set_input_files(str(long_name))
+        panel.locator("input[type=submit][value=Upload]").click()
+        page.wait_for_load_state()
+        assert panel.locator("[role=status]").inner_text().strip() == f"Attached {long_name.name}."
+        page.goto(f"{server.url}/admin/django_attachments/blob/")
+        assert page.locator("#result_list", has_text=long_name.name).count() == 1
+        widths = page.evaluate(
+            "() => { const r = document.querySelector('#changelist .results');"
+            " return [r.scrollWidth, r.clientWidth, document.documentElement.scrollWidth]; }"
+        )
+        assert widths[0] <= widths[1] and widths[2] <= 1280, widths
+        page.screenshot(path=str(ARTIFACTS / "admin-blob-list.png"))
 
 
 def test_clinic_staff_see_only_their_clinics_patients_and_files(page, tmp_path):

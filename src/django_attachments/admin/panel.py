@@ -19,15 +19,20 @@ upload and unlink URLs answer 404, as for an owner that does not exist; a
 user of no tenant is refused (403); ``can_attach`` decides who may change what
 they see. Uploads are refused past the upload limit before the body is read.
 
-A ModelAdmin with its own ``change_form_template`` can extend
-``admin/django_attachments/change_form_with_attachments.html`` or include
-``admin/django_attachments/attachments_panel.html`` in its ``content`` block.
+The panel sits inside the change form, above its submit row, like an
+inline; its controls belong to forms of its own placed after the change form
+(by their ``form`` attribute), so that nothing is nested and the change form
+never posts them. Its messages (uploaded, refused, unlinked) are shown in the
+panel rather than at the top of the page. A ModelAdmin with its own
+``change_form_template`` extends
+``admin/django_attachments/change_form_with_attachments.html``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -51,6 +56,21 @@ from ..uploadhandlers import limit_body
 from .tenancy import admin_tenant
 
 logger = logging.getLogger(__name__)
+
+#: The ids of the panel's own forms, outside the change form; its controls name them in ``form=``.
+UPLOAD_FORM_ID = "attachments-upload"
+UNLINK_FORM_ID = "attachments-unlink"
+#: The extra tag of the panel's messages: the panel shows them, the top of the page does not.
+PANEL_MESSAGE_TAG = "attachments-panel"
+
+
+def _messages(request: HttpRequest, *, panel: bool) -> list[Any]:
+    """This request's messages that concern the panel (``panel=True``), or all the others."""
+    return [
+        message
+        for message in messages.get_messages(request)
+        if (PANEL_MESSAGE_TAG in (message.extra_tags or "").split()) == panel
+    ]
 
 
 class AttachmentUploadForm(forms.Form):
@@ -181,7 +201,12 @@ class AttachmentsAdminMixin(_AdminBase):
     ) -> HttpResponse:
         obj = self.get_object(request, unquote(object_id))
         if obj is not None and self.has_view_or_change_permission(request, obj):
-            extra_context = {**(extra_context or {}), **self.attachments_context(request, obj)}
+            context = self.attachments_context(request, obj)
+            if context:
+                # Read when the page renders (a POST that redirects must not consume them).
+                context["attachments_panel"]["messages"] = partial(_messages, request, panel=True)
+                context["attachments_page_messages"] = partial(_messages, request, panel=False)
+            extra_context = {**(extra_context or {}), **context}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def attachments_context(self, request: HttpRequest, obj: Any) -> dict:
@@ -205,8 +230,10 @@ class AttachmentsAdminMixin(_AdminBase):
             "attachments_panel": {
                 "rows": rows,
                 "can_change": can_change,
-                "form": self._upload_form(obj) if can_change else None,
+                "form": self._panel_form(obj) if can_change else None,
                 "upload_url": self._url("attachments_upload", object_id),
+                "upload_form_id": UPLOAD_FORM_ID,
+                "unlink_form_id": UNLINK_FORM_ID,
             }
         }
 
@@ -214,6 +241,14 @@ class AttachmentsAdminMixin(_AdminBase):
         owner_type = self.get_attachments_owner_type(obj)
         spec = attachment_registry.get(owner_type) if owner_type in attachment_registry else None
         return AttachmentUploadForm(*args, slots=spec.allowed_names if spec else None)
+
+    def _panel_form(self, obj: Any) -> AttachmentUploadForm:
+        """The upload form as the panel shows it: inside the change form, its controls owned by the panel's form."""
+        form = self._upload_form(obj)
+        form.auto_id = "id_attachments_%s"  # the owner's own form may have a "description" or a "name"
+        for field in form.fields.values():
+            field.widget.attrs["form"] = UPLOAD_FORM_ID
+        return form
 
     def _owner_or_404(self, request: HttpRequest, object_id: str, *, change: bool) -> tuple[Any, OwnerAccess]:
         """The owner and the user's access to it: 404 if, for the user, it does not exist; else 403 if denied."""
@@ -269,7 +304,7 @@ class AttachmentsAdminMixin(_AdminBase):
         if not form.is_valid():
             for field, errors in form.errors.items():
                 label = form.fields[field].label if field in form.fields else field
-                messages.error(request, f"{label}: {' '.join(map(str, errors))}")
+                messages.error(request, f"{label}: {' '.join(map(str, errors))}", extra_tags=PANEL_MESSAGE_TAG)
             return self._back(obj)
         upload = form.cleaned_data["file"]
         try:
@@ -287,12 +322,14 @@ class AttachmentsAdminMixin(_AdminBase):
                 logger.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
             reason = exc.public_detail or str(exc)
             message = _("%(file)s was not attached: %(reason)s") % {"file": upload.name, "reason": reason}
-            messages.error(request, message)
+            messages.error(request, message, extra_tags=PANEL_MESSAGE_TAG)
             return self._back(obj)
         if attachment.was_created:
-            messages.success(request, _("Attached %(file)s.") % {"file": attachment.filename})
+            text = _("Attached %(file)s.") % {"file": attachment.filename}
+            messages.success(request, text, extra_tags=PANEL_MESSAGE_TAG)
         else:
-            messages.info(request, _("%(file)s was already attached here.") % {"file": attachment.filename})
+            text = _("%(file)s was already attached here.") % {"file": attachment.filename}
+            messages.info(request, text, extra_tags=PANEL_MESSAGE_TAG)
         return self._back(obj)
 
     def attachments_unlink_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponse:
@@ -302,7 +339,8 @@ class AttachmentsAdminMixin(_AdminBase):
         obj, access = self._owner_or_404(request, object_id, change=True)
         attachment = self._attachment_or_404(obj, access, attachment_id)
         services.unlink(attachment)
-        messages.success(request, _("Unlinked %(file)s.") % {"file": attachment.filename})
+        text = _("Unlinked %(file)s.") % {"file": attachment.filename}
+        messages.success(request, text, extra_tags=PANEL_MESSAGE_TAG)
         return self._back(obj)
 
     def attachments_download_view(self, request: HttpRequest, object_id: str, attachment_id: Any) -> HttpResponseBase:
