@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint docs test-sqlite test-postgres bench bench-quick install dist clean
+.PHONY: demo test lint docs test-sqlite test-postgres test-matrix bench bench-quick install dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test-sqlite: install
 # The memory bound tests (marked slow) run their own SQLite process; once is enough.
 test-postgres: install
 	$(BIN)/python -m tests.pgcluster -- $(PYTEST) -m "not slow" $(PYTEST_ARGS); $(NO_TESTS_OK)
+
+# CI's share of tox's matrix beyond `make test`: Django 4.2 on this Python, the installed wheel on SQLite
+# without the slow tests (tox.ini's django42-ci; docs/development.md says how to run the rest).
+test-matrix: install
+	$(BIN)/tox -e django42-ci -- $(PYTEST_ARGS)
 
 # The benchmark suite (figures only; see docs/benchmarks.md). bench-quick is CI's small run.
 bench: install
