@@ -14,7 +14,18 @@ from pathlib import Path
 import django_attachments
 
 PACKAGE_DIR = Path(django_attachments.__file__).parent
-ALLOWED_THIRD_PARTY = {"django", "rest_framework", "storages", "boto3", "botocore", "magic", "drf_spectacular"}
+#: The optional extras' imports are allowed too: PIL and pypdf (analyze).
+ALLOWED_THIRD_PARTY = {
+    "django",
+    "rest_framework",
+    "storages",
+    "boto3",
+    "botocore",
+    "magic",
+    "drf_spectacular",
+    "PIL",
+    "pypdf",
+}
 CONSUMERS = {"tests", "testapp", "example_project", "clinics", "patients", "clinical_notes", "treatment_plan"}
 
 
