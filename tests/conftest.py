@@ -177,13 +177,6 @@ NEEDS_NEWER_DJANGO = [
         "its multipart parser refuses a part header over 10 KiB (MultiPartParserError: 400 parse_error); "
         "Django 4.2 drops a part whose header passes 1 KiB, so the API answers 400 'No file was submitted' instead",
     ),
-    (
-        (5, 1),
-        r"tests/test_stores\.py::test_local_disk_works_without_boto3",
-        "settings.configure(STORAGES=...) keeps the OPTIONS of the default storage; before 5.1 the storage "
-        "handler rebuilds it from the synced DEFAULT_FILE_STORAGE, without its location, and the test would "
-        "write into the working directory",
-    ),
 ]
 
 

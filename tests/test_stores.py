@@ -553,12 +553,13 @@ from django.conf import settings
 settings.configure(
     INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_attachments"],
     DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}},
-    STORAGES={{"default": {{"BACKEND": "django.core.files.storage.FileSystemStorage",
-                            "OPTIONS": {{"location": {str(tmp_path)!r}}}}}}},
+    # Not "default": before Django 5.1, settings.configure() loses the default storage's OPTIONS.
+    STORAGES={{"files": {{"BACKEND": "django.core.files.storage.FileSystemStorage",
+                          "OPTIONS": {{"location": {str(tmp_path)!r}}}}}}},
 )
 django.setup()
 from django_attachments.stores import get_store
-store = get_store("default")
+store = get_store("files")
 from django.core.files.base import ContentFile
 identifiers = store.save(ContentFile(b"data"), size=4, checksum="0" * 64, content_type="text/plain")
 print(type(store).__name__, store.stat(identifiers).size)
