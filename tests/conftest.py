@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 import uuid
 
-import django
 import pytest
 
 from tests import servers
@@ -165,27 +163,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "all_s3_servers: run this store_alias test on every S3 server, not only MAIN_S3_SERVER"
     )
-
-
-#: Tests whose expected outcome is a behaviour a newer Django brought: (that Django, a regular expression
-#: that matches the test ids, the behaviour). On an older Django (tox's django42 envs) each is skipped
-#: with this reason, never silently.
-NEEDS_NEWER_DJANGO = [
-    (
-        (5, 1),
-        r"tests/test_hostile\.py::test_hostile_filename_through_the_api\[.*-long-10000\]",
-        "its multipart parser refuses a part header over 10 KiB (MultiPartParserError: 400 parse_error); "
-        "Django 4.2 drops a part whose header passes 1 KiB, so the API answers 400 'No file was submitted' instead",
-    ),
-]
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for version, pattern, behaviour in NEEDS_NEWER_DJANGO:
-            if django.VERSION < version and re.fullmatch(pattern, item.nodeid):
-                needs = ".".join(map(str, version))
-                item.add_marker(pytest.mark.skip(reason=f"needs Django {needs}: {behaviour}"))
 
 
 def pytest_generate_tests(metafunc):
