@@ -1,6 +1,6 @@
 """Processes the tests and benchmarks start on 127.0.0.1: free ports, waiting, S3 servers (moto's,
-and SeaweedFS's, which checks signatures, signed lengths and checksums as S3 does), reading
-another process's memory (Linux ``/proc``), and room on disk for their files.
+and SeaweedFS's, which checks signatures, signed lengths and checksums as S3 does), ClamAV's
+daemon, reading another process's memory (Linux ``/proc``), and room on disk for their files.
 
 ::
 
@@ -8,11 +8,14 @@ another process's memory (Linux ``/proc``), and room on disk for their files.
         ...
     with seaweedfs_server(workdir, access_key="key", secret_key="secret") as endpoint:
         ...
+    with clamd_server(workdir, {"tests.hdb": "MD5:SIZE:Name\n"}) as clamd:   # clamd.socket, clamd.port
+        ...
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -189,6 +192,101 @@ def seaweedfs_server(workdir: Path, *, access_key: str, secret_key: str) -> Iter
         for name, port in grpc_ports.items():
             with contextlib.suppress(OSError):
                 os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port}.sock")
+
+
+def clamd_binary() -> str | None:
+    """The ``clamd`` program (Debian's ``clamav-daemon`` package), or None; /usr/sbin is not on every PATH."""
+    found = shutil.which("clamd")
+    if found:
+        return found
+    for path in ("/usr/sbin/clamd", "/usr/local/sbin/clamd"):
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Clamd:
+    """A running clamd: its unix socket, its TCP port on 127.0.0.1, its process and log."""
+
+    socket: str
+    host: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    #: Seconds from the start of the process to its first PONG.
+    startup: float
+
+
+#: Its configuration; no freshclam, no signatures but the ones given.
+CLAMD_CONF = """\
+Foreground yes
+LogFile {log}
+LogTime yes
+DatabaseDirectory {databases}
+TemporaryDirectory {tmp}
+LocalSocket {socket}
+TCPSocket {port}
+TCPAddr 127.0.0.1
+StreamMaxLength {stream_max_length}
+Bytecode no
+"""
+
+
+def clamd_ping(socket_path: str, timeout: float = 2) -> bool:
+    """True if clamd answers PING with PONG on its unix socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(socket_path)
+            sock.sendall(b"zPING\0")
+            return sock.recv(16) == b"PONG\0"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def clamd_server(workdir: Path, databases: dict[str, str], *, stream_max_length: str = "64M") -> Iterator[Clamd]:
+    """clamd on a unix socket and a free TCP port of 127.0.0.1, its files under ``workdir``, loading
+    only ``databases`` (file name -> content, e.g. ``{"tests.hdb": "MD5:SIZE:Name\\n"}``; clamd needs
+    at least one). Raises RuntimeError, with its log's tail, if it does not answer PING in time.
+    """
+    binary = clamd_binary()
+    if binary is None:
+        raise RuntimeError("clamd is not installed (Debian package clamav-daemon)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "db"
+    db.mkdir(exist_ok=True)
+    for name, content in databases.items():
+        (db / name).write_text(content)
+    tmp = workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    # A unix socket's path has at most 107 bytes; a deep pytest folder can be longer.
+    sockdir = workdir if len(str(workdir)) < 80 else Path(tempfile.mkdtemp(prefix="clamd-"))
+    socket_path = str(sockdir / "clamd.sock")
+    logfile = workdir / "clamd.log"
+    port = free_port()
+    conf = workdir / "clamd.conf"
+    conf.write_text(
+        CLAMD_CONF.format(
+            log=logfile, databases=db, tmp=tmp, socket=socket_path, port=port, stream_max_length=stream_max_length
+        )
+    )
+    started = time.monotonic()
+    with open(workdir / "clamd.out", "wb") as out:
+        proc = subprocess.Popen([binary, "--config-file", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = started + 60
+        while not clamd_ping(socket_path):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
+                raise RuntimeError(f"clamd did not start:\n{tail}")
+            time.sleep(0.02)
+        yield Clamd(socket_path, "127.0.0.1", port, proc, logfile, time.monotonic() - started)
+    finally:
+        stop(proc, grace=5)
+        if sockdir != workdir:
+            shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def status_kib(pid: int, field: str) -> int:
