@@ -67,19 +67,22 @@ def page(request, tmp_path):
             browser.close()
 
 
+def open_first_plan_item(page, server):
+    """Log in to the example's admin as its superuser and open the first plan item's change page."""
+    page.goto(f"{server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{server.url}/admin/")
+    page.goto(f"{server.url}/admin/treatment_plan/planitem/")
+    page.click("#result_list tbody tr a >> nth=0")
+
+
 def test_staff_upload_download_and_unlink_on_a_plan_item(page, tmp_path):
     upload = tmp_path / "after-photo.png"
     upload.write_bytes(PNG_BYTES)
     with example_server(tmp_path / "server") as server:
-        page.goto(f"{server.url}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "admin")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{server.url}/admin/")
-
-        # Open the first plan item from the admin's list.
-        page.goto(f"{server.url}/admin/treatment_plan/planitem/")
-        page.click("#result_list tbody tr a >> nth=0")
+        open_first_plan_item(page, server)
         panel = page.locator("#attachments")
         panel.wait_for()
         rows_before = panel.locator("tr.attachment-row").count()
@@ -134,13 +137,7 @@ def test_the_panel_sits_in_the_change_form_and_speaks_where_the_user_is(page, tm
     notes = tmp_path / "notes.txt"  # lower case: the message must keep it so
     notes.write_text("Not an image.\n")
     with example_server(tmp_path / "server") as server:
-        page.goto(f"{server.url}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "admin")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{server.url}/admin/")
-        page.goto(f"{server.url}/admin/treatment_plan/planitem/")
-        page.click("#result_list tbody tr a >> nth=0")
+        open_first_plan_item(page, server)
         change_url = page.url
         panel = page.locator("#attachments")
         panel.wait_for()

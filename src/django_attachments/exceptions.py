@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
 
 #: Every error code -> its HTTP status, collected from the classes below.
-_STATUS_BY_CODE: dict[str, int] = {"attachment_error": 500}
+_STATUS_BY_CODE: dict[str, int] = {}
 
 
 def status_for(code: str, default: int = 400) -> int:
@@ -64,6 +64,9 @@ class AttachmentError(Exception):
             self.code = code
         if field is not None:
             self.field = field
+
+
+_STATUS_BY_CODE[AttachmentError.code] = AttachmentError.status_code
 
 
 class AttachmentsImproperlyConfigured(ImproperlyConfigured):

@@ -41,11 +41,6 @@ class FromSettings:
         return getattr(app_settings, self.setting)
 
 
-def tenant_for(request: Any) -> str | None:
-    """The caller's tenant: None when the project is single-tenant; NoTenant (403 ``no_tenant``) when it has none."""
-    return caller_tenant(request)
-
-
 def check_view(request: Any, spec: OwnerSpec, owner: Owner, not_found: Exception | None = None) -> None:
     """Raise ``not_found`` (404 by default) unless the caller may view the owner's files."""
     if not may_view(request, spec, owner):
@@ -72,7 +67,7 @@ def check_owner(request: Any, owner_type: str, owner_id: str, *, change: bool, m
     if spec.can_view is None and (spec.can_attach is None or not change):
         return
     try:
-        _, owner = resolve_owner(owner_type, owner_id, tenant=tenant_for(request))
+        _, owner = resolve_owner(owner_type, owner_id, tenant=caller_tenant(request))
     except OwnerNotFound:
         if missing_ok:
             return
@@ -86,7 +81,7 @@ def authorize_attach(request: Any, owner_type: str, owner_id: str) -> str | None
     An owner the caller may not even view is "not found", with the same body
     as one that does not exist.
     """
-    tenant = tenant_for(request)
+    tenant = caller_tenant(request)
     spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)
     hidden = to_api_error(OwnerNotFound(f"No {spec.owner_type} with id {owner_id!r}."))
     check_attach(request, spec, owner, not_found=hidden)
@@ -108,7 +103,7 @@ def may_view_blob(request: Any, blob: Any) -> bool:
     links = blob.attachments.all()
     if links.exclude(owner_type__in=view_hooked_owner_types()).exists():
         return True
-    tenant = tenant_for(request)
+    tenant = caller_tenant(request)
     for owner_type, owner_id in links.values_list("owner_type", "owner_id").order_by("created_at")[:_BLOB_VIEW_PROBES]:
         try:
             spec, owner = resolve_owner(owner_type, owner_id, tenant=tenant)

@@ -33,6 +33,7 @@ from .. import services
 from ..conf import app_settings
 from ..exceptions import UploadNotFound
 from ..models import DirectUpload
+from ..policy import caller_tenant
 from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
 
@@ -66,11 +67,11 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
         return errors.handle_exception
 
     def get_queryset(self) -> Any:
-        return DirectUpload.objects.for_tenant(access.tenant_for(self.request))
+        return DirectUpload.objects.for_tenant(caller_tenant(self.request))
 
     def get_object(self, *, change: bool = False) -> DirectUpload:
         try:
-            upload = services.get_upload(self.kwargs["pk"], tenant=access.tenant_for(self.request))
+            upload = services.get_upload(self.kwargs["pk"], tenant=caller_tenant(self.request))
         except UploadNotFound:
             raise NotFound() from None
         # An owner gone since is left to complete_upload(), which fails the ticket and deletes its object.
@@ -128,7 +129,7 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
     @action(detail=True, methods=["post"], url_path="complete", url_name="complete")
     def complete(self, request: Request, pk: str | None = None) -> Response:
         upload = self.get_object(change=True)
-        attachment = services.complete_upload(upload.pk, tenant=access.tenant_for(request), user=request.user)
+        attachment = services.complete_upload(upload.pk, tenant=caller_tenant(request), user=request.user)
         upload.refresh_from_db()
         return Response(
             self._envelope(attachment, upload),

@@ -24,7 +24,7 @@ from .. import downloads, services
 from ..conf import app_settings
 from ..exceptions import AttachmentError, BlobNotFound
 from ..models import Attachment, Blob
-from ..policy import view_hooked_owner_types
+from ..policy import caller_tenant, view_hooked_owner_types
 from ..registry import attachment_registry
 from . import access, errors, schema, uploads
 from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
@@ -59,7 +59,7 @@ class AttachmentViewSet(
     # -- reading ---------------------------------------------------------------
 
     def get_queryset(self) -> QuerySet[Attachment]:
-        queryset = services.attachments_for(access.tenant_for(self.request)).order_by("-created_at", "-id")
+        queryset = services.attachments_for(caller_tenant(self.request)).order_by("-created_at", "-id")
         if self.action != "list":
             return queryset
         # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
@@ -86,7 +86,7 @@ class AttachmentViewSet(
         if owner_type and owner_id and owner_type in attachment_registry:
             spec = attachment_registry.get(owner_type)
             if spec.can_view is not None:
-                tenant = access.tenant_for(self.request)  # NoTenant: 403, not an empty page
+                tenant = caller_tenant(self.request)  # NoTenant: 403, not an empty page
                 try:
                     _, owner = services.resolve_owner(owner_type, owner_id, tenant=tenant)
                 except AttachmentError:
