@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[s3,example,test,docs,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[s3,example,test,docs,bench,worker]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -89,7 +89,32 @@ DEFAULTS: dict[str, Any] = {
     # (S3: multipart_threshold, part_size, max_parts_in_flight); they are
     # checked against it when the store is first used, and by manage.py check.
     "STORE_OPTIONS": {},
+    # --- processing after the bytes land (services.processing, on Django's Tasks framework) ---
+    # The malware scanner: None (blobs are "not_scanned" and served), or
+    # {"BACKEND": "django_attachments.processing.scanners.ClamdScanner",
+    #  "OPTIONS": {"socket": "/run/clamav/clamd.ctl"}} (or the dotted path alone).
+    "SCANNER": None,
+    # Whether a blob the scanner has not passed yet (pending, or failed and
+    # being retried) may be downloaded. False: only clean files are served.
+    "SERVE_PENDING_SCANS": False,
+    # A scan that could not run is retried this many times in all, the first
+    # retry after SCAN_RETRY_DELAY, each next one after twice the last (where
+    # the task backend can defer tasks; else by manage.py process_attachments).
+    "SCAN_MAX_ATTEMPTS": 5,
+    "SCAN_RETRY_DELAY": timedelta(minutes=1),
+    # The metadata analyzers: None for every built-in whose library is
+    # installed, or a list of dotted paths / {"BACKEND": path, "OPTIONS": {...}}.
+    "ANALYZERS": None,
+    # The alias in settings.TASKS, and the queue, the pipeline's tasks go to.
+    "TASK_BACKEND": "default",
+    "TASK_QUEUE": "default",
 }
+
+#: The analyzers ANALYZERS = None stands for, each used where its library is installed.
+BUILTIN_ANALYZERS = (
+    "django_attachments.processing.analyzers.ImageAnalyzer",
+    "django_attachments.processing.analyzers.PdfAnalyzer",
+)
 
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> Any:
@@ -216,6 +241,65 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
     return validate
 
 
+def _component(name: str, value: Any, *, where: str, base: str) -> Any:
+    """A scanner or analyzer named by a dotted path, or by {"BACKEND": path, "OPTIONS": {...}}, built."""
+    if isinstance(value, str):
+        path, options = value, {}
+    elif isinstance(value, dict) and isinstance(value.get("BACKEND"), str) and set(value) <= {"BACKEND", "OPTIONS"}:
+        path, options = value["BACKEND"], value.get("OPTIONS", {})
+    else:
+        raise AttachmentsImproperlyConfigured(
+            f"{where} must be a dotted path or a dict {{'BACKEND': dotted path, 'OPTIONS': {{...}}}}, not {value!r}."
+        )
+    if not isinstance(options, dict):
+        raise AttachmentsImproperlyConfigured(f"{where}['OPTIONS'] must be a dict, not {options!r}.")
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise AttachmentsImproperlyConfigured(f"{where} could not import {path!r}: {exc}") from exc
+    from .processing.analyzers import Analyzer
+    from .processing.scanners import Scanner
+
+    expected = {"scanner": Scanner, "analyzer": Analyzer}[base]
+    if not (isinstance(cls, type) and issubclass(cls, expected)):
+        raise AttachmentsImproperlyConfigured(f"{where} = {path!r} is not a subclass of {expected.__qualname__}.")
+    if base == "scanner":
+        return cls.from_options(options, where=f"{where}['OPTIONS']")
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise AttachmentsImproperlyConfigured(f"{where}['OPTIONS'] does not fit {cls.__name__}: {exc}") from exc
+
+
+def _scanner(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    return _component(name, value, where=f"{SETTINGS_NAME}[{name!r}]", base="scanner")
+
+
+def _analyzers(name: str, value: Any) -> tuple[Any, ...]:
+    if value is None:
+        built = (
+            _component(name, path, where=f"{SETTINGS_NAME}[{name!r}]", base="analyzer") for path in BUILTIN_ANALYZERS
+        )
+        return tuple(analyzer for analyzer in built if analyzer.unavailable_reason() is None)
+    if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be None or a list of analyzers (dotted paths or "
+            f"{{'BACKEND': ..., 'OPTIONS': ...}} dicts), not {value!r}."
+        )
+    analyzers = tuple(
+        _component(name, item, where=f"{SETTINGS_NAME}[{name!r}][{index}]", base="analyzer")
+        for index, item in enumerate(value)
+    )
+    names = [analyzer.name for analyzer in analyzers]
+    if len(set(names)) != len(names):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] lists two analyzers of one name ({names}); each keeps its own metadata keys."
+        )
+    return analyzers
+
+
 VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "STORAGE": _non_empty_str,
     "KEY_PREFIX": _key_prefix,
@@ -235,6 +319,13 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "PAGE_SIZE": lambda n, v: _positive_int(n, v),
     "MAX_PAGE_SIZE": lambda n, v: _positive_int(n, v),
     "STORE_OPTIONS": _store_options,
+    "SCANNER": _scanner,
+    "SERVE_PENDING_SCANS": _bool,
+    "SCAN_MAX_ATTEMPTS": lambda n, v: _positive_int(n, v),
+    "SCAN_RETRY_DELAY": _duration,
+    "ANALYZERS": _analyzers,
+    "TASK_BACKEND": _non_empty_str,
+    "TASK_QUEUE": _non_empty_str,
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()  # a new setting needs both entries
 

@@ -25,7 +25,7 @@ from django.utils.http import content_disposition_header, parse_etags
 from . import services
 from .exceptions import BlobUnavailable, StorageError
 from .models import Blob
-from .policy import check_available
+from .policy import check_servable
 from .stores import RangeReader
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> Http
 
     ``filename`` (an attachment's) names the download; the blob's by default.
     """
-    check_available(blob)
+    check_servable(blob)
     etag = _etag(blob)
     if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
     if if_none_match and (if_none_match.strip() == "*" or etag in parse_etags(if_none_match)):
@@ -144,7 +144,7 @@ def serve_blob_or_503(request: Any, blob: Blob, *, filename: str | None = None) 
 
 def redirect_to_blob(blob: Blob, *, filename: str | None = None) -> HttpResponse | None:
     """A 302 to the store's signed URL, or None where the store cannot sign; BlobUnavailable first."""
-    check_available(blob)
+    check_servable(blob)
     url = services.blob_url(blob, as_attachment=True, filename=filename)
     if url is None:
         return None

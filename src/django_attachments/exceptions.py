@@ -154,6 +154,20 @@ class BlobUnavailable(AttachmentError):
     status_code = 409
 
 
+class Quarantined(BlobUnavailable):
+    """The malware scanner found something in the blob: it is never served, linked or deduplicated against."""
+
+    code = "quarantined"
+    public_detail = "The malware scanner found a threat in this file; it is quarantined and cannot be used."
+
+
+class ScanPending(BlobUnavailable):
+    """The blob is not scanned yet (or its scan is being retried), and only clean files are served."""
+
+    code = "scan_pending"
+    public_detail = "This file has not been scanned for malware yet; try again shortly."
+
+
 class InvalidFile(AttachmentError, ValueError):
     """The object given as a file cannot be read as bytes."""
 

@@ -61,6 +61,34 @@ class BlobQuerySet(models.QuerySet):
         return self if tenant is None else self.filter(tenant=str(tenant))
 
 
+class ScanState(models.TextChoices):
+    """Where a blob stands with the malware scanner (``Blob.scan_state``)."""
+
+    #: Waiting for the scanner (just stored, or a scanner installed since).
+    PENDING = "pending", _("pending")
+    #: Scanned; nothing found.
+    CLEAN = "clean", _("clean")
+    #: Scanned; a threat found (``scan_signature``). Never served, linked or deduplicated against.
+    INFECTED = "infected", _("infected")
+    #: The scan could not run (scanner down, timed out, file over its limit); retried.
+    FAILED = "failed", _("failed")
+    #: No scanner was configured when the blob was stored.
+    NOT_SCANNED = "not_scanned", _("not scanned")
+
+
+class AnalysisState(models.TextChoices):
+    """Where a blob stands with the metadata analyzers (``Blob.analysis_state``)."""
+
+    #: Waiting for the analyzers that read its type.
+    PENDING = "pending", _("pending")
+    #: Every analyzer that reads its type ran; their values are in ``metadata``.
+    ANALYZED = "analyzed", _("analyzed")
+    #: At least one analyzer refused the file (``analysis_errors`` says which, and why).
+    FAILED = "failed", _("failed")
+    #: No analyzer reads its type (or none is installed).
+    NOT_ANALYZED = "not_analyzed", _("not analyzed")
+
+
 class Blob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     checksum = models.CharField(_("SHA-256"), max_length=64, validators=[_sha256_hex])
@@ -74,6 +102,26 @@ class Blob(models.Model):
     subject = models.CharField(_("subject"), max_length=SUBJECT_MAX_LENGTH, blank=True, default="")
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    # -- the processing pipeline (services.processing) --
+    scan_state = models.CharField(_("scan"), max_length=16, choices=ScanState.choices, default=ScanState.NOT_SCANNED)
+    scan_signature = models.CharField(
+        _("threat found"), max_length=255, blank=True, default="", help_text=_("What the scanner found.")
+    )
+    scanned_by = models.CharField(_("scanned by"), max_length=255, blank=True, default="")
+    scanned_at = models.DateTimeField(_("scanned at"), null=True, blank=True)
+    scan_attempts = models.PositiveSmallIntegerField(_("failed scan attempts"), default=0)
+    scan_error_code = models.CharField(_("scan error code"), max_length=64, blank=True, default="")
+    scan_error = models.TextField(_("scan error"), blank=True, default="")
+    analysis_state = models.CharField(
+        _("analysis"), max_length=16, choices=AnalysisState.choices, default=AnalysisState.NOT_ANALYZED
+    )
+    analysis_errors = models.JSONField(
+        _("analysis errors"),
+        default=dict,
+        blank=True,
+        help_text=_("Per analyzer that refused the file: its error code and message."),
+    )
+    analyzed_at = models.DateTimeField(_("analyzed at"), null=True, blank=True)
 
     objects = BlobQuerySet.as_manager()
 
@@ -89,6 +137,9 @@ class Blob(models.Model):
             # The stray sweep asks "which of these object names does a blob reference?"
             # in batches: an index on the name inside the opaque identifiers.
             models.Index("storage", object_name(), name="django_att_blob_object_idx"),
+            # The pipeline's backlog, the admin's filters and the API's ?scan=.
+            models.Index(fields=["scan_state"], name="django_att_blob_scan_idx"),
+            models.Index(fields=["analysis_state"], name="django_att_blob_analysis_idx"),
         ]
 
     def __str__(self) -> str:
@@ -101,10 +152,16 @@ class Blob(models.Model):
         The one rule every read path applies, through
         :func:`~django_attachments.policy.check_available`: downloads,
         redirects, links, the dedup look-ups of uploads and direct uploads.
-        Every blob is available today; the processing pipeline narrows it (not
-        yet scanned, infected) here and nowhere else.
+        An infected blob is not. Serving asks one more question
+        (:func:`~django_attachments.policy.check_servable`): whether a blob
+        not yet scanned may be served (``SERVE_PENDING_SCANS``).
         """
-        return True
+        return self.scan_state != ScanState.INFECTED
+
+    @property
+    def is_scanned(self) -> bool:
+        """Whether the scanner has had its say (clean or infected), or none was configured."""
+        return self.scan_state in (ScanState.CLEAN, ScanState.INFECTED, ScanState.NOT_SCANNED)
 
 
 class Attachment(models.Model):

@@ -42,6 +42,8 @@ from .exceptions import (
     NoTenant,
     OwnerMismatch,
     OwnerNotFound,
+    Quarantined,
+    ScanPending,
 )
 from .models import (
     DESCRIPTION_MAX_LENGTH,
@@ -50,6 +52,7 @@ from .models import (
     SUBJECT_MAX_LENGTH,
     TENANT_MAX_LENGTH,
     Blob,
+    ScanState,
 )
 from .registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 
@@ -226,12 +229,28 @@ def check_file(spec: OwnerSpec, *, size: int, content_type: str | None, field: s
 
 
 def check_available(blob: Blob) -> None:
-    """BlobUnavailable (409 ``blob_unavailable``) unless the blob may be served, linked or deduplicated against.
+    """BlobUnavailable (409) unless the blob may be served, linked or deduplicated against.
 
-    See :attr:`Blob.is_available <django_attachments.models.Blob.is_available>`.
+    See :attr:`Blob.is_available <django_attachments.models.Blob.is_available>`;
+    an infected blob is :class:`Quarantined` (409 ``quarantined``).
     """
     if not blob.is_available:
+        if blob.scan_state == ScanState.INFECTED:
+            raise Quarantined(f"The file {blob.filename!r} is quarantined: the malware scanner found a threat in it.")
         raise BlobUnavailable(f"The file {blob.filename!r} is not available now.")
+
+
+def check_servable(blob: Blob) -> None:
+    """:func:`check_available`, and, for bytes about to be sent: the scanner has passed them.
+
+    A blob whose scan is pending, or failed and being retried, is
+    :class:`ScanPending` (409 ``scan_pending``) unless ``SERVE_PENDING_SCANS``.
+    Downloads and signed redirects ask this; links and deduplication ask only
+    :func:`check_available` (a pending blob may be linked; it is scanned once).
+    """
+    check_available(blob)
+    if not blob.is_scanned and not app_settings.SERVE_PENDING_SCANS:
+        raise ScanPending(f"The file {blob.filename!r} has not been scanned for malware yet; try again shortly.")
 
 
 # -- the owner's keys -------------------------------------------------------------

@@ -32,3 +32,10 @@ attachment_deleted = Signal()
 #: Arguments: ``sender`` (the Blob class), ``blob`` (no longer in the database),
 #: ``bytes_deleted`` (False when the storage refused: the object is now stray).
 blob_purged = Signal()
+
+#: Sent once when the malware scanner finds a threat in a blob, after the
+#: verdict is committed. The blob is quarantined: never served, linked or
+#: deduplicated against; its attachments stay, for the project to act on
+#: (tell someone, unlink, purge).
+#: Arguments: ``sender`` (the Blob class), ``blob``, ``signature`` (what was found).
+blob_infected = Signal()

@@ -27,6 +27,7 @@ from ..models import Attachment, Blob
 from ..registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 from ..signals import attachment_created, attachment_deleted, blob_created
 from ..stores import BaseStore, Identifiers, RangeReader, get_store
+from . import processing
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,12 @@ def _record_blob(
     with transaction.atomic():
         try:
             with transaction.atomic():
-                blob = Blob.objects.create(**asdict(new_blob), storage=store.alias, storage_identifiers=identifiers)
+                blob = Blob.objects.create(
+                    **asdict(new_blob),
+                    **processing.initial_states(new_blob.content_type),
+                    storage=store.alias,
+                    storage_identifiers=identifiers,
+                )
         except IntegrityError:
             if not Blob.objects.filter(**new_blob.same_bytes()).exists():
                 raise

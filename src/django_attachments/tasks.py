@@ -1,0 +1,87 @@
+"""The processing pipeline's entry points on Django's Tasks framework: ids in, services called.
+
+``django.tasks`` on Django 6.0+, the ``django-tasks`` backport before it; the
+import below is the only difference. The task goes to the backend aliased
+``DJANGO_ATTACHMENTS["TASK_BACKEND"]`` in ``settings.TASKS`` (the project's
+default backend unless set), on the queue ``TASK_QUEUE``::
+
+    # settings.py: run the pipeline inline, right after each upload commits (the default)
+    TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+    # or on workers: django-tasks-db's database backend, `manage.py db_worker`
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+Each new blob is handed to :data:`process_blob` once its row commits
+(:func:`enqueue_new_blob`, a receiver of ``blob_created``); the request never
+waits for a worker. The task is idempotent (see
+:mod:`django_attachments.services.processing`): a task run twice, or two at
+once, leaves the blob as one run would. A scan that could not run is enqueued
+again after a growing delay where the backend can defer tasks; elsewhere, and
+after a worker died, ``manage.py process_attachments --pending`` finishes the
+backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from .conf import app_settings
+from .services import processing
+
+try:  # Django 6.0+
+    from django.tasks import task  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # Django 4.2-5.2: the backport
+    from django_tasks import task  # type: ignore[no-redef,unused-ignore]
+
+logger = logging.getLogger(__name__)
+
+
+@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+def process_blob(blob_id: str, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Run the pipeline's stages still due for one blob; the outcome as a dict (the task's result).
+
+    A failed scan with attempts left is enqueued again, deferred, when the
+    backend can defer; the outcome's ``retry_in`` says after how long.
+    """
+    outcome = processing.process(blob_id, stages=processing.STAGES if stages is None else stages, force=force)
+    if outcome.retry_in is not None:
+        enqueue(blob_id, stages=stages, delay=timedelta(seconds=outcome.retry_in))
+    return outcome.as_dict()
+
+
+def enqueue(
+    blob_id: Any,
+    *,
+    stages: Sequence[str] | None = None,
+    force: bool = False,
+    delay: timedelta | None = None,
+) -> Any:
+    """Hand one blob to :data:`process_blob` on the configured backend and queue; the TaskResult, or None.
+
+    A ``delay`` is honoured where the backend can defer tasks; elsewhere a
+    retry is left to ``process_attachments``. A backend that refuses the task
+    is logged and the blob stays as it is (pending), for the command to find:
+    the caller -- an upload that has committed -- is never failed by it.
+    """
+    try:
+        configured = process_blob.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+        if delay is not None:
+            if not configured.get_backend().supports_defer:
+                logger.info("Blob %s: the task backend cannot defer; process_attachments retries it.", blob_id)
+                return None
+            configured = configured.using(run_after=timezone.now() + delay)
+        return configured.enqueue(str(blob_id), list(stages) if stages is not None else None, force)
+    except Exception:
+        logger.exception("Could not enqueue the processing of blob %s; process_attachments will.", blob_id)
+        return None
+
+
+def enqueue_new_blob(sender: Any, blob: Any, **kwargs: Any) -> None:
+    """``blob_created`` receiver: enqueue the pipeline for a new blob with a stage due (sent on commit)."""
+    if blob.scan_state in processing.SCAN_DUE or blob.analysis_state == processing.AnalysisState.PENDING:
+        enqueue(blob.pk)
