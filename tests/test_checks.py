@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from django.core import checks
 
-from django_attachments.checks import check_blob_storages, check_libmagic, check_settings
+from django_attachments.checks import (
+    TAG,
+    check_blob_storages,
+    check_libmagic,
+    check_scanner,
+    check_settings,
+    check_tasks,
+)
+from django_attachments.processing.analyzers import Analyzer
 
 
 def ids(messages):
@@ -92,3 +100,69 @@ def test_store_options_of_the_wrong_shape_are_e001(settings):
     settings.DJANGO_ATTACHMENTS = {"STORE_OPTIONS": {"default": 5}}
     messages = check_settings()
     assert ids(messages) == ["django_attachments.E001"] and "['STORE_OPTIONS']['default']" in messages[0].msg
+
+
+# -- the processing pipeline ---------------------------------------------------------------------
+
+
+class MissingLibraryAnalyzer(Analyzer):
+    """An analyzer whose library is not installed here."""
+
+    name = "missing"
+    content_types = frozenset({"image/png"})
+
+    def unavailable_reason(self):
+        return "the library it needs is not installed (pip install something)"
+
+
+def test_a_task_backend_that_is_not_configured_is_e005(settings):
+    settings.DJANGO_ATTACHMENTS = {"TASK_BACKEND": "workers"}
+    messages = check_tasks()
+    assert ids(messages) == ["django_attachments.E005"]
+    assert "'workers'" in messages[0].msg and "settings.TASKS" in messages[0].hint
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+        "workers": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["files"]},
+    }
+    messages = check_tasks()  # the alias is there now, but its QUEUES do not take the default queue
+    assert ids(messages) == ["django_attachments.E005"] and "'default'" in messages[0].msg
+    settings.DJANGO_ATTACHMENTS = {"TASK_BACKEND": "workers", "TASK_QUEUE": "files"}
+    assert check_tasks() == []
+    settings.DJANGO_ATTACHMENTS = {"TASK_BACKEND": "workers", "TASK_QUEUE": "elsewhere"}
+    assert ids(check_tasks()) == ["django_attachments.E005"]
+
+
+def test_an_analyzer_listed_but_unable_to_run_is_w004(settings):
+    settings.DJANGO_ATTACHMENTS = {
+        "ANALYZERS": ["django_attachments.processing.analyzers.PdfAnalyzer", "tests.test_checks.MissingLibraryAnalyzer"]
+    }
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.W004"] and "not installed" in messages[0].msg
+    # The default (None) takes what can run, silently.
+    settings.DJANGO_ATTACHMENTS = {}
+    assert check_settings() == []
+
+
+def test_a_scanner_that_does_not_answer_is_w005_on_deploy_only(settings, tmp_path):
+    settings.DJANGO_ATTACHMENTS = {
+        "SCANNER": {
+            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
+            "OPTIONS": {"socket": str(tmp_path / "nothing.sock"), "timeout": 1},
+        }
+    }
+    messages = check_scanner()
+    assert ids(messages) == ["django_attachments.W005"] and "nothing.sock" in messages[0].msg
+    deploy_only = checks.run_checks(tags=[TAG])
+    assert "django_attachments.W005" not in ids(deploy_only)
+    assert "django_attachments.W005" in ids(checks.run_checks(tags=[TAG], include_deployment_checks=True))
+
+
+def test_a_wrong_scanner_setting_is_e001(settings):
+    settings.DJANGO_ATTACHMENTS = {
+        "SCANNER": {"BACKEND": "django_attachments.processing.scanners.ClamdScanner", "OPTIONS": {"sockett": "x"}}
+    }
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E001"] and "'sockett'" in messages[0].msg
+    settings.DJANGO_ATTACHMENTS = {"SCANNER": "django_attachments.processing.analyzers.PdfAnalyzer"}
+    assert "not a subclass of Scanner" in check_settings()[0].msg
+    assert check_scanner() == [] and check_tasks() == []  # E001 says it; the others stay quiet

@@ -11,6 +11,11 @@ Ids are stable; a retired id stays reserved and is never reused.
   (only checked with ``--database``; a warning, so that it never blocks ``migrate``).
 - ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
 - ``django_attachments.W003``: ``ADMIN_CROSS_TENANT`` is set without ``TENANT_RESOLVER``, where it does nothing.
+- ``django_attachments.E005``: ``TASK_BACKEND`` is not an alias of ``settings.TASKS``, or that backend
+  refuses the pipeline's task (its queue, say).
+- ``django_attachments.W004``: an analyzer listed in ``ANALYZERS`` cannot run here (its library or
+  program is missing); it is skipped.
+- ``django_attachments.W005``: the scanner does not answer (only with ``--deploy``: it asks the daemon).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .conf import app_settings
+from .conf import SETTINGS_NAME, app_settings
 from .exceptions import AttachmentsImproperlyConfigured
 
 TAG = "django_attachments"
@@ -50,7 +55,67 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             ),
             *_check_store_options(defined),
         ]
-    return [*_check_store_options(defined), *_check_cross_tenant(), *_check_local_location(alias, defined[alias])]
+    return [
+        *_check_store_options(defined),
+        *_check_cross_tenant(),
+        *_check_local_location(alias, defined[alias]),
+        *_check_analyzers(),
+    ]
+
+
+def _check_analyzers() -> list[checks.CheckMessage]:
+    if (getattr(settings, SETTINGS_NAME, None) or {}).get("ANALYZERS") is None:
+        return []  # the default takes the built-ins that can run, silently
+    return [
+        checks.Warning(
+            f"The analyzer {analyzer!r} in DJANGO_ATTACHMENTS['ANALYZERS'] cannot run here: {reason}",
+            hint="It is skipped; install what it needs, or remove it from ANALYZERS.",
+            id="django_attachments.W004",
+        )
+        for analyzer in app_settings.ANALYZERS
+        if (reason := analyzer.unavailable_reason()) is not None
+    ]
+
+
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The pipeline's task must be accepted by the backend and queue the settings name."""
+    if app_settings.errors():
+        return []  # E001 says it
+    try:
+        from .tasks import process_blob
+
+        process_blob.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+    except Exception as exc:
+        return [
+            checks.Error(
+                f"The processing pipeline's task cannot go to TASK_BACKEND {app_settings.TASK_BACKEND!r}, "
+                f"queue {app_settings.TASK_QUEUE!r}: {exc}",
+                hint="Name an alias of settings.TASKS (and a queue its QUEUES allow) in "
+                "DJANGO_ATTACHMENTS['TASK_BACKEND'] / ['TASK_QUEUE'].",
+                id="django_attachments.E005",
+            )
+        ]
+    return []
+
+
+def check_scanner(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With ``--deploy``: the configured scanner answers now (a stopped daemon would leave every scan failing)."""
+    if app_settings.errors() or app_settings.SCANNER is None:
+        return []
+    from .processing.scanners import ScanError
+
+    try:
+        app_settings.SCANNER.ping()
+    except ScanError as exc:
+        return [
+            checks.Warning(
+                f"The malware scanner does not answer: {exc}",
+                hint="Uploads are stored, but their scans fail (and are retried) until it does; "
+                "downloads of them wait (SERVE_PENDING_SCANS).",
+                id="django_attachments.W005",
+            )
+        ]
+    return []
 
 
 def _check_store_options(defined: dict[str, Any]) -> list[checks.CheckMessage]:
@@ -176,3 +241,5 @@ def register() -> None:
     checks.register(check_settings, TAG)
     checks.register(check_libmagic, TAG)
     checks.register(check_blob_storages, TAG, checks.Tags.database)
+    checks.register(check_tasks, TAG)
+    checks.register(check_scanner, TAG, deploy=True)

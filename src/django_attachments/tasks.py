@@ -41,7 +41,9 @@ except ImportError:  # Django 4.2-5.2: the backport
 logger = logging.getLogger(__name__)
 
 
-@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+# Declared on the default backend, as any project's tasks are; enqueue() sends it to TASK_BACKEND and
+# TASK_QUEUE, read when it is called (so a settings change, or a test's override, is honoured).
+@task()
 def process_blob(blob_id: str, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run the pipeline's stages still due for one blob; the outcome as a dict (the task's result).
 

@@ -137,6 +137,13 @@ class Scanner:
         """Scan every byte of ``stream``; the verdict, or :class:`ScanError` when there is none."""
         raise NotImplementedError(".scan() must be overridden.")
 
+    def ping(self) -> None:
+        """Return if the scanner can scan now; raise :class:`ScanError` saying why not.
+
+        Asked by ``manage.py check --deploy``. The default answers yes: a
+        scanner with nothing to ask (a library in this process) need not override it.
+        """
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.options!r}>"
 
