@@ -49,7 +49,7 @@ def test_every_error_has_a_stable_code_and_a_client_error_status(cls):
 
 @pytest.mark.parametrize("cls", error_classes(), ids=lambda cls: cls.__name__)
 def test_an_error_is_the_client_s_fault_exactly_when_its_type_says_so(cls):
-    conflict = cls is exceptions.BlobUnavailable  # the request is fine; the blob's state is not
+    conflict = issubclass(cls, exceptions.BlobUnavailable)  # the request is fine; the blob's state is not
     assert (cls.status_code < 500) == (issubclass(cls, CLIENT_FAULTS) or conflict)
 
 
