@@ -416,3 +416,20 @@ class NeverScanner(Scanner):
 
     def scan(self, stream):  # pragma: no cover - the tests using it never commit
         raise AssertionError("not scanned in this test")
+
+
+def test_a_blob_purged_while_it_is_processed_is_nothing_to_do(owners, disk_store, scanner, monkeypatch):
+    """The row and the bytes go between the task's read of the row and its read of the bytes."""
+    attachment = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk)
+    blob = attachment.blob
+    real_open = type(disk_store).open
+
+    def purge_then_open(store, identifiers, **kwargs):
+        Attachment.objects.filter(blob=blob).delete()
+        Blob.objects.filter(pk=blob.pk).delete()
+        store.delete(identifiers)
+        return real_open(store, identifiers, **kwargs)
+
+    monkeypatch.setattr(type(disk_store), "open", purge_then_open)
+    outcome = processing.process(blob.pk)
+    assert (outcome.found, outcome.retry_in) == (False, None)

@@ -45,7 +45,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..exceptions import StorageError
+from ..exceptions import ObjectMissing, StorageError
 from ..models import AnalysisState, Blob, ScanState
 from ..processing.analyzers import AnalysisError, AnalysisUnavailable, Analyzer
 from ..processing.scanners import ScanError, Scanner, ScanTooLarge
@@ -131,10 +131,18 @@ def process(
     if blob is None:
         outcome.found = False
         return outcome
-    if "scan" in stages:
-        _scan_stage(blob, force=force, outcome=outcome)
-    if "analyze" in stages:
-        _analyze_stage(blob, force=force, outcome=outcome)
+    try:
+        if "scan" in stages:
+            _scan_stage(blob, force=force, outcome=outcome)
+        if "analyze" in stages:
+            _analyze_stage(blob, force=force, outcome=outcome)
+    except (Blob.DoesNotExist, ObjectMissing):
+        # Purged while we read it (its row, then its bytes, went): nothing to do, not an error. Active
+        # Storage's AnalyzeJob reports FileNotFoundError for exactly this, over and over.
+        if Blob.objects.filter(pk=blob.pk).exists():
+            raise
+        outcome.found, outcome.retry_in = False, None
+        return outcome
     outcome.scan, outcome.analysis = blob.scan_state, blob.analysis_state
     return outcome
 
@@ -290,3 +298,35 @@ def lock_blob(pk: Any) -> Blob | None:
     if not Blob.objects.filter(pk=pk).update(analysis_state=F("analysis_state")):
         return None
     return Blob.objects.select_for_update().filter(pk=pk).first()
+
+
+# -- what is due: the selections of manage.py process_attachments ------------------------
+
+
+def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Blob]:
+    """Blobs on which :func:`process` with ``stages`` (not forced) has work to do.
+
+    A scan is due when it is pending or failed; with ``backlog`` and a scanner
+    configured, also for blobs stored before the scanner came (``not_scanned``).
+    An analysis is due when it is pending; asked for alone, only once the scan
+    passed (the analyzers never read a file the scanner has yet to pass).
+    ``due()`` is :func:`unfinished`.
+    """
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"Unknown stage(s) {sorted(unknown)}; the stages are {list(STAGES)}.")
+    conditions = []
+    if "scan" in stages:
+        scan_due = [*SCAN_DUE]
+        if backlog and app_settings.SCANNER is not None:
+            scan_due.append(ScanState.NOT_SCANNED)
+        conditions.append(Q(scan_state__in=scan_due))
+    if "analyze" in stages:
+        analysis_due = Q(analysis_state=AnalysisState.PENDING)
+        conditions.append(analysis_due if "scan" in stages else analysis_due & Q(scan_state__in=SCAN_PASSED))
+    if not conditions:
+        return Blob.objects.none()
+    condition = conditions[0]
+    for other in conditions[1:]:
+        condition |= other
+    return Blob.objects.filter(condition)
