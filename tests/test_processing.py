@@ -433,3 +433,24 @@ def test_a_blob_purged_while_it_is_processed_is_nothing_to_do(owners, disk_store
     monkeypatch.setattr(type(disk_store), "open", purge_then_open)
     outcome = processing.process(blob.pk)
     assert (outcome.found, outcome.retry_in) == (False, None)
+
+
+def test_a_backend_that_refuses_the_task_fails_no_upload(
+    owners, disk_store, settings, caplog, django_capture_on_commit_callbacks
+):
+    """The upload has committed when the task is enqueued: a refusal is logged, and the blob waits for the command."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+        "files": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["elsewhere"]},
+    }
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "TASK_BACKEND": "files"}
+    attachment = attach(pdf_bytes(), owners, django_capture_on_commit_callbacks)
+    blob = Blob.objects.get(pk=attachment.blob_id)
+    assert blob.analysis_state == AnalysisState.PENDING and list(processing.unfinished()) == [blob]
+    assert "Could not enqueue the processing of blob" in caplog.text
+    # The queue it takes: the same upload's blob is processed by the next run.
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "TASK_QUEUE": "elsewhere"}
+    from django_attachments import tasks
+
+    result = tasks.enqueue(blob.pk)
+    assert result.status == "SUCCESSFUL" and result.return_value["analysis"] == AnalysisState.ANALYZED
