@@ -199,6 +199,32 @@ def top_allocations(snapshot, limit: int = 15) -> list[str]:
     return [str(stat) for stat in snapshot.statistics("traceback")[:limit]]
 
 
+def scan_step(blob, socket: str, *, baseline: dict) -> dict:
+    """Scan the stored blob through the pipeline (the store's stream to clamd's INSTREAM); its peak growth."""
+    from django.conf import settings
+
+    from django_attachments.conf import app_settings
+    from django_attachments.models import Blob, ScanState
+    from django_attachments.services import processing
+
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "SCANNER": {"BACKEND": "django_attachments.processing.scanners.ClamdScanner", "OPTIONS": {"socket": socket}},
+    }
+    app_settings.reload()
+    Blob.objects.filter(pk=blob.pk).update(scan_state=ScanState.PENDING)
+    gc.collect()
+    before = sample() if reset_peak_rss() else None
+    outcome = processing.process(blob.pk, stages=["scan"])
+    after = sample()
+    return {
+        "scan_state": outcome.scan,
+        "scan_error": Blob.objects.get(pk=blob.pk).scan_error,
+        "scan_growth_mib": growth(baseline, after),
+        "scan_alone_growth_mib": None if before is None else growth(before, after),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=["disk", "s3"], required=True)
@@ -209,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", help="S3 endpoint URL (moto server)")
     parser.add_argument("--bucket", help="an existing, empty bucket")
     parser.add_argument("--trace", action="store_true", help="report tracemalloc's largest allocation sites")
+    parser.add_argument(
+        "--scan-socket", help="then scan the big blob with the processing pipeline, through clamd at this unix socket"
+    )
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     expected_size = os.path.getsize(args.input)
@@ -304,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if trace:
         result["trace"] = trace
+    if args.scan_socket:
+        result.update(scan_step(blob, args.scan_socket, baseline=baseline))
 
     # Free the space (and the moto server's memory) the stored copies take.
     store = get_store("attachments")

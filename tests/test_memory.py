@@ -128,3 +128,39 @@ def test_attach_200_mib_peak_memory_is_bounded(kind, mode, big_file, case_dir, r
     assert read["max"] < BOUND_MIB, figures
     if alone is not None:
         assert alone["max"] < BOUND_MIB, figures
+
+
+@pytest.fixture(scope="module")
+def big_clamd(tmp_path_factory):
+    """clamd with the test signatures and a StreamMaxLength above the big file."""
+    from tests import clamd as clamd_helpers
+    from tests import servers
+
+    clamd_helpers.skip_without_clamd()
+    with servers.clamd_server(
+        tmp_path_factory.mktemp("memory-clamd"), clamd_helpers.databases(), stream_max_length="300M"
+    ) as clamd:
+        yield clamd
+
+
+# S3 only: the store's stream is the one the read-back above bounds on both stores; what is new here is the
+# scanner's side, and a boto3 body is the stream most likely to buffer (measured once on disk: +1.5 MiB).
+@pytest.mark.parametrize("kind", ["s3"])
+def test_scan_200_mib_peak_memory_is_bounded(kind, big_file, case_dir, big_clamd, request):
+    """The pipeline streams the stored object to clamd in chunks: a 200 MiB scan holds no more than a chunk."""
+    path, sha256 = big_file
+    args = ["--store", kind, "--mode", "file", "--input", str(path), "--sha256", sha256]
+    args += ["--scan-socket", big_clamd.socket]
+    if kind == "s3":
+        endpoint = request.getfixturevalue("moto_server")
+        args += ["--endpoint", endpoint, "--bucket", make_bucket(endpoint)]
+
+    result = run_probe(args, case_dir)
+
+    scan, alone = result["scan_growth_mib"], result["scan_alone_growth_mib"]
+    figures = f"[{kind}-scan] 200 MiB, bound {BOUND_MIB} MiB: scan grew peak RSS by {scan['max']} MiB (alone: {alone})"
+    print("\n" + figures)
+    assert result["scan_state"] == "clean", result["scan_error"]
+    assert scan["max"] < BOUND_MIB, figures
+    if alone is not None:
+        assert alone["max"] < BOUND_MIB, figures
