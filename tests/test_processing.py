@@ -454,3 +454,52 @@ def test_a_backend_that_refuses_the_task_fails_no_upload(
 
     result = tasks.enqueue(blob.pk)
     assert result.status == "SUCCESSFUL" and result.return_value["analysis"] == AnalysisState.ANALYZED
+
+
+def test_blobs_stored_before_an_analyzer_came_are_analyzed_by_the_next_run(owners, disk_store, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": []}
+    attachment = services.attach(io.BytesIO(pdf_bytes(pages=6)), owner_type="note", owner_id=owners.alice_note.pk)
+    assert attachment.blob.analysis_state == AnalysisState.NOT_ANALYZED
+    assert processing.process(attachment.blob_id).ran == []  # still none configured: nothing, and no write
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": None}
+    outcome = processing.process(attachment.blob_id)
+    blob = Blob.objects.get(pk=attachment.blob_id)
+    assert outcome.ran == ["analyze"] and blob.metadata["pdf.pages"] == 6
+    assert processing.process(attachment.blob_id).ran == []  # analyzed: done
+
+
+def test_a_forced_rescan_that_fails_keeps_the_verdict_and_notes_nothing(
+    owners, disk_store, scanner, settings, tmp_path
+):
+    attachment = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk)
+    processing.process(attachment.blob_id)
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "SCANNER": {
+            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
+            "OPTIONS": {"socket": str(tmp_path / "gone.sock")},
+        },
+    }
+    outcome = processing.process(attachment.blob_id, stages=["scan"], force=True)
+    blob = Blob.objects.get(pk=attachment.blob_id)
+    assert (blob.scan_state, blob.scan_error_code, outcome.retry_in) == (ScanState.CLEAN, "", None)
+
+
+def test_due_is_the_unfinished_and_the_backlog(owners, disk_store, settings, clamd):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": []}
+    old_pdf = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk).blob
+    text = services.attach(io.BytesIO(b"text " * 100), owner_type="note", owner_id=owners.alice_note.pk).blob
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": None}
+    assert set(processing.due()) == {old_pdf}  # a PDF analyzer came; nothing reads text
+    assert set(processing.due(analyze=False)) == set()  # no scanner: nothing to scan
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "SCANNER": {
+            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
+            "OPTIONS": {"socket": clamd.socket},
+        },
+    }
+    assert set(processing.due(analyze=False)) == {old_pdf, text}  # the scanner's backlog
+    for blob in (old_pdf, text):
+        processing.process(blob.pk)
+    assert list(processing.due()) == []

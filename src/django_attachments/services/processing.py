@@ -104,6 +104,26 @@ def unfinished() -> QuerySet[Blob]:
     return Blob.objects.filter(Q(scan_state__in=SCAN_DUE) | Q(analysis_state=AnalysisState.PENDING))
 
 
+def due(*, scan: bool = True, analyze: bool = True) -> QuerySet[Blob]:
+    """Blobs :func:`process` has something to do for: :func:`unfinished`, and the backlog.
+
+    The backlog: blobs stored before a scanner was configured (``not_scanned``,
+    when one is now), and blobs never analyzed whose type a configured
+    analyzer reads (stored before it was configured). Infected blobs are
+    never due for analysis.
+    """
+    condition = Q(pk__in=[])
+    if scan:
+        condition |= Q(scan_state__in=SCAN_DUE)
+        if app_settings.SCANNER is not None:
+            condition |= Q(scan_state=ScanState.NOT_SCANNED)
+    if analyze:
+        types = sorted({t for analyzer in app_settings.ANALYZERS for t in analyzer.content_types})
+        never = Q(analysis_state=AnalysisState.NOT_ANALYZED, analyzed_at__isnull=True, content_type__in=types)
+        condition |= (Q(analysis_state=AnalysisState.PENDING) | never) & ~Q(scan_state=ScanState.INFECTED)
+    return Blob.objects.filter(condition)
+
+
 def retry_delay(attempts: int) -> timedelta | None:
     """When to try a scan again after ``attempts`` failed ones; None once SCAN_MAX_ATTEMPTS is reached."""
     if attempts >= app_settings.SCAN_MAX_ATTEMPTS:
@@ -184,7 +204,8 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
         return
     signature = (result.signature or "")[:255]
     # Only the run that makes the blob infected announces it, however many scan it at once.
-    # An infected file is never parsed: its analysis ends here, and what earlier analyzers read is dropped.
+    # An infected file is never parsed (again): its analysis ends here. Values read before a forced re-scan
+    # found it (new signatures) stay in metadata, as facts about the bytes; nothing serves them.
     newly = _settle(
         blob,
         undecided & ~Q(scan_state=ScanState.INFECTED),
@@ -201,7 +222,7 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
 
 
 def _scan_failed(blob: Blob, exc: Exception, *, force: bool, outcome: ProcessOutcome) -> None:
-    """Record a scan that could not run; a blob already judged keeps its verdict (a forced re-scan failing)."""
+    """Record a scan that could not run; a blob already judged keeps its verdict, and no error (a forced re-scan)."""
     code = getattr(exc, "code", "scan_unavailable")
     final = isinstance(exc, ScanTooLarge)  # trying again cannot help
     details = {"scan_error_code": code[:64], "scan_error": str(exc)}
@@ -213,7 +234,7 @@ def _scan_failed(blob: Blob, exc: Exception, *, force: bool, outcome: ProcessOut
         updated_at=timezone.now(),
         **details,
     )
-    Blob.objects.filter(pk=blob.pk).exclude(scan_state__in=SCAN_DUE).update(updated_at=timezone.now(), **details)
+    Blob.objects.filter(pk=blob.pk, scan_state=ScanState.NOT_SCANNED).update(updated_at=timezone.now(), **details)
     blob.refresh_from_db()
     if blob.scan_state == ScanState.FAILED:
         delay = retry_delay(blob.scan_attempts)
@@ -239,11 +260,14 @@ def _announce_infected(blob: Blob, signature: str) -> None:
 def _analyze_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
     if blob.scan_state not in SCAN_PASSED:
         return  # never parse a file the scanner has not passed; the scan's completion runs this stage
-    if not force and blob.analysis_state != AnalysisState.PENDING:
+    # Due: pending, or never analyzed (stored before an analyzer for its type was configured: the backlog).
+    never = blob.analysis_state == AnalysisState.NOT_ANALYZED and blob.analyzed_at is None
+    if not (force or blob.analysis_state == AnalysisState.PENDING or never):
         return
     analyzers = analyzers_for(blob.content_type)
     if not analyzers:
-        _settle(blob, Q(), analysis_state=AnalysisState.NOT_ANALYZED)
+        if blob.analysis_state != AnalysisState.NOT_ANALYZED:
+            _settle(blob, Q(), analysis_state=AnalysisState.NOT_ANALYZED)
         return
     outcome.ran.append("analyze")
     store = get_store(blob.storage)
