@@ -490,8 +490,9 @@ def test_due_is_the_unfinished_and_the_backlog(owners, disk_store, settings, cla
     old_pdf = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk).blob
     text = services.attach(io.BytesIO(b"text " * 100), owner_type="note", owner_id=owners.alice_note.pk).blob
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": None}
-    assert set(processing.due()) == {old_pdf}  # a PDF analyzer came; nothing reads text
-    assert set(processing.due(analyze=False)) == set()  # no scanner: nothing to scan
+    assert set(processing.due(backlog=True)) == {old_pdf}  # a PDF analyzer came; nothing reads text
+    assert set(processing.due()) == set()  # nothing pending: the backlog is only asked for
+    assert set(processing.due(["scan"], backlog=True)) == set()  # no scanner: nothing to scan
     settings.DJANGO_ATTACHMENTS = {
         **settings.DJANGO_ATTACHMENTS,
         "SCANNER": {
@@ -499,7 +500,7 @@ def test_due_is_the_unfinished_and_the_backlog(owners, disk_store, settings, cla
             "OPTIONS": {"socket": clamd.socket},
         },
     }
-    assert set(processing.due(analyze=False)) == {old_pdf, text}  # the scanner's backlog
+    assert set(processing.due(["scan"], backlog=True)) == {old_pdf, text}  # the scanner's backlog
     for blob in (old_pdf, text):
         processing.process(blob.pk)
-    assert list(processing.due()) == []
+    assert list(processing.due(backlog=True)) == []

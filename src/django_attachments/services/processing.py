@@ -104,26 +104,6 @@ def unfinished() -> QuerySet[Blob]:
     return Blob.objects.filter(Q(scan_state__in=SCAN_DUE) | Q(analysis_state=AnalysisState.PENDING))
 
 
-def due(*, scan: bool = True, analyze: bool = True) -> QuerySet[Blob]:
-    """Blobs :func:`process` has something to do for: :func:`unfinished`, and the backlog.
-
-    The backlog: blobs stored before a scanner was configured (``not_scanned``,
-    when one is now), and blobs never analyzed whose type a configured
-    analyzer reads (stored before it was configured). Infected blobs are
-    never due for analysis.
-    """
-    condition = Q(pk__in=[])
-    if scan:
-        condition |= Q(scan_state__in=SCAN_DUE)
-        if app_settings.SCANNER is not None:
-            condition |= Q(scan_state=ScanState.NOT_SCANNED)
-    if analyze:
-        types = sorted({t for analyzer in app_settings.ANALYZERS for t in analyzer.content_types})
-        never = Q(analysis_state=AnalysisState.NOT_ANALYZED, analyzed_at__isnull=True, content_type__in=types)
-        condition |= (Q(analysis_state=AnalysisState.PENDING) | never) & ~Q(scan_state=ScanState.INFECTED)
-    return Blob.objects.filter(condition)
-
-
 def retry_delay(attempts: int) -> timedelta | None:
     """When to try a scan again after ``attempts`` failed ones; None once SCAN_MAX_ATTEMPTS is reached."""
     if attempts >= app_settings.SCAN_MAX_ATTEMPTS:
@@ -332,9 +312,11 @@ def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Bl
 
     A scan is due when it is pending or failed; with ``backlog`` and a scanner
     configured, also for blobs stored before the scanner came (``not_scanned``).
-    An analysis is due when it is pending; asked for alone, only once the scan
-    passed (the analyzers never read a file the scanner has yet to pass).
-    ``due()`` is :func:`unfinished`.
+    An analysis is due when it is pending; with ``backlog``, also for blobs
+    never analyzed whose type a configured analyzer reads (stored before it
+    came), never for an infected one. Asked for alone, an analysis is due only
+    once the scan passed (the analyzers never read a file the scanner has yet
+    to pass). ``due()`` is :func:`unfinished`.
     """
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -347,6 +329,10 @@ def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Bl
         conditions.append(Q(scan_state__in=scan_due))
     if "analyze" in stages:
         analysis_due = Q(analysis_state=AnalysisState.PENDING)
+        if backlog:
+            types = sorted({t for analyzer in app_settings.ANALYZERS for t in analyzer.content_types})
+            never = Q(analysis_state=AnalysisState.NOT_ANALYZED, analyzed_at__isnull=True, content_type__in=types)
+            analysis_due = (analysis_due | never) & ~Q(scan_state=ScanState.INFECTED)
         conditions.append(analysis_due if "scan" in stages else analysis_due & Q(scan_state__in=SCAN_PASSED))
     if not conditions:
         return Blob.objects.none()
