@@ -14,7 +14,7 @@ from pathlib import Path
 import django_attachments
 
 PACKAGE_DIR = Path(django_attachments.__file__).parent
-#: The optional extras' imports are allowed too: PIL and pypdf (analyze).
+#: The optional extras' imports are allowed too: PIL and pypdf (analyze), pydicom (dicom).
 ALLOWED_THIRD_PARTY = {
     "django",
     "rest_framework",
@@ -25,6 +25,7 @@ ALLOWED_THIRD_PARTY = {
     "drf_spectacular",
     "PIL",
     "pypdf",
+    "pydicom",
 }
 CONSUMERS = {"tests", "testapp", "example_project", "clinics", "patients", "clinical_notes", "treatment_plan"}
 

@@ -10,13 +10,25 @@ records (the contract is in :mod:`.base`)::
     if analyzer.accepts("image/jpeg"):
         metadata = analyzer.analyze(spooled_file)  # {"image.width": ..., ...}
 
-The built-ins stand on optional libraries (the ``analyze`` extra): Pillow for
-:class:`ImageAnalyzer`, pypdf for :class:`PdfAnalyzer`. Importing this
-package needs neither.
+The built-ins stand on optional parts: Pillow for :class:`ImageAnalyzer` and
+pypdf for :class:`PdfAnalyzer` (the ``analyze`` extra), pydicom for
+:class:`DicomAnalyzer` (the ``dicom`` extra), and the ``ffprobe`` program of
+FFmpeg for :class:`MediaAnalyzer`. Importing this package needs none of them.
 """
 
 from .base import AnalysisError, AnalysisUnavailable, Analyzer, Metadata
+from .dicom import DicomAnalyzer
 from .image import ImageAnalyzer
+from .media import MediaAnalyzer
 from .pdf import PdfAnalyzer
 
-__all__ = ["AnalysisError", "AnalysisUnavailable", "Analyzer", "ImageAnalyzer", "Metadata", "PdfAnalyzer"]
+__all__ = [
+    "AnalysisError",
+    "AnalysisUnavailable",
+    "Analyzer",
+    "DicomAnalyzer",
+    "ImageAnalyzer",
+    "MediaAnalyzer",
+    "Metadata",
+    "PdfAnalyzer",
+]
