@@ -22,6 +22,8 @@ ALLOWED_THIRD_PARTY = {
     "boto3",
     "botocore",
     "magic",
+    # Django's Tasks framework before Django 6 (django.tasks from 6.0 on).
+    "django_tasks",
     "drf_spectacular",
     "PIL",
     "pypdf",

@@ -114,6 +114,8 @@ DEFAULTS: dict[str, Any] = {
 BUILTIN_ANALYZERS = (
     "django_attachments.processing.analyzers.ImageAnalyzer",
     "django_attachments.processing.analyzers.PdfAnalyzer",
+    "django_attachments.processing.analyzers.MediaAnalyzer",  # where ffprobe is installed
+    "django_attachments.processing.analyzers.DicomAnalyzer",  # with the dicom extra
 )
 
 
@@ -260,10 +262,10 @@ def _component(name: str, value: Any, *, where: str, base: str) -> Any:
     from .processing.analyzers import Analyzer
     from .processing.scanners import Scanner
 
-    expected = {"scanner": Scanner, "analyzer": Analyzer}[base]
+    expected: type = Scanner if base == "scanner" else Analyzer
     if not (isinstance(cls, type) and issubclass(cls, expected)):
         raise AttachmentsImproperlyConfigured(f"{where} = {path!r} is not a subclass of {expected.__qualname__}.")
-    if base == "scanner":
+    if issubclass(cls, Scanner):
         return cls.from_options(options, where=f"{where}['OPTIONS']")
     try:
         return cls(**options)

@@ -10,5 +10,6 @@ a record; the services decide when a step runs and record what it returned.
 
 - :mod:`~django_attachments.processing.scanners`: malware scanners (``clamd``).
 - :mod:`~django_attachments.processing.analyzers`: metadata of images (Pillow)
-  and PDFs (pypdf), from the ``analyze`` extra.
+  and PDFs (pypdf), from the ``analyze`` extra; of audio and video (FFmpeg's
+  ``ffprobe``, a system program); of DICOM images (pydicom, the ``dicom`` extra).
 """

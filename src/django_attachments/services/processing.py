@@ -93,10 +93,9 @@ def analyzers_for(content_type: str) -> list[Analyzer]:
 
 def initial_states(content_type: str) -> dict[str, str]:
     """The states a new blob of ``content_type`` starts in (the fields to create it with)."""
-    return {
-        "scan_state": ScanState.PENDING if app_settings.SCANNER is not None else ScanState.NOT_SCANNED,
-        "analysis_state": AnalysisState.PENDING if analyzers_for(content_type) else AnalysisState.NOT_ANALYZED,
-    }
+    scan = ScanState.PENDING if app_settings.SCANNER is not None else ScanState.NOT_SCANNED
+    analysis = AnalysisState.PENDING if analyzers_for(content_type) else AnalysisState.NOT_ANALYZED
+    return {"scan_state": str(scan), "analysis_state": str(analysis)}
 
 
 def unfinished() -> QuerySet[Blob]:
@@ -284,9 +283,8 @@ def _merge(
         recorded.update(errors)
         locked.metadata = metadata
         locked.analysis_errors = recorded
-        locked.analysis_state = (
-            AnalysisState.FAILED if any(name in configured for name in recorded) else AnalysisState.ANALYZED
-        )
+        failed = any(name in configured for name in recorded)
+        locked.analysis_state = str(AnalysisState.FAILED if failed else AnalysisState.ANALYZED)
         locked.analyzed_at = timezone.now()
         locked.save(update_fields=["metadata", "analysis_errors", "analysis_state", "analyzed_at", "updated_at"])
     blob.refresh_from_db()

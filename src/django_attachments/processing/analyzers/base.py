@@ -28,8 +28,9 @@ The result
 Errors
     :class:`AnalysisError` -- the file is malformed, truncated or refused
     (a decompression bomb); its message can be shown to staff as it is.
-    :class:`AnalysisUnavailable` -- the library the analyzer stands on is not
-    installed (the ``analyze`` extra); :meth:`Analyzer.unavailable_reason`
+    :class:`AnalysisUnavailable` -- the library or program the analyzer
+    stands on is not installed (the ``analyze`` or ``dicom`` extra, FFmpeg's
+    ``ffprobe``); :meth:`Analyzer.unavailable_reason`
     asks the same without a stream. :meth:`Analyzer.accepts` answers for the
     content type alone, so a missing library is reported, never mistaken for
     "nothing to analyze". An error of the stream itself (a storage failing
@@ -57,7 +58,7 @@ class AnalysisError(AttachmentError, ValueError):
 
 
 class AnalysisUnavailable(AttachmentsImproperlyConfigured):
-    """The library an analyzer needs is not installed; the message names the extra that brings it."""
+    """The library or program an analyzer needs is not installed; the message names what brings it."""
 
 
 class Analyzer:
