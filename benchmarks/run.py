@@ -1,7 +1,7 @@
 """Benchmarks of django_attachments, each next to what a project writes by hand.
 
-    .venv/bin/python benchmarks/run.py                      # the full suite (a few minutes, ~10 GiB of scratch disk)
-    .venv/bin/python benchmarks/run.py --quick              # tiny sizes, one repeat: under a minute (CI)
+    .venv/bin/python benchmarks/run.py                      # the full suite (~30 min, ~10 GiB of scratch disk)
+    .venv/bin/python benchmarks/run.py --quick              # tiny sizes, one repeat: a minute or two (CI)
     .venv/bin/python benchmarks/run.py --sizes 10M,100M,1G --repeat 3 --markdown /tmp/bench.md
     .venv/bin/python -m tests.pgcluster -- .venv/bin/python benchmarks/run.py   # on PostgreSQL
 
@@ -34,7 +34,16 @@ times (project / anchor; above 1 means the project is slower):
    the flow -- next to an upload of the same size through the API measured
    alongside. On S3 the bytes bypass the worker; moto reports no checksum of
    its own, so completion streams the object back through SHA-256 (a table
-   column says which read completion did).
+   column says which read completion did);
+8. metadata analysis (``analyze``) of a 24-megapixel JPEG, a 300-page PDF and
+   a 1 GiB video, on disk and on S3 (a moto server of its own):
+   ``processing.process(blob_id, stages=["analyze"], force=True)`` and the
+   analyzer alone on a ``SeekableReader`` -- anchor: the whole object streamed
+   through the store; time, bytes fetched, peak RSS of a child process per
+   case (``suite/analysis.py``);
+9. malware scan (``scan``) of 100 MiB and 1 GiB: ``ClamdScanner`` through the
+   store -- anchor: ``clamdscan --stream`` on the same file, same clamd
+   (``suite/scanning.py``; skipped without clamd).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -75,7 +84,8 @@ from pathlib import Path
 # The suite's package sits next to this file; ``tests.servers`` is imported from the repository root.
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-from suite.config import (  # noqa: E402  (sys.path first)
+from suite.analysis import bench_analyze  # noqa: E402  (sys.path first)
+from suite.config import (  # noqa: E402
     AWS_ENV,
     BENCH_DIR,
     DEFAULT_S3_SIZES,
@@ -100,14 +110,15 @@ from suite.payloads import Pool  # noqa: E402
 from suite.processes import database_env, have_gunicorn, moto_server, project_server  # noqa: E402
 from suite.purge import bench_purge  # noqa: E402
 from suite.report import fmt_size, machine_facts, parse_size, print_targets, write_markdown  # noqa: E402
+from suite.scanning import bench_scan  # noqa: E402
 from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 
-BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge"]
+BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat, 10/100 attachments (CI; < 1 min)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat, 10/100 attachments (CI; 1-2 min)")
     parser.add_argument("--sizes", help="upload sizes to disk, e.g. 10M,100M,1G (default: 10M,100M,1G)")
     parser.add_argument("--s3-sizes", help="upload sizes to S3 (default: 10M,100M; or --sizes up to 1G where given)")
     parser.add_argument(
@@ -239,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("download", bench_download),
                 ("list", bench_list),
                 ("purge", bench_purge),
+                ("analyze", bench_analyze),
+                ("scan", bench_scan),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):

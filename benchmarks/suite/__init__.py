@@ -9,7 +9,9 @@
 - ``context``: the run's shared state and sanity checks, API uploads, warm-up;
 - ``s3``: boto3 against moto from the benchmark process;
 - one module per benchmark: ``uploads`` (disk and S3), ``dedup``, ``download``,
-  ``listing``, ``purge``, ``direct``.
+  ``listing``, ``purge``, ``direct``, ``analysis``, ``scanning``;
+- for the last two: ``pipeline`` (their stores, blobs, child processes),
+  ``processing_child`` (one case in a process of its own), ``samples`` (inputs).
 
 ``run.py`` puts ``benchmarks/`` and the repository root on ``sys.path`` before
 importing the package (``measure`` and ``processes`` use ``tests.servers``).
