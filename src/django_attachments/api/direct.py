@@ -35,7 +35,7 @@ from ..exceptions import UploadNotFound
 from ..models import DirectUpload
 from ..policy import caller_tenant
 from . import access, errors, schema, uploads
-from .serializers import AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
+from .serializers import PROCESSING_FIELDS, AttachmentSerializer, DirectUploadSerializer, StartUploadSerializer
 
 _TOKEN_SALT = "django_attachments.direct-upload"
 
@@ -102,6 +102,8 @@ class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, vie
 
     def _envelope(self, attachment: Any, upload: DirectUpload | None) -> dict[str, Any]:
         context = self.get_serializer_context()
+        if attachment is not None:  # the pipeline may have run since the blob was read (see the attachments' create)
+            attachment.blob.refresh_from_db(fields=PROCESSING_FIELDS)
         return {
             "attachment": AttachmentSerializer(attachment, context=context).data if attachment is not None else None,
             "upload": DirectUploadSerializer(upload, context=context).data if upload is not None else None,

@@ -47,7 +47,8 @@ UPDATE_SCHEMA = {
 }
 
 
-def _errors(*statuses: int) -> dict[int, Any]:
+def _errors(*statuses: int, meanings: dict[int, str] | None = None) -> dict[int, Any]:
+    """Error answers for ``statuses``; ``meanings`` say what a status means at one endpoint instead."""
     meaning = {
         400: "Invalid input; the body names the field.",
         401: "Not authenticated.",
@@ -59,29 +60,82 @@ def _errors(*statuses: int) -> dict[int, Any]:
         415: "The sniffed content type is not allowed.",
         503: "The storage is unavailable.",
     }
+    meaning.update(meanings or {})
     return {status: OpenApiResponse(ERROR_SCHEMA, description=meaning[status]) for status in statuses}
+
+
+#: An analyzer's value: a JSON scalar.
+_SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True}
+
+#: The schemas of the attachment's processing fields that DRF cannot describe itself (their help_text describes them).
+PROCESSING_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "AnalyzedMetadataField": {"type": "object", "additionalProperties": _SCALAR},
+    "AnalysisErrorsField": {
+        "type": "object",
+        "additionalProperties": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "detail": {"type": "string"}},
+            "required": ["code", "detail"],
+        },
+    },
+    "ScanSignatureField": {"type": "string", "nullable": True},
+    "ScanErrorCodeField": {"type": "string", "nullable": True},
+}
+
+
+def _list_parameters() -> list[Any]:
+    """The list filters that take several values: comma-separated (or the parameter repeated), each of an enum."""
+    from ..models import AnalysisState, ScanState
+    from .filters import CONTENT_TYPE_PATTERN
+
+    def states(name: str, choices: list[str], what: str) -> Any:
+        return OpenApiParameter(
+            name,
+            {"type": "array", "items": {"type": "string", "enum": choices}, "minItems": 1},
+            OpenApiParameter.QUERY,
+            style="form",
+            explode=False,
+            description=f"Only attachments whose {what} is one of these states, comma-separated "
+            f"(e.g. {choices[0]},{choices[-1]}). An unknown state is a 400 (invalid_choice).",
+        )
+
+    return [
+        states("scan", list(ScanState.values), "malware scan"),
+        states("analysis", list(AnalysisState.values), "metadata analysis"),
+        OpenApiParameter(
+            "content_type",
+            {
+                "type": "array",
+                "items": {"type": "string", "pattern": f"^{CONTENT_TYPE_PATTERN.pattern}$"},
+                "minItems": 1,
+            },
+            OpenApiParameter.QUERY,
+            style="form",
+            explode=False,
+            description="Only attachments of one of these sniffed content types (application/pdf) or families "
+            "(image/*), comma-separated; case-insensitive. A malformed one is a 400 (invalid).",
+        ),
+    ]
 
 
 def describe(viewset: type[T]) -> type[T]:
     """Attach the OpenAPI description to the attachments viewset."""
     if extend_schema_view is None:
         return viewset
-    from .serializers import (
-        AttachmentSerializer,
-        LinkSerializer,
-        ListFilterSerializer,
-        UploadedFileField,
-        UploadSerializer,
-    )
+    from . import serializers
+    from .filters import ListFilterSerializer
+    from .serializers import AttachmentSerializer, LinkSerializer, UploadedFileField, UploadSerializer
 
     # Binary whatever the project's COMPONENT_SPLIT_REQUEST says.
     extend_schema_field(OpenApiTypes.BINARY)(UploadedFileField)
+    for name, field_schema in PROCESSING_FIELD_SCHEMAS.items():
+        extend_schema_field(field_schema)(getattr(serializers, name))
 
     binary = OpenApiResponse(OpenApiTypes.BINARY, description="The file's bytes.")
     return extend_schema_view(
         list=extend_schema(
             summary="List the caller's tenant's attachments, newest first",
-            parameters=[ListFilterSerializer],
+            parameters=[ListFilterSerializer, *_list_parameters()],
             responses={200: AttachmentSerializer(many=True), **_errors(400, 401, 403, 404)},
         ),
         create=extend_schema(
@@ -124,7 +178,18 @@ def describe(viewset: type[T]) -> type[T]:
                 302: OpenApiResponse(description="Redirect to a signed storage URL (redirect mode)."),
                 304: OpenApiResponse(description="Not modified (If-None-Match)."),
                 416: OpenApiResponse(description="Range not satisfiable."),
-                **_errors(401, 403, 404, 409, 503),
+                **_errors(
+                    401,
+                    403,
+                    404,
+                    409,
+                    503,
+                    meanings={
+                        409: "The file may not be served now: quarantined (the malware scanner found a threat in "
+                        "it; never served) or scan_pending (not scanned yet, or its scan failed and is retried; "
+                        "try again later)."
+                    },
+                ),
             },
         ),
     )(viewset)

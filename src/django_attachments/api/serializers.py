@@ -14,8 +14,11 @@ from ..models import (
     FILENAME_MAX_LENGTH,
     NAME_MAX_LENGTH,
     OWNER_ID_MAX_LENGTH,
+    AnalysisState,
     Attachment,
+    Blob,
     DirectUpload,
+    ScanState,
 )
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
@@ -49,6 +52,80 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class AnalyzedMetadataField(serializers.ReadOnlyField):
+    """What the analyzers read from the file (``image.width``, ``pdf.pages``): the blob's namespaced keys.
+
+    Keys without a dot are the upload's own bookkeeping and stay private. An
+    analysis that did not run to its end (pending, or never: an infected file is
+    not parsed) shows nothing, whatever an earlier run left behind.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="blob", **kwargs)
+
+    def to_representation(self, blob: Blob) -> dict[str, Any]:
+        if blob.analysis_state not in (AnalysisState.ANALYZED, AnalysisState.FAILED):
+            return {}
+        return {key: value for key, value in blob.metadata.items() if "." in key}
+
+
+class AnalysisErrorsField(serializers.ReadOnlyField):
+    """Per analyzer that refused the file, its code and message (written to be shown); empty unless failed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="blob", **kwargs)
+
+    def to_representation(self, blob: Blob) -> dict[str, dict[str, str]]:
+        if blob.analysis_state != AnalysisState.FAILED:
+            return {}
+        return {
+            name: {"code": str(error.get("code", "")), "detail": str(error.get("detail", ""))}
+            for name, error in blob.analysis_errors.items()
+            if isinstance(error, dict)
+        }
+
+
+class ScanSignatureField(serializers.ReadOnlyField):
+    """What the scanner found in an infected file, for callers with ``is_staff``; null otherwise."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="blob", **kwargs)
+
+    def to_representation(self, blob: Blob) -> str | None:
+        if blob.scan_state != ScanState.INFECTED or not blob.scan_signature:
+            return None
+        user = getattr(self.context.get("request"), "user", None)
+        return blob.scan_signature if getattr(user, "is_staff", False) else None
+
+
+class ScanErrorCodeField(serializers.ReadOnlyField):
+    """Why a failed scan failed, as an error code; null unless the scan is ``failed``.
+
+    The code only: the scanner's message names its daemon's address, for the logs.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="blob", **kwargs)
+
+    def to_representation(self, blob: Blob) -> str | None:
+        if blob.scan_state != ScanState.FAILED:
+            return None
+        return blob.scan_error_code or None
+
+
+#: The blob's columns the attachment representation shows (re-read after an upload; see the view).
+PROCESSING_FIELDS = (
+    "scan_state",
+    "scan_signature",
+    "scanned_at",
+    "scan_error_code",
+    "analysis_state",
+    "analysis_errors",
+    "analyzed_at",
+    "metadata",
+)
+
+
 class AttachmentSerializer(serializers.ModelSerializer):
     blob_id = serializers.UUIDField(read_only=True)
     filename = serializers.CharField(read_only=True)  # the name it was uploaded under for this owner
@@ -56,6 +133,41 @@ class AttachmentSerializer(serializers.ModelSerializer):
     size = serializers.IntegerField(source="blob.size", read_only=True)
     checksum = serializers.CharField(source="blob.checksum", read_only=True, help_text="SHA-256, lowercase hex.")
     download_url = serializers.SerializerMethodField()
+    scan = serializers.ChoiceField(
+        ScanState.choices,
+        source="blob.scan_state",
+        read_only=True,
+        help_text="The malware scan: pending (not yet), clean, infected (quarantined: never served or linked), "
+        "failed (could not run; retried, see scan_error_code), not_scanned (no scanner was configured).",
+    )
+    scan_signature = ScanSignatureField(
+        help_text="What the scanner found in an infected file, for staff callers (is_staff); null otherwise."
+    )
+    scan_error_code = ScanErrorCodeField(
+        help_text='Why the scan failed, while scan is "failed": scan_unavailable or storage_unavailable '
+        "(retried), scan_too_large (final). Null otherwise."
+    )
+    scanned_at = serializers.DateTimeField(
+        source="blob.scanned_at", read_only=True, allow_null=True, help_text="When the scanner gave its verdict."
+    )
+    analysis = serializers.ChoiceField(
+        AnalysisState.choices,
+        source="blob.analysis_state",
+        read_only=True,
+        help_text="The metadata analyzers: pending (not yet), analyzed, failed (an analyzer refused the file: "
+        "see analysis_errors), not_analyzed (no analyzer reads this type, or the file is infected).",
+    )
+    analysis_errors = AnalysisErrorsField(
+        help_text="Per analyzer that refused the file, its code (analysis_failed) and a message that may be shown; "
+        'empty unless analysis is "failed".'
+    )
+    analyzed_at = serializers.DateTimeField(
+        source="blob.analyzed_at", read_only=True, allow_null=True, help_text="When the analyzers last ran."
+    )
+    metadata = AnalyzedMetadataField(
+        help_text='What the analyzers read, under keys namespaced by analyzer ("image.width", "pdf.pages"): '
+        "strings, numbers, booleans, or null where not known. Empty unless analysis is analyzed or failed."
+    )
 
     class Meta:
         model = Attachment
@@ -72,6 +184,14 @@ class AttachmentSerializer(serializers.ModelSerializer):
             "checksum",
             "created_at",
             "download_url",
+            "scan",
+            "scan_signature",
+            "scan_error_code",
+            "scanned_at",
+            "analysis",
+            "analysis_errors",
+            "analyzed_at",
+            "metadata",
         ]
         read_only_fields = fields
 
@@ -127,22 +247,6 @@ class UpdateSerializer(serializers.Serializer):
                 {field: ["This field cannot be changed."] for field in sorted(unknown)}, code="read_only"
             )
         return attrs
-
-
-class ListFilterSerializer(serializers.Serializer):
-    """The list endpoint's query parameters; a malformed value is a 400, not an empty page."""
-
-    owner_type = StrictCharField(max_length=OWNER_TYPE_MAX_LENGTH, required=False)
-    owner_id = StrictCharField(max_length=OWNER_ID_MAX_LENGTH, required=False)
-    name = StrictCharField(max_length=NAME_MAX_LENGTH, required=False, allow_blank=True)
-    checksum = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False)
-
-
-class ListQuerySerializer(ListFilterSerializer):
-    """The filters plus the pagination parameters, which the paginator documents itself."""
-
-    page = serializers.IntegerField(min_value=1, required=False)
-    page_size = serializers.IntegerField(min_value=1, required=False)
 
 
 # -- direct uploads --------------------------------------------------------------

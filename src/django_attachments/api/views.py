@@ -7,9 +7,11 @@ translate HTTP to :mod:`django_attachments.services` calls and back.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.http.response import HttpResponseBase
 from rest_framework import mixins, status, viewsets
@@ -27,7 +29,14 @@ from ..models import Attachment, Blob
 from ..policy import caller_tenant, view_hooked_owner_types
 from ..registry import attachment_registry
 from . import access, errors, schema, uploads
-from .serializers import AttachmentSerializer, LinkSerializer, ListQuerySerializer, UpdateSerializer, UploadSerializer
+from .filters import ListQuerySerializer
+from .serializers import (
+    PROCESSING_FIELDS,
+    AttachmentSerializer,
+    LinkSerializer,
+    UpdateSerializer,
+    UploadSerializer,
+)
 
 
 class AttachmentPagination(PageNumberPagination):
@@ -62,9 +71,7 @@ class AttachmentViewSet(
         queryset = services.attachments_for(caller_tenant(self.request)).order_by("-created_at", "-id")
         if self.action != "list":
             return queryset
-        # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
-        # and "?owner_type=" should be refused, not ignored (while "?name=" means "no slot").
-        filters = ListQuerySerializer(data=self.request.query_params.dict())
+        filters = ListQuerySerializer(data=self._query())
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
         for field in ("owner_type", "owner_id", "name"):
@@ -72,7 +79,36 @@ class AttachmentViewSet(
                 queryset = queryset.filter(**{field: values[field]})
         if "checksum" in values:
             queryset = queryset.filter(blob__checksum=values["checksum"].lower())
+        # On the blob already joined for the tenant (and selected for the representation).
+        if "scan" in values:
+            queryset = queryset.filter(blob__scan_state__in=values["scan"])
+        if "analysis" in values:
+            queryset = queryset.filter(blob__analysis_state__in=values["analysis"])
+        if "content_type" in values:
+            queryset = queryset.filter(self._content_types(values["content_type"]))
         return self._visible(queryset, values)
+
+    def _query(self) -> dict[str, str]:
+        """The query parameters as a plain dict, a repeated list filter joined by commas.
+
+        Not the QueryDict: DRF reads an empty form value as "not given", and
+        "?owner_type=" should be refused, not ignored (while "?name=" means "no slot").
+        """
+        params = self.request.query_params
+        query = params.dict()
+        for field in ListQuerySerializer.LIST_FILTERS:
+            if field in params:
+                query[field] = ",".join(params.getlist(field))
+        return query
+
+    @staticmethod
+    def _content_types(patterns: list[str]) -> Q:
+        """Blobs of one of the types, or of one of the families (``image/*``)."""
+        conditions = [
+            Q(blob__content_type__startswith=pattern[:-1]) if pattern.endswith("/*") else Q(blob__content_type=pattern)
+            for pattern in patterns
+        ]
+        return reduce(operator.or_, conditions)
 
     def _visible(self, queryset: QuerySet[Attachment], values: dict[str, Any]) -> QuerySet[Attachment]:
         """Apply the owner types' ``can_view`` hooks to a list.
@@ -132,6 +168,9 @@ class AttachmentViewSet(
             serializer = LinkSerializer(data=data)
             serializer.is_valid(raise_exception=True)
             attachment = self._perform(self._link, serializer.validated_data.pop("blob_id"), serializer)
+        # The pipeline may have run since the blob was read (at once, when the upload committed
+        # and the task backend is immediate): answer with the states it left.
+        attachment.blob.refresh_from_db(fields=PROCESSING_FIELDS)
         output = AttachmentSerializer(attachment, context=self.get_serializer_context()).data
         return Response(output, status=status.HTTP_201_CREATED if attachment.was_created else status.HTTP_200_OK)
 
