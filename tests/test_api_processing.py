@@ -428,7 +428,7 @@ def test_the_schema_documents_the_fields_filters_and_409s():
     pattern = re.compile(parameters["content_type"]["schema"]["items"]["pattern"])
     assert pattern.match("image/*") and pattern.match("application/vnd.ms-excel") and not pattern.match("*/*")
     conflict = schema["paths"]["/api/attachments/{id}/download/"]["get"]["responses"]["409"]["description"]
-    assert "quarantined" in conflict and "scan_pending" in conflict
+    assert "quarantined" in conflict and "scan_pending" in conflict and "scan_failed" in conflict
 
 
 def test_every_processing_code_a_client_can_see_is_documented():

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 from django_attachments import services
-from django_attachments.exceptions import Quarantined, ScanPending
+from django_attachments.exceptions import Quarantined, ScanFailed, ScanPending
 from django_attachments.models import AnalysisState, Attachment, Blob, ScanState
 from django_attachments.policy import check_servable
 from django_attachments.processing.scanners import Scanner
@@ -304,6 +304,9 @@ def test_the_retries_end(owners, disk_store, dead_scanner, settings, django_capt
     assert blob.scan_attempts == 1
     outcome = processing.process(blob.pk)
     assert outcome.retry_in is None and outcome.scan == ScanState.FAILED
+    blob.refresh_from_db()
+    with pytest.raises(ScanFailed):
+        check_servable(blob)
 
 
 def test_a_file_over_the_scanners_limit_is_failed_for_good(owners, disk_store, settings, tmp_path_factory):
@@ -327,6 +330,8 @@ def test_a_file_over_the_scanners_limit_is_failed_for_good(owners, disk_store, s
     blob = Blob.objects.get(pk=attachment.blob_id)
     assert (blob.scan_state, blob.scan_error_code) == (ScanState.FAILED, "scan_too_large")
     assert outcome.retry_in is None
+    with pytest.raises(ScanFailed):  # not "try again shortly": nothing retries it by itself
+        check_servable(blob)
 
 
 def test_a_blob_stored_before_the_scanner_came_is_scanned_by_the_backlog_run(

@@ -168,6 +168,17 @@ class ScanPending(BlobUnavailable):
     public_detail = "This file has not been scanned for malware yet; try again shortly."
 
 
+class ScanFailed(BlobUnavailable):
+    """The blob's scan failed for good (too large for the scanner, or out of retries); only clean files are served.
+
+    Nothing retries it by itself: staff run ``process_attachments`` once the
+    scanner is fixed (or its limit raised).
+    """
+
+    code = "scan_failed"
+    public_detail = "This file could not be scanned for malware, so it is not served; ask an administrator."
+
+
 class InvalidFile(AttachmentError, ValueError):
     """The object given as a file cannot be read as bytes."""
 

@@ -159,6 +159,15 @@ class Blob(models.Model):
         return self.scan_state != ScanState.INFECTED
 
     @property
+    def scan_given_up(self) -> bool:
+        """Whether a failed scan is left for good: over the scanner's limit, or out of retries."""
+        from .conf import app_settings
+
+        return self.scan_state == ScanState.FAILED and (
+            self.scan_error_code == "scan_too_large" or self.scan_attempts >= app_settings.SCAN_MAX_ATTEMPTS
+        )
+
+    @property
     def is_scanned(self) -> bool:
         """Whether the scanner has had its say (clean or infected), or none was configured."""
         return self.scan_state in (ScanState.CLEAN, ScanState.INFECTED, ScanState.NOT_SCANNED)

@@ -43,6 +43,7 @@ from .exceptions import (
     OwnerMismatch,
     OwnerNotFound,
     Quarantined,
+    ScanFailed,
     ScanPending,
 )
 from .models import (
@@ -244,12 +245,16 @@ def check_servable(blob: Blob) -> None:
     """:func:`check_available`, and, for bytes about to be sent: the scanner has passed them.
 
     A blob whose scan is pending, or failed and being retried, is
-    :class:`ScanPending` (409 ``scan_pending``) unless ``SERVE_PENDING_SCANS``.
+    :class:`ScanPending` (409 ``scan_pending``), one whose scan failed for good
+    (too large, out of retries) :class:`ScanFailed` (409 ``scan_failed``),
+    unless ``SERVE_PENDING_SCANS``.
     Downloads and signed redirects ask this; links and deduplication ask only
     :func:`check_available` (a pending blob may be linked; it is scanned once).
     """
     check_available(blob)
     if not blob.is_scanned and not app_settings.SERVE_PENDING_SCANS:
+        if blob.scan_given_up:
+            raise ScanFailed(f"The file {blob.filename!r} could not be scanned for malware, so it is not served.")
         raise ScanPending(f"The file {blob.filename!r} has not been scanned for malware yet; try again shortly.")
 
 

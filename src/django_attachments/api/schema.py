@@ -186,8 +186,8 @@ def describe(viewset: type[T]) -> type[T]:
                     503,
                     meanings={
                         409: "The file may not be served now: quarantined (the malware scanner found a threat in "
-                        "it; never served) or scan_pending (not scanned yet, or its scan failed and is retried; "
-                        "try again later)."
+                        "it; never served), scan_pending (not scanned yet, or its scan failed and is retried; "
+                        "try again later) or scan_failed (its scan failed for good; staff must act)."
                     },
                 ),
             },
