@@ -10,7 +10,18 @@
         attachments_owner_type = "plan_item"
 """
 
+from .filters import AnalysisStateFilter, BlobAnalysisStateFilter, BlobScanStateFilter, ScanStateFilter
 from .models import AttachmentAdmin, BlobAdmin, DirectUploadAdmin, OrphanFilter
 from .panel import AttachmentsAdminMixin
 
-__all__ = ["AttachmentAdmin", "AttachmentsAdminMixin", "BlobAdmin", "DirectUploadAdmin", "OrphanFilter"]
+__all__ = [
+    "AnalysisStateFilter",
+    "AttachmentAdmin",
+    "AttachmentsAdminMixin",
+    "BlobAdmin",
+    "BlobAnalysisStateFilter",
+    "BlobScanStateFilter",
+    "DirectUploadAdmin",
+    "OrphanFilter",
+    "ScanStateFilter",
+]

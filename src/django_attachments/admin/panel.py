@@ -7,8 +7,10 @@
         attachments_owner_type = "plan_item"
 
 The owner's change page then lists its attachments (filename, type, size,
-slot, description, created) with download links, and lets staff who may
-change the owner upload files and unlink them. Everything goes through
+slot, description, created; their malware scan where a scanner is configured)
+with download links -- none for a file the download would refuse, infected or
+not yet scanned -- and lets staff who may change the owner upload files and
+unlink them. Everything goes through
 :mod:`django_attachments.services`, so the owner type's slots, size and type
 limits and the deduplication apply exactly as in the API.
 
@@ -48,11 +50,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .. import downloads, services
+from ..conf import app_settings
 from ..exceptions import AttachmentError, InvalidValue, NoTenant, OwnerNotFound, UnknownOwnerType
-from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, Attachment
+from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, Attachment, ScanState
 from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
 from ..uploadhandlers import limit_body
+from . import display
 from .tenancy import admin_tenant
 
 logger = logging.getLogger(__name__)
@@ -218,17 +222,27 @@ class AttachmentsAdminMixin(_AdminBase):
             return {}  # not found: nothing to say about it
         object_id = quote(obj.pk)
         can_change = self.has_change_permission(request, obj) and access.may_attach
-        rows = [
-            {
-                "attachment": attachment,
-                "download_url": self._url("attachments_download", object_id, attachment.pk),
-                "unlink_url": self._url("attachments_unlink", object_id, attachment.pk),
-            }
-            for attachment in self._attachments(obj, access)
-        ]
+        rows = []
+        for attachment in self._attachments(obj, access):
+            refusal = display.download_refusal(attachment.blob)
+            rows.append(
+                {
+                    "attachment": attachment,
+                    # None where the download view would refuse the file (409): no link is offered.
+                    "download_url": None if refusal else self._url("attachments_download", object_id, attachment.pk),
+                    "no_download": display.no_download(refusal) if refusal else None,
+                    "scan": display.scan_badge(attachment.blob, signature=True),
+                    "unlink_url": self._url("attachments_unlink", object_id, attachment.pk),
+                }
+            )
+        # The scan column where there is something to say: a scanner, or files it judged before.
+        show_scan = app_settings.SCANNER is not None or any(
+            row["attachment"].blob.scan_state != ScanState.NOT_SCANNED for row in rows
+        )
         return {
             "attachments_panel": {
                 "rows": rows,
+                "show_scan": show_scan,
                 "can_change": can_change,
                 "form": self._panel_form(obj) if can_change else None,
                 "upload_url": self._url("attachments_upload", object_id),
