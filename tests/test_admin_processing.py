@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import reverse
 
 from django_attachments import services
-from django_attachments.exceptions import Quarantined, ScanPending
+from django_attachments.exceptions import Quarantined, ScanFailed, ScanPending
 from django_attachments.models import AnalysisState, Attachment, Blob, ScanState
 from tests import clamd as clamd_helpers
 from tests.test_processing import pdf_bytes
@@ -180,6 +180,25 @@ def test_pending_scans_are_offered_where_they_are_served(admin_client, files, se
     assert blob_download(files.blob["pending"]) in html and blob_download(files.blob["unscanned"]) in html
     assert blob_download(files.blob["eicar"]) not in html  # infected: never
     assert admin_client.get(blob_download(files.blob["pending"])).status_code == 200
+
+
+def test_a_scan_failed_for_good_says_so_and_process_again_retries_it(admin_client, owners, files, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCAN_MAX_ATTEMPTS": 1}  # out of retries
+    blob = files.blob["unscanned"]
+    assert ScanFailed.public_detail in admin_client.get(blob_page(blob)).content.decode()
+    assert f'title="{ScanFailed.public_detail}"' in admin_client.get(BLOBS).content.decode()
+    panel = admin_client.get(note_page(owners.alice_note2)).content.decode()
+    assert '<span class="attachment-unavailable">unscanned.pdf</span>' in panel
+    assert (
+        f'title="{ScanFailed.public_detail}" style="color: var(--body-quiet-color, #666);">scan failed</span>' in panel
+    )
+    assert admin_client.get(blob_download(blob)).status_code == 409
+    # The scanner is back (it always was, for the session's clamd): staff process it again.
+    response = act(admin_client, BLOBS, "process_again", [blob.pk])
+    assert messages_of(response) == ["Processed 1 blob(s) again."]
+    blob.refresh_from_db()
+    assert (blob.scan_state, blob.analysis_state, blob.metadata["pdf.pages"]) == ("clean", "analyzed", 3)
+    assert admin_client.get(blob_download(blob)).status_code == 200
 
 
 def test_the_attachment_list_filters_and_shows_through_the_blob(admin_client, files):

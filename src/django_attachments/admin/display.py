@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
-from ..exceptions import BlobUnavailable, Quarantined
+from ..exceptions import BlobUnavailable, Quarantined, ScanFailed
 from ..models import AnalysisState, Blob, ScanState
 from ..policy import check_servable
 
@@ -104,8 +104,12 @@ def download_refusal(blob: Blob) -> BlobUnavailable | None:
 
 
 def refusal_label(refusal: BlobUnavailable) -> str:
-    """A short word for a list cell where the download link would be."""
-    return str(_("quarantined") if isinstance(refusal, Quarantined) else _("awaiting scan"))
+    """A few words for where the download link would be: quarantined, scan failed (for good), awaiting scan."""
+    if isinstance(refusal, Quarantined):
+        return str(_("quarantined"))
+    if isinstance(refusal, ScanFailed):
+        return str(_("scan failed"))
+    return str(_("awaiting scan"))
 
 
 def no_download(refusal: BlobUnavailable, *, text: str | None = None) -> SafeString:
