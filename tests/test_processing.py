@@ -509,3 +509,17 @@ def test_due_is_the_unfinished_and_the_backlog(owners, disk_store, settings, cla
     for blob in (old_pdf, text):
         processing.process(blob.pk)
     assert list(processing.due(backlog=True)) == []
+
+
+def test_a_forced_rescan_of_an_infected_blob_records_its_verdict_and_announces_nothing(
+    owners, disk_store, scanner, infected_signals, django_capture_on_commit_callbacks
+):
+    attachment = services.attach(io.BytesIO(clamd_helpers.EICAR), owner_type="note", owner_id=owners.alice_note.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        processing.process(attachment.blob_id)
+    Blob.objects.filter(pk=attachment.blob_id).update(scan_signature="Old.Name", scanned_at=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        processing.process(attachment.blob_id, stages=["scan"], force=True)
+    blob = Blob.objects.get(pk=attachment.blob_id)
+    assert (blob.scan_state, blob.scan_signature) == (ScanState.INFECTED, clamd_helpers.EICAR_FOUND)
+    assert blob.scanned_at is not None and len(infected_signals) == 1

@@ -196,8 +196,9 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
     if newly:
         logger.warning("Blob %s is infected (%s); it is quarantined.", blob.pk, signature)
         transaction.on_commit(lambda: _announce_infected(blob, signature))
-    else:
-        blob.refresh_from_db()
+    elif force:
+        # Infected already: a forced re-scan (new signatures) records its own verdict, announced once before.
+        _settle(blob, Q(scan_state=ScanState.INFECTED), scan_signature=signature, **verdict)
 
 
 def _scan_failed(blob: Blob, exc: Exception, *, force: bool, outcome: ProcessOutcome) -> None:
