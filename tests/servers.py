@@ -229,6 +229,9 @@ LocalSocket {socket}
 TCPSocket {port}
 TCPAddr 127.0.0.1
 StreamMaxLength {stream_max_length}
+MaxFileSize {max_file_size}
+MaxScanSize {max_scan_size}
+AlertExceedsMax {alert_exceeds_max}
 Bytecode no
 """
 
@@ -246,10 +249,21 @@ def clamd_ping(socket_path: str, timeout: float = 2) -> bool:
 
 
 @contextlib.contextmanager
-def clamd_server(workdir: Path, databases: dict[str, str], *, stream_max_length: str = "64M") -> Iterator[Clamd]:
+def clamd_server(
+    workdir: Path,
+    databases: dict[str, str],
+    *,
+    stream_max_length: str = "64M",
+    max_file_size: str | None = None,
+    alert_exceeds_max: bool = True,
+) -> Iterator[Clamd]:
     """clamd on a unix socket and a free TCP port of 127.0.0.1, its files under ``workdir``, loading
     only ``databases`` (file name -> content, e.g. ``{"tests.hdb": "MD5:SIZE:Name\\n"}``; clamd needs
     at least one). Raises RuntimeError, with its log's tail, if it does not answer PING in time.
+
+    As the processing docs ask of a production clamd: its file and scan limits are
+    ``stream_max_length`` too (``max_file_size`` sets a smaller MaxFileSize), and it reports
+    what it could not scan whole (``AlertExceedsMax``), unless ``alert_exceeds_max`` is False.
     """
     binary = clamd_binary()
     if binary is None:
@@ -269,7 +283,15 @@ def clamd_server(workdir: Path, databases: dict[str, str], *, stream_max_length:
     conf = workdir / "clamd.conf"
     conf.write_text(
         CLAMD_CONF.format(
-            log=logfile, databases=db, tmp=tmp, socket=socket_path, port=port, stream_max_length=stream_max_length
+            log=logfile,
+            databases=db,
+            tmp=tmp,
+            socket=socket_path,
+            port=port,
+            stream_max_length=stream_max_length,
+            max_file_size=max_file_size or stream_max_length,
+            max_scan_size=stream_max_length,
+            alert_exceeds_max="yes" if alert_exceeds_max else "no",
         )
     )
     started = time.monotonic()

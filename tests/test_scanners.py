@@ -28,6 +28,7 @@ from django_attachments.processing.scanners import (
     ScanTooLarge,
 )
 from django_attachments.stores.base import RangeReader
+from tests import clamd as clamd_helpers
 from tests import servers
 from tests.clamd import EICAR, EICAR_FOUND, MARKER, MARKER_FOUND, STREAM_MAX_LENGTH, running_clamd
 
@@ -450,3 +451,25 @@ def test_processing_imports_no_models_services_or_stores():
             if module.startswith(forbidden):
                 offenders.append(f"{path.relative_to(root)} imports {module}")
     assert offenders == []
+
+
+def test_a_stream_over_clamds_file_limit_is_too_large_never_clean(tmp_path_factory):
+    """Past MaxFileSize clamd answers OK without scanning, unless AlertExceedsMax: then it is not clean either."""
+    clamd_helpers.skip_without_clamd()
+    data = b"\x00" * (3 * 1024 * 1024) + clamd_helpers.MARKER
+    with servers.clamd_server(
+        tmp_path_factory.mktemp("limits"), clamd_helpers.databases(), stream_max_length="8M", max_file_size="1M"
+    ) as clamd:
+        scanner = ClamdScanner.from_options({"socket": clamd.socket})
+        with pytest.raises(ScanTooLarge, match="Heuristics.Limits.Exceeded"):
+            scanner.scan(io.BytesIO(data))
+    # What the docs warn of: the same daemon without AlertExceedsMax calls the file clean.
+    with servers.clamd_server(
+        tmp_path_factory.mktemp("limits-silent"),
+        clamd_helpers.databases(),
+        stream_max_length="8M",
+        max_file_size="1M",
+        alert_exceeds_max=False,
+    ) as silent:
+        result = ClamdScanner.from_options({"socket": silent.socket}).scan(io.BytesIO(data))
+        assert result.clean  # why AlertExceedsMax yes is required

@@ -25,6 +25,14 @@ after a failed send too, and raises :class:`~.base.ScanTooLarge`. Whatever
 else stops a scan (no daemon, a refused connection, a daemon that stops
 reading or answering within ``timeout`` / ``scan_timeout``, any other answer)
 raises :class:`~.base.ScanError`; none is ever a clean result.
+
+clamd also has limits on what it scans of a file it took (``MaxFileSize``,
+``MaxScanSize``, ...): past them it answers ``stream: OK`` without having
+scanned the file, unless ``AlertExceedsMax yes`` makes it answer
+``Heuristics.Limits.Exceeded.* FOUND``, which the scanner raises as
+:class:`~.base.ScanTooLarge`, never a threat and never clean. Set
+``AlertExceedsMax yes`` and those limits at least as high as the largest
+upload (docs/processing.md).
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ HEADER = 4
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 #: The longest answer read from clamd; a longer one is not clamd's.
 MAX_REPLY = 4096
+#: How clamd (with ``AlertExceedsMax yes``) names a file it did not scan whole.
+LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 
 
 def _is_int(value: Any) -> bool:
@@ -244,6 +254,13 @@ class ClamdScanner(Scanner):
             return ScanResult(clean=True, signature=None, scanner=self.name, size=size, detail=reply)
         if reply.startswith("stream: ") and reply.endswith(" FOUND"):
             signature = reply[len("stream: ") : -len(" FOUND")].strip()
+            if signature.startswith(LIMITS_EXCEEDED):
+                # AlertExceedsMax: clamd read the stream but did not scan all of it (over MaxFileSize,
+                # MaxScanSize, ...). Not a threat, and not clean either.
+                raise ScanTooLarge(
+                    f"clamd at {self.address} did not scan all of the {size} bytes ({signature}): the file is "
+                    "over one of its limits (MaxFileSize, MaxScanSize, ...; clamd.conf); it is not scanned."
+                )
             if signature:
                 return ScanResult(clean=False, signature=signature, scanner=self.name, size=size, detail=reply)
         raise self._refusal(reply, size)
