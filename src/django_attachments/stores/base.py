@@ -173,7 +173,7 @@ class SeekableReader(io.RawIOBase):
         identifiers: Identifiers,
         size: int,
         *,
-        window: int = 256 * 1024,
+        window: int = 64 * 1024,
         max_window: int = 8 * 1024 * 1024,
     ) -> None:
         super().__init__()

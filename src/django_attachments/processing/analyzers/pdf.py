@@ -19,10 +19,12 @@ What is read (the stream must be seekable; pypdf reads a PDF from its end):
 the header, the trailer and cross-reference table(s) at the end, the
 catalog, and the page tree's nodes on the path down to the first page. Page
 contents, fonts and images are never read, and the other pages' objects are
-not loaded (``/Count`` is trusted instead of walking every page). What grows
-with the file is pypdf's cross-reference table: one entry per object (about a
-third of a KiB each), and, where pypdf checks the table, a seek and a few
-bytes per object -- a 300-page PDF takes about 0.1 s and 80 KiB. A PDF whose
+not loaded (``/Count`` is trusted instead of walking every page). The file is
+read in pypdf's strict mode first, which trusts a sound cross-reference table;
+only a file strict mode refuses is read again leniently, where pypdf checks
+the table with a seek and a few bytes per object (through ranged reads of a
+store, most of the file). What grows with the file is pypdf's
+cross-reference table: one entry per object (about a third of a KiB each). A PDF whose
 cross-reference table is damaged is repaired by pypdf from a scan of the whole
 file held in memory; a file larger than ``max_read_size`` is refused instead.
 """
@@ -81,17 +83,18 @@ class PdfAnalyzer(Analyzer):
             "pdf.version": None,
         }
         try:
-            guard.seek(0)
-            reader = pypdf.PdfReader(guard)
-            header = reader.pdf_header
-            metadata["pdf.version"] = header[5:] if header.startswith("%PDF-") else None
-            metadata["pdf.encrypted"] = bool(reader.is_encrypted)
-            # Locked by a password: the version and the lock are all there is to say.
-            if not reader.is_encrypted or _open_without_password(pypdf, reader):
-                pages, first_page = _page_tree(reader)
-                metadata["pdf.pages"] = pages
-                if first_page is not None:
-                    metadata["pdf.page_width"], metadata["pdf.page_height"] = first_page
+            try:
+                # Strict first: a sound file is read from its end (its cross-reference table) and
+                # the path to its first page. pypdf's lenient mode, next, also reads the header of
+                # every object to check the table: on a store read by ranges, most of the file.
+                _read(pypdf, guard, metadata, strict=True)
+            except AnalysisError:
+                raise
+            except Exception:
+                guard.reraise_stream_error()
+                if guard.refused is not None:
+                    raise
+                _read(pypdf, guard, metadata, strict=False)  # what strict refused, pypdf may repair
         except AnalysisError:
             raise
         except Exception as exc:
@@ -104,6 +107,20 @@ class PdfAnalyzer(Analyzer):
                 f"{self.max_read_size:,} bytes that can be read at once to repair it."
             ) from guard.refused
         return metadata
+
+
+def _read(pypdf: Any, stream: ReadGuard, metadata: Metadata, *, strict: bool) -> None:
+    stream.seek(0)
+    reader = pypdf.PdfReader(stream, strict=strict)
+    header = reader.pdf_header
+    metadata["pdf.version"] = header[5:] if header.startswith("%PDF-") else None
+    metadata["pdf.encrypted"] = bool(reader.is_encrypted)
+    # Locked by a password: the version and the lock are all there is to say.
+    if not reader.is_encrypted or _open_without_password(pypdf, reader):
+        pages, first_page = _page_tree(reader)
+        metadata["pdf.pages"] = pages
+        if first_page is not None:
+            metadata["pdf.page_width"], metadata["pdf.page_height"] = first_page
 
 
 def _open_without_password(pypdf: Any, reader: Any) -> bool:
