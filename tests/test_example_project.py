@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.live import Server, example_server
+from tests.workers import Browser
 
 USERNAME, PASSWORD = "north", "north-demo"  # staff of Northside Dental, from seed_demo
 AUTH = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
@@ -109,3 +110,24 @@ def test_every_example_app_names_itself_for_the_admin(server):
         "clinical_notes": "Clinical notes",
         "demo": "Demo",
     }
+
+
+def test_seeded_files_are_analyzed_inline_and_their_metadata_shows_in_the_api_and_admin(server):
+    # The example's Tasks backend is the immediate one: seed_demo's files were analyzed as it stored them,
+    # with no worker. No CLAMD_SOCKET, no scanner: not scanned, and served.
+    attachments = all_attachments(server)
+    assert {a["content_type"] for a in attachments} >= {"image/png", "application/pdf"}
+    for attachment in attachments:
+        assert (attachment["scan"], attachment["analysis"]) == ("not_scanned", "analyzed"), attachment
+        metadata = attachment["metadata"]
+        if attachment["content_type"] == "image/png":
+            assert (metadata["image.width"], metadata["image.height"], metadata["image.format"]) == (8, 8, "PNG")
+        else:
+            assert (metadata["pdf.pages"], metadata["pdf.version"]) == (1, "1.4"), attachment
+
+    browser = Browser(server.url)
+    browser.log_in("admin", "admin")  # seed_demo's superuser
+    (photo,) = (a for a in attachments if a["filename"] == "intraoral.png")
+    status, _, page = browser.request("GET", f"/admin/django_attachments/blob/{photo['blob_id']}/change/")
+    assert status == 200
+    assert b"image.width" in page and b"image.format" in page, page.decode(errors="replace")[-3000:]

@@ -14,6 +14,15 @@ so loudly on every start. The environment can change that::
     STORAGE_BACKEND=s3 AWS_STORAGE_BUCKET_NAME=... [AWS_S3_ENDPOINT_URL=...] [AWS_S3_REGION_NAME=...]
     DJANGO_DB_PATH=/tmp/demo.sqlite3 DJANGO_MEDIA_ROOT=/tmp/demo-media   # elsewhere than next to manage.py
     ATTACHMENTS_MAX_UPLOAD_SIZE=1073741824                               # bytes (25 MiB by default)
+    CLAMD_SOCKET=/run/clamav/clamd.ctl        # scan every new file with ClamAV's daemon on this unix socket
+                                              # (no scanner by default: files are served unscanned)
+
+Each new file is scanned (with ``CLAMD_SOCKET``) and analyzed (images, PDFs:
+their values show as the attachment's ``metadata`` in the API and on the
+blob's admin page) right after its upload commits, inside the request: the
+Tasks framework's immediate backend, so no worker needs to run. A project
+with workers names another backend in ``TASKS`` (e.g. django-tasks-db's
+database backend, run by ``manage.py db_worker``).
 
 With ``STORAGE_BACKEND=s3`` the credentials come from boto3's usual sources
 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an instance role).
@@ -69,6 +78,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_attachments",
+    # The Tasks framework's backport, before Django 6.0 has it built in (django.tasks).
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
     "clinics",
     "patients",
     "treatment_plan",
@@ -149,8 +160,23 @@ if os.environ.get("STORAGE_BACKEND") == "s3":
         },
     }
 
+# The processing pipeline (scan, then analyze) runs as a task: inline, once each upload commits.
+# Django 6.0+ has the framework built in; before it, the django-tasks backport (in INSTALLED_APPS above).
+_tasks_package = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+TASKS = {"default": {"BACKEND": f"{_tasks_package}.backends.immediate.ImmediateBackend"}}
+_clamd_socket = os.environ.get("CLAMD_SOCKET", "")
+
 DJANGO_ATTACHMENTS = {
     "MAX_UPLOAD_SIZE": int(os.environ.get("ATTACHMENTS_MAX_UPLOAD_SIZE", 25 * 1024 * 1024)),
+    # Without a scanner every file is served as soon as it is stored (its scan_state "not_scanned"); with
+    # one, a file is served once the scanner passed it, and a file it finds a threat in is quarantined.
+    "SCANNER": (
+        {"BACKEND": "django_attachments.processing.scanners.ClamdScanner", "OPTIONS": {"socket": _clamd_socket}}
+        if _clamd_socket
+        else None
+    ),
+    # Every built-in analyzer whose library or program is installed (Pillow: image.* keys, pypdf: pdf.*, ...).
+    "ANALYZERS": None,
     # The caller's tenant is their clinic; see clinics/tenancy.py.
     "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
     # In the admin, superusers (of no clinic) see and manage every clinic's files;
