@@ -227,6 +227,29 @@ def test_a_failed_scan_shows_its_code_never_the_scanners_message(
     assert (got.status_code, got.json()["code"]) == (409, "scan_pending")
 
 
+def test_a_409_for_a_file_held_back_is_the_clients_answer_not_a_logged_error(
+    staff, owners, disk_store, dead_scanner, django_capture_on_commit_callbacks, caplog
+):
+    """A client polling a file not yet scanned must not fill the error log (5xx are logged; 409s are answers)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        created = upload(staff["a"], "note", owners.alice_note.pk, pdf_bytes(), filename="waiting.pdf").json()
+    caplog.clear()
+    for _ in range(3):
+        assert staff["a"].get(download(created["id"])).status_code == 409
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+
+
+def test_only_the_analyzers_keys_are_shown_not_a_projects_own(
+    staff, owners, disk_store, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = upload(staff["a"], "note", owners.alice_note.pk, pdf_bytes(pages=2), filename="letter.pdf").json()
+    blob = Blob.objects.get(pk=created["blob_id"])
+    Blob.objects.filter(pk=blob.pk).update(metadata={**blob.metadata, "billing.code": "X-42", "internal": 1})
+    shown = staff["a"].get(detail(created["id"])).json()["metadata"]
+    assert shown["pdf.pages"] == 2 and set(shown) == {key for key in blob.metadata if key.startswith("pdf.")}
+
+
 # -- filters ------------------------------------------------------------------------------------
 
 #: (key, clinic, owner, kind, scan state, analysis state) of each attachment the filter tests make.

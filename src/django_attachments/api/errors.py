@@ -23,12 +23,15 @@ logger = logging.getLogger(__name__)
 def to_api_error(exc: errors.AttachmentError) -> exceptions.APIException:
     """The API exception for a service error: its ``status_code``, and its ``code`` under its ``field``.
 
-    An error with a ``public_detail`` (a storage failure) is logged with its
-    message, and the client gets the public detail only.
+    An error with a ``public_detail`` is answered with it instead of its
+    message; a server-side one (5xx: a storage failure) is logged first, with
+    its message. A 4xx (a quarantined file asked for, again and again, by a
+    polling client) is the client's answer, not a server error to log.
     """
     message = str(exc)
     if exc.public_detail is not None:
-        logger.error("%s: %s", type(exc).__name__, message, exc_info=exc)
+        if exc.status_code >= 500:
+            logger.error("%s: %s", type(exc).__name__, message, exc_info=exc)
         message = exc.public_detail
     detail = exceptions.ErrorDetail(message, code=exc.code)
     api_error = (

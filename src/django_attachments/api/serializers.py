@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
+from ..conf import app_settings
 from ..models import (
     DESCRIPTION_MAX_LENGTH,
     FILENAME_MAX_LENGTH,
@@ -55,9 +56,11 @@ class StrictIntegerField(serializers.IntegerField):
 class AnalyzedMetadataField(serializers.ReadOnlyField):
     """What the analyzers read from the file (``image.width``, ``pdf.pages``): the blob's namespaced keys.
 
-    Keys without a dot are the upload's own bookkeeping and stay private. An
-    analysis that did not run to its end (pending, or never: an infected file is
-    not parsed) shows nothing, whatever an earlier run left behind.
+    Only the keys of configured analyzers (``<name>.<key>``) are shown: the
+    upload's own bookkeeping, and any key a project keeps in the metadata
+    itself, stay private. An analysis that did not run to its end (pending, or
+    never: an infected file is not parsed) shows nothing, whatever an earlier
+    run left behind.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -66,7 +69,8 @@ class AnalyzedMetadataField(serializers.ReadOnlyField):
     def to_representation(self, blob: Blob) -> dict[str, Any]:
         if blob.analysis_state not in (AnalysisState.ANALYZED, AnalysisState.FAILED):
             return {}
-        return {key: value for key, value in blob.metadata.items() if "." in key}
+        names = {analyzer.name for analyzer in app_settings.ANALYZERS}
+        return {key: value for key, value in blob.metadata.items() if key.split(".", 1)[0] in names and "." in key}
 
 
 class AnalysisErrorsField(serializers.ReadOnlyField):
