@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import django
 import pytest
 from django.core import checks
 
@@ -116,6 +117,10 @@ class MissingLibraryAnalyzer(Analyzer):
 
 
 def test_a_task_backend_that_is_not_configured_is_e005(settings):
+    if django.VERSION < (6, 0):
+        # The backport drops its cached backends on a TASKS change only once its signals module is
+        # imported (by its first backend); this test changes TASKS before any backend exists.
+        import django_tasks.signals  # noqa: F401
     settings.DJANGO_ATTACHMENTS = {"TASK_BACKEND": "workers"}
     messages = check_tasks()
     assert ids(messages) == ["django_attachments.E005"]
@@ -166,3 +171,45 @@ def test_a_wrong_scanner_setting_is_e001(settings):
     settings.DJANGO_ATTACHMENTS = {"SCANNER": "django_attachments.processing.analyzers.PdfAnalyzer"}
     assert "not a subclass of Scanner" in check_settings()[0].msg
     assert check_scanner() == [] and check_tasks() == []  # E001 says it; the others stay quiet
+
+
+@pytest.mark.parametrize(
+    "value, key",
+    [
+        (
+            {
+                "ANALYZERS": [
+                    {"BACKEND": "django_attachments.processing.analyzers.ImageAnalyzer", "OPTIONS": {"max_pixels": 0}}
+                ]
+            },
+            "ANALYZERS",
+        ),
+        (
+            {
+                "ANALYZERS": [
+                    {"BACKEND": "django_attachments.processing.analyzers.PdfAnalyzer", "OPTIONS": {"max_read_size": 0}}
+                ]
+            },
+            "ANALYZERS",
+        ),
+        (
+            {
+                "ANALYZERS": [
+                    {"BACKEND": "django_attachments.processing.analyzers.MediaAnalyzer", "OPTIONS": {"timeout": 0}}
+                ]
+            },
+            "ANALYZERS",
+        ),
+        ({"SCANNER": "."}, "SCANNER"),
+        ({"SCAN_RETRY_DELAY": float("nan")}, "SCAN_RETRY_DELAY"),
+        ({"SCAN_RETRY_DELAY": float("inf")}, "SCAN_RETRY_DELAY"),
+        ({"SCAN_RETRY_DELAY": 1e300}, "SCAN_RETRY_DELAY"),
+        ({"SCAN_MAX_ATTEMPTS": 40_000}, "SCAN_MAX_ATTEMPTS"),
+    ],
+    ids=["max_pixels", "max_read_size", "timeout", "scanner-dot", "nan", "inf", "huge", "attempts"],
+)
+def test_an_out_of_range_processing_setting_is_e001_naming_the_key(settings, value, key):
+    """Not a bare ValueError that fails every upload and the check command itself."""
+    settings.DJANGO_ATTACHMENTS = value
+    messages = check_settings()
+    assert ids(messages) == ["django_attachments.E001"] and f"'{key}'" in messages[0].msg, messages

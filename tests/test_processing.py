@@ -13,12 +13,15 @@ import os
 import threading
 
 import pytest
+from django.core.files.storage import InMemoryStorage
 from django.db import connection
+from django.test import override_settings
 
 from django_attachments import services
 from django_attachments.exceptions import Quarantined, ScanFailed, ScanPending
 from django_attachments.models import AnalysisState, Attachment, Blob, ScanState
 from django_attachments.policy import check_servable
+from django_attachments.processing.analyzers import Analyzer
 from django_attachments.processing.scanners import Scanner
 from django_attachments.services import processing
 from django_attachments.signals import blob_infected
@@ -533,3 +536,261 @@ def test_a_forced_rescan_of_an_infected_blob_records_its_verdict_and_announces_n
     blob = Blob.objects.get(pk=attachment.blob_id)
     assert (blob.scan_state, blob.scan_signature) == (ScanState.INFECTED, clamd_helpers.EICAR_FOUND)
     assert blob.scanned_at is not None and len(infected_signals) == 1
+
+
+# -- found by review: each failed before its fix ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        {"files": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}},
+        {
+            "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": ["high"]},
+            "files": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+        },
+    ],
+    ids=["no-default-alias", "default-without-the-default-queue"],
+)
+def test_a_project_whose_pipeline_has_a_backend_of_its_own_starts_and_checks_clean(tmp_path, tasks):
+    """The admin is autodiscovered at start-up: importing it must not need the task module's backend."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "own_backend_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.settings import *  # noqa
+            TASKS = {tasks!r}
+            DJANGO_ATTACHMENTS = {{"TASK_BACKEND": "files"}}
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}",
+        "DJANGO_SETTINGS_MODULE": "own_backend_settings",
+    }
+    script = (
+        "import django; django.setup(); from django.contrib import admin; admin.autodiscover(); "
+        "from django_attachments.checks import check_tasks; assert check_tasks() == [], check_tasks(); "
+        "from django_attachments import tasks; print(tasks.process_blob.backend)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0 and done.stdout.strip() == "files", done.stderr[-2000:]
+
+
+def handmade_pdf(header=b"%PDF-1.3"):
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Count 1 /Kids [ 3 0 R ] >>",
+        b"<< /Type /Page /Parent 2 0 R /Resources << >> /MediaBox [ 0 0 595 842 ] >>",
+    ]
+    out = bytearray(header + b"\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_whose_version_holds_a_nul_is_analyzed_not_pending_forever(owners, disk_store):
+    """PostgreSQL's JSON refuses a NUL: the merge failed for good, and the blob stayed pending."""
+    blob = services.attach(
+        io.BytesIO(handmade_pdf(b"%PDF-1\x00\x01")), owner_type="note", owner_id=owners.alice_note.pk
+    ).blob
+    assert blob.content_type == "application/pdf"
+    processing.process(blob.pk)
+    blob.refresh_from_db()
+    assert blob.analysis_state == AnalysisState.ANALYZED and blob.metadata["pdf.version"] is None
+    assert blob.metadata["pdf.pages"] == 1
+
+
+class UnrulyAnalyzer(Analyzer):
+    name = "unruly"
+    content_types = frozenset({"text/plain"})
+
+    def analyze(self, stream):
+        return {"unruly.text": "a\x00b", "unruly.nan": float("nan"), "unruly.list": [1], "other.key": 1, "unruly.n": 3}
+
+
+def test_an_analyzers_values_are_stored_as_the_database_can_always_take_them(owners, disk_store, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": ["tests.test_processing.UnrulyAnalyzer"]}
+    blob = services.attach(io.BytesIO(b"some text\n" * 20), owner_type="note", owner_id=owners.alice_note.pk).blob
+    processing.process(blob.pk)
+    blob.refresh_from_db()
+    assert blob.analysis_state == AnalysisState.ANALYZED
+    assert {k: v for k, v in blob.metadata.items() if "." in k} == {
+        "unruly.text": "ab",
+        "unruly.nan": None,
+        "unruly.list": None,
+        "unruly.n": 3,
+    }
+
+
+class RacingAnalyzer(Analyzer):
+    """While it reads, another worker's scan finds the file infected."""
+
+    name = "racing"
+    content_types = frozenset({"text/plain"})
+    socket = ""
+    blob_id = None
+
+    def analyze(self, stream):
+        stream.read(16)
+        with override_settings(
+            DJANGO_ATTACHMENTS={
+                "ANALYZERS": ["tests.test_processing.RacingAnalyzer"],
+                "SCANNER": {
+                    "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
+                    "OPTIONS": {"socket": RacingAnalyzer.socket},
+                },
+            }
+        ):
+            processing.process(RacingAnalyzer.blob_id, stages=["scan"])
+        return {"racing.first_line": "X5O!P%@AP"}
+
+
+def test_an_analysis_finishing_after_the_infected_verdict_records_nothing(owners, disk_store, clamd, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": ["tests.test_processing.RacingAnalyzer"]}
+    RacingAnalyzer.socket = clamd.socket
+    blob = services.attach(io.BytesIO(clamd_helpers.EICAR), owner_type="note", owner_id=owners.alice_note.pk).blob
+    RacingAnalyzer.blob_id = blob.pk
+    processing.process(blob.pk)
+    blob.refresh_from_db()
+    assert (blob.scan_state, blob.analysis_state) == (ScanState.INFECTED, AnalysisState.NOT_ANALYZED)
+    assert "racing.first_line" not in blob.metadata
+
+
+def test_a_run_without_the_scanner_does_not_release_a_blob_waiting_for_it(
+    owners, disk_store, staff, dead_scanner, settings, django_capture_on_commit_callbacks
+):
+    """A worker missing its SCANNER setting must not make pending or failed blobs servable."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(staff["a"], "note", owners.alice_note.pk, clamd_helpers.EICAR, filename="eicar.com")
+    scanner_setting = settings.DJANGO_ATTACHMENTS["SCANNER"]
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCANNER": None}
+    processing.process(response.json()["blob_id"])
+    assert Blob.objects.get(pk=response.json()["blob_id"]).scan_state == ScanState.FAILED
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCANNER": scanner_setting}
+    got = staff["a"].get(download(response.json()["id"]))
+    assert (got.status_code, got.json()["code"]) == (409, "scan_pending")
+
+
+def test_many_failed_attempts_wait_at_most_a_day(owners, disk_store, dead_scanner, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCAN_MAX_ATTEMPTS": 100}
+    blob = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk).blob
+    Blob.objects.filter(pk=blob.pk).update(scan_state=ScanState.FAILED, scan_attempts=41)
+    outcome = processing.process(blob.pk)
+    assert outcome.scan == ScanState.FAILED and outcome.retry_in == 24 * 3600
+
+
+class _CutFile(io.RawIOBase):
+    """A file whose reads fail with EIO half-way, as a failing disk's do."""
+
+    def __init__(self, data, limit):
+        self._data, self._limit, self._pos = data, limit, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self._pos >= self._limit:
+            raise OSError(5, "Input/output error")
+        n = min(len(buffer), self._limit - self._pos)
+        buffer[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class MidReadFailingStorage(InMemoryStorage):
+    cut_reads = False
+
+    def open(self, name, mode="rb"):
+        handle = super().open(name, mode)
+        if not MidReadFailingStorage.cut_reads:
+            return handle
+        data = handle.read()
+        return io.BufferedReader(_CutFile(data, len(data) // 2))
+
+
+def test_a_storage_failing_mid_scan_is_a_failed_scan_retried(owners, scanner, settings):
+    settings.STORAGES = {**settings.STORAGES, "cut": {"BACKEND": "tests.test_processing.MidReadFailingStorage"}}
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "cut"}
+    blob = services.attach(io.BytesIO(pdf_bytes(pages=40)), owner_type="note", owner_id=owners.alice_note.pk).blob
+    MidReadFailingStorage.cut_reads = True
+    try:
+        outcome = processing.process(blob.pk)
+    finally:
+        MidReadFailingStorage.cut_reads = False
+    blob.refresh_from_db()
+    assert (blob.scan_state, blob.scan_attempts, blob.scan_error_code) == (ScanState.FAILED, 1, "storage_unavailable")
+    assert outcome.retry_in is not None
+
+
+def test_the_backlog_leaves_out_what_no_runnable_analyzer_reads(owners, disk_store, settings):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "ANALYZERS": []}
+    blob = services.attach(io.BytesIO(pdf_bytes()), owner_type="note", owner_id=owners.alice_note.pk).blob
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "ANALYZERS": [
+            "django_attachments.processing.analyzers.PdfAnalyzer",
+            {
+                "BACKEND": "django_attachments.processing.analyzers.MediaAnalyzer",
+                "OPTIONS": {"ffprobe": "/nonexistent/ffprobe"},
+            },
+        ],
+    }
+    Blob.objects.filter(pk=blob.pk).update(content_type="video/mp4")
+    assert list(processing.due(backlog=True)) == []
+    assert processing.process(blob.pk).ran == []
+
+
+def test_completing_the_bytes_of_a_hidden_infected_file_names_no_file(owners, staff, disk_store, scanner):
+    """The caller may not see the owner of the infected blob its bytes meet: its name must not leak."""
+    from django_attachments.registry import OwnerSpec, attachment_registry
+    from tests.test_known_bytes import put_and_complete, start
+    from tests.testapp.models import Note
+    from tests.testapp.owners import resolve_note
+
+    secret = Note.objects.create(patient=owners.alice, text="secret")
+    hidden = services.attach(
+        io.BytesIO(clamd_helpers.EICAR), owner_type="note", owner_id=secret.pk, filename="hiv-result-alice.com"
+    )
+    processing.process(hidden.blob_id)
+    spec = OwnerSpec(
+        "note",
+        resolve_note,
+        allowed_names={"", "xray"},
+        can_view=lambda request, owner: owner.instance.text != "secret",
+    )
+    with attachment_registry.override(spec):
+        ticket = start(staff["a"], owners.alice_note.pk, clamd_helpers.EICAR).json()["upload"]
+        done = put_and_complete(staff["a"], ticket, clamd_helpers.EICAR)
+        assert (done.status_code, done.json()["code"]) == (409, "quarantined")
+        assert "hiv-result-alice" not in done.content.decode()
+        assert "hiv-result-alice" not in str(staff["a"].get(f"/api/attachments/uploads/{ticket['id']}/").json())
+
+
+def test_the_panel_refusing_quarantined_bytes_logs_no_server_error(owners, disk_store, scanner, admin_client, caplog):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    first = services.attach(io.BytesIO(clamd_helpers.EICAR), owner_type="note", owner_id=owners.alice_note.pk)
+    processing.process(first.blob_id)
+    caplog.clear()
+    response = admin_client.post(
+        reverse("admin:testapp_note_attachments_upload", args=[owners.alice_note2.pk]),
+        {"file": SimpleUploadedFile("again.com", clamd_helpers.EICAR), "name": "", "description": ""},
+        follow=True,
+    )
+    assert any("quarantined" in str(message) for message in response.context["messages"])
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []

@@ -23,6 +23,7 @@ A wrong value raises ``ImproperlyConfigured`` naming the exact key to fix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -128,11 +129,29 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False, minimum: i
     return value
 
 
+#: The most scan attempts SCAN_MAX_ATTEMPTS may allow (retries wait at most a day each; enough for months).
+MAX_SCAN_ATTEMPTS = 100
+
+
+def _bounded_int(name: str, value: Any, minimum: int, maximum: int) -> int:
+    value = _positive_int(name, value, minimum=minimum)
+    if value > maximum:
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be an integer from {minimum} to {maximum}, not {value!r}."
+        )
+    return int(value)
+
+
 def _duration(name: str, value: Any) -> timedelta:
     if isinstance(value, timedelta):
         result = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        result = timedelta(seconds=value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            result = timedelta(seconds=value)
+        except OverflowError:
+            raise AttachmentsImproperlyConfigured(
+                f"{SETTINGS_NAME}[{name!r}] is too long a duration: {value!r} seconds."
+            ) from None
     else:
         raise AttachmentsImproperlyConfigured(
             f"{SETTINGS_NAME}[{name!r}] must be a timedelta or a number of seconds, not {value!r}."
@@ -257,7 +276,7 @@ def _component(name: str, value: Any, *, where: str, base: str) -> Any:
         raise AttachmentsImproperlyConfigured(f"{where}['OPTIONS'] must be a dict, not {options!r}.")
     try:
         cls = import_string(path)
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:
         raise AttachmentsImproperlyConfigured(f"{where} could not import {path!r}: {exc}") from exc
     from .processing.analyzers import Analyzer
     from .processing.scanners import Scanner
@@ -269,7 +288,7 @@ def _component(name: str, value: Any, *, where: str, base: str) -> Any:
         return cls.from_options(options, where=f"{where}['OPTIONS']")
     try:
         return cls(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # an unknown option, or a value out of range
         raise AttachmentsImproperlyConfigured(f"{where}['OPTIONS'] does not fit {cls.__name__}: {exc}") from exc
 
 
@@ -323,7 +342,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "STORE_OPTIONS": _store_options,
     "SCANNER": _scanner,
     "SERVE_PENDING_SCANS": _bool,
-    "SCAN_MAX_ATTEMPTS": lambda n, v: _positive_int(n, v),
+    "SCAN_MAX_ATTEMPTS": lambda n, v: _bounded_int(n, v, 1, MAX_SCAN_ATTEMPTS),
     "SCAN_RETRY_DELAY": _duration,
     "ANALYZERS": _analyzers,
     "TASK_BACKEND": _non_empty_str,

@@ -237,8 +237,10 @@ def check_available(blob: Blob) -> None:
     """
     if not blob.is_available:
         if blob.scan_state == ScanState.INFECTED:
-            raise Quarantined(f"The file {blob.filename!r} is quarantined: the malware scanner found a threat in it.")
-        raise BlobUnavailable(f"The file {blob.filename!r} is not available now.")
+            # No filename in these messages: a direct upload's ticket records the message, and the
+            # blob it met may belong to an owner the caller may not see.
+            raise Quarantined("The file is quarantined: the malware scanner found a threat in it.")
+        raise BlobUnavailable("The file is not available now.")
 
 
 def check_servable(blob: Blob) -> None:
@@ -254,8 +256,8 @@ def check_servable(blob: Blob) -> None:
     check_available(blob)
     if not blob.is_scanned and not app_settings.SERVE_PENDING_SCANS:
         if blob.scan_given_up:
-            raise ScanFailed(f"The file {blob.filename!r} could not be scanned for malware, so it is not served.")
-        raise ScanPending(f"The file {blob.filename!r} has not been scanned for malware yet; try again shortly.")
+            raise ScanFailed("The file could not be scanned for malware, so it is not served.")
+        raise ScanPending("The file has not been scanned for malware yet; try again shortly.")
 
 
 # -- the owner's keys -------------------------------------------------------------

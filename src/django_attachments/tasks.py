@@ -41,9 +41,10 @@ except ImportError:  # Django 4.2-5.2: the backport
 logger = logging.getLogger(__name__)
 
 
-# Declared on the default backend, as any project's tasks are; enqueue() sends it to TASK_BACKEND and
-# TASK_QUEUE, read when it is called (so a settings change, or a test's override, is honoured).
-@task()
+# Declared on the backend and queue the pipeline uses (a project's TASKS need not have a "default"
+# alias, nor its default backend take the "default" queue), as they are when this module is first
+# imported; enqueue() reads them again on each call, so a settings change (a test's override) is honoured.
+@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
 def process_blob(blob_id: str, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run the pipeline's stages still due for one blob; the outcome as a dict (the task's result).
 

@@ -36,7 +36,7 @@ from django.utils.text import Truncator
 from django.utils.timezone import is_aware, localtime
 from django.utils.translation import gettext_lazy as _
 
-from .. import downloads, services, tasks
+from .. import downloads, services
 from ..exceptions import NoTenant
 from ..models import Attachment, Blob, DirectUpload
 from ..policy import view_hooked_owner_types
@@ -172,7 +172,7 @@ class ProcessingAdmin(ReadOnlyAdmin):
         # tenant's) are in it, so another tenant's ids select nothing, exactly like ids that do not exist.
         done = queued = failed = 0
         for blob_id in _ids_in_batches(self.selected_blobs(queryset)):
-            result = tasks.enqueue(blob_id, force=True)
+            result = _tasks().enqueue(blob_id, force=True)
             if result is None or (result.is_finished and result.errors):
                 failed += 1  # the backend refused the task, or (run at once) the task failed: both logged
             elif result.is_finished:
@@ -425,3 +425,11 @@ class DirectUploadAdmin(ReadOnlyAdmin):
     @admin.display(description=_("declared size"), ordering="size")
     def human_size(self, obj: DirectUpload) -> str:
         return filesizeformat(obj.size)
+
+
+def _tasks() -> Any:
+    """The task module, imported on first use: it declares its task on the project's task backend,
+    which must not be needed to import the admin (autodiscovery, at start-up)."""
+    from .. import tasks
+
+    return tasks

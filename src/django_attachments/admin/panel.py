@@ -332,7 +332,7 @@ class AttachmentsAdminMixin(_AdminBase):
                 user=request.user,
             )
         except AttachmentError as exc:  # a misconfiguration is no AttachmentError: a server error, not a message
-            if exc.public_detail is not None:
+            if exc.public_detail is not None and exc.status_code >= 500:  # a 4xx is the user's answer
                 logger.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
             reason = exc.public_detail or str(exc)
             message = _("%(file)s was not attached: %(reason)s") % {"file": upload.name, "reason": reason}

@@ -34,6 +34,7 @@ the next run of the task or of the command finishes.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -59,6 +60,9 @@ STAGES = ("scan", "analyze")
 
 #: Scan states the scanner has yet to settle (a scan is due).
 SCAN_DUE = (ScanState.PENDING, ScanState.FAILED)
+#: The longest wait between two scan attempts, however many failed.
+MAX_RETRY_DELAY = timedelta(days=1)
+
 #: Scan states after which a blob's bytes may be parsed by the analyzers.
 SCAN_PASSED = (ScanState.CLEAN, ScanState.NOT_SCANNED)
 
@@ -107,7 +111,7 @@ def retry_delay(attempts: int) -> timedelta | None:
     """When to try a scan again after ``attempts`` failed ones; None once SCAN_MAX_ATTEMPTS is reached."""
     if attempts >= app_settings.SCAN_MAX_ATTEMPTS:
         return None
-    return app_settings.SCAN_RETRY_DELAY * (2 ** max(0, attempts - 1))
+    return min(app_settings.SCAN_RETRY_DELAY * (2 ** min(max(0, attempts - 1), 20)), MAX_RETRY_DELAY)
 
 
 def process(
@@ -152,9 +156,8 @@ def process(
 def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
     scanner: Scanner | None = app_settings.SCANNER
     if scanner is None:
-        if blob.scan_state in SCAN_DUE:
-            # The scanner was removed since: nothing will scan it; say so instead of pending forever.
-            _settle(blob, Q(scan_state__in=SCAN_DUE), scan_state=ScanState.NOT_SCANNED)
+        # A process without the scanner (a worker missing its setting): a blob waiting for the scanner keeps
+        # waiting, still not served, and listed by unfinished(). Releasing it here would serve it unscanned.
         return
     if not force and blob.scan_state not in (*SCAN_DUE, ScanState.NOT_SCANNED):
         return  # judged already (a blob stored before the scanner came, not_scanned, is scanned now)
@@ -165,7 +168,11 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
             result = scanner.scan(stream.chunks())
         if result.size != blob.size:
             raise ScanError(f"The scanner read {result.size} bytes of the {blob.size} the blob holds.")
-    except (ScanError, StorageError) as exc:
+    except ObjectMissing:
+        raise  # purged meanwhile (process() tells), or lost: verify_attachments' business, not the scanner's
+    except Exception as exc:
+        # No verdict, whatever failed: the scanner (ScanError), the storage mid-read (StorageError, a raw
+        # OSError of a disk, a client library's own read error). Recorded as failed and retried; never clean.
         logger.warning("Could not scan blob %s: %s", blob.pk, exc)
         _scan_failed(blob, exc, force=force, outcome=outcome)
         return
@@ -203,7 +210,7 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
 
 def _scan_failed(blob: Blob, exc: Exception, *, force: bool, outcome: ProcessOutcome) -> None:
     """Record a scan that could not run; a blob already judged keeps its verdict, and no error (a forced re-scan)."""
-    code = getattr(exc, "code", "scan_unavailable")
+    code = exc.code if isinstance(exc, (ScanError, StorageError)) else "storage_unavailable"
     final = isinstance(exc, ScanTooLarge)  # trying again cannot help
     details = {"scan_error_code": code[:64], "scan_error": str(exc)}
     # Still undecided: now "failed", retried. Stored before the scanner came (not_scanned): stays so, the
@@ -256,7 +263,7 @@ def _analyze_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
     for analyzer in analyzers:
         stream = SeekableReader.buffered(store, blob.storage_identifiers, blob.size)
         try:
-            results[analyzer.name] = dict(analyzer.analyze(stream))
+            results[analyzer.name] = _clean(analyzer.name, analyzer.analyze(stream))
         except AnalysisError as exc:
             errors[analyzer.name] = {"code": exc.code, "detail": str(exc)}
         except AnalysisUnavailable as exc:  # a library gone since analyzers_for() asked: skipped, as if absent
@@ -277,6 +284,10 @@ def _merge(
         locked = lock_blob(blob.pk)
         if locked is None:
             return
+        if locked.scan_state not in SCAN_PASSED:
+            # Found infected (or put back to be scanned) while we read it: its analysis ended there.
+            blob.refresh_from_db()
+            return
         metadata = {key: value for key, value in locked.metadata.items() if key.split(".", 1)[0] not in ran}
         for values in results.values():
             metadata.update(values)
@@ -289,6 +300,28 @@ def _merge(
         locked.analyzed_at = timezone.now()
         locked.save(update_fields=["metadata", "analysis_errors", "analysis_state", "analyzed_at", "updated_at"])
     blob.refresh_from_db()
+
+
+def _clean(name: str, values: Any) -> dict[str, Any]:
+    """An analyzer's result as the database can always store it: its own keys, JSON scalars, no NUL.
+
+    A value outside that (a NUL from a file's header, which PostgreSQL's JSON
+    refuses; a non-finite float; a list) would fail the merge for good and
+    leave the blob pending forever; it is recorded as None (not known).
+    """
+    clean: dict[str, Any] = {}
+    for key, value in dict(values).items():
+        if not isinstance(key, str) or not key.startswith(f"{name}.") or "\x00" in key:
+            logger.warning("Analyzer %r returned the key %r, outside its namespace; dropped.", name, key)
+            continue
+        if isinstance(value, str):
+            value = value.replace("\x00", "") or None
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif value is not None and not isinstance(value, (bool, int, float)):
+            value = None
+        clean[key] = value
+    return clean
 
 
 def lock_blob(pk: Any) -> Blob | None:
@@ -329,7 +362,8 @@ def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Bl
     if "analyze" in stages:
         analysis_due = Q(analysis_state=AnalysisState.PENDING)
         if backlog:
-            types = sorted({t for analyzer in app_settings.ANALYZERS for t in analyzer.content_types})
+            runnable = [analyzer for analyzer in app_settings.ANALYZERS if analyzer.unavailable_reason() is None]
+            types = sorted({t for analyzer in runnable for t in analyzer.content_types})
             never = Q(analysis_state=AnalysisState.NOT_ANALYZED, analyzed_at__isnull=True, content_type__in=types)
             analysis_due = (analysis_due | never) & ~Q(scan_state=ScanState.INFECTED)
         conditions.append(analysis_due if "scan" in stages else analysis_due & Q(scan_state__in=SCAN_PASSED))

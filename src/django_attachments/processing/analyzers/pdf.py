@@ -31,9 +31,12 @@ file held in memory; a file larger than ``max_read_size`` is refused instead.
 
 from __future__ import annotations
 
+import re
 from typing import IO, Any
 
 from .base import DEFAULT_MAX_READ_SIZE, AnalysisError, AnalysisUnavailable, Analyzer, Metadata, ReadGuard
+
+_VERSION = re.compile(r"[0-9]\.[0-9]")
 
 #: The deepest page tree walked to the first page (real files nest a few levels; a loop never ends).
 MAX_TREE_DEPTH = 64
@@ -113,7 +116,8 @@ def _read(pypdf: Any, stream: ReadGuard, metadata: Metadata, *, strict: bool) ->
     stream.seek(0)
     reader = pypdf.PdfReader(stream, strict=strict)
     header = reader.pdf_header
-    metadata["pdf.version"] = header[5:] if header.startswith("%PDF-") else None
+    version = header[5:] if header.startswith("%PDF-") else ""
+    metadata["pdf.version"] = version if _VERSION.fullmatch(version) else None
     metadata["pdf.encrypted"] = bool(reader.is_encrypted)
     # Locked by a password: the version and the lock are all there is to say.
     if not reader.is_encrypted or _open_without_password(pypdf, reader):
