@@ -225,13 +225,26 @@ def test_a_forced_rescan_that_cannot_run_keeps_the_verdict_and_exits_1(
     owners, disk_store, scanner, settings, django_capture_on_commit_callbacks
 ):
     blob = store(pdf_bytes(), owners, django_capture_on_commit_callbacks)
-    assert states(blob) == [(ScanState.CLEAN, AnalysisState.ANALYZED)]
+    infected = store(infected_file(3), owners, django_capture_on_commit_callbacks, owner=owners.adam_note)
+    assert states(blob, infected) == [
+        (ScanState.CLEAN, AnalysisState.ANALYZED),
+        (ScanState.INFECTED, AnalysisState.NOT_ANALYZED),
+    ]
+    # Confirmed while the scanner answers: a verdict of this run, not a failure.
+    confirmed = run("--blob", str(infected.pk), "--scan", "--json")
+    assert confirmed.status == 0 and confirmed.json["infected"][0]["id"] == str(infected.pk)
     use_scanner(settings, "/nonexistent/clamd.sock", timeout=1)
     result = run("--all", "--scan", "--json")
     assert result.status == 1
-    assert result.json["failed"] == [{"id": str(blob.pk), "code": "scan_unavailable", "attempts": 0, "state": "clean"}]
-    assert result.json["counts"]["clean"] == 0
-    assert states(blob) == [(ScanState.CLEAN, AnalysisState.ANALYZED)]
+    assert sorted(result.json["failed"], key=lambda item: item["state"]) == [
+        {"id": str(blob.pk), "code": "scan_unavailable", "attempts": 0, "state": "clean"},
+        {"id": str(infected.pk), "code": "scan_unavailable", "attempts": 0, "state": "infected"},
+    ]
+    assert result.json["counts"]["clean"] == result.json["counts"]["infected"] == 0
+    assert states(blob, infected) == [
+        (ScanState.CLEAN, AnalysisState.ANALYZED),
+        (ScanState.INFECTED, AnalysisState.NOT_ANALYZED),
+    ]
 
 
 # -- forcing, choosing blobs ---------------------------------------------------------------------

@@ -366,10 +366,9 @@ class Command(BaseCommand):
         state, code = row["scan_state"], row["scan_error_code"]
         # A scan that could not run leaves a blob undecided (failed), not scanned (the backlog), or -- a forced
         # re-scan -- with the verdict it had and its scanned_at; a verdict, this run's or a concurrent one's,
-        # is written with a new scanned_at. (An infected blob that a forced re-scan confirms is not rewritten
-        # either, so an infected blob kept as it was counts as infected: it stays quarantined either way.)
+        # is written with a new scanned_at (an infected blob's confirmed verdict too).
         kept = before is not None and (before[0], before[1]) == (state, row["scanned_at"])
-        could_not = state in (ScanState.FAILED, ScanState.NOT_SCANNED) or (kept and state == ScanState.CLEAN)
+        could_not = state in (ScanState.FAILED, ScanState.NOT_SCANNED) or kept
         if could_not:
             summary.counts["failed"] += 1
             # A forced re-scan that could not run may leave no code on a judged blob: the scanner's default one.
