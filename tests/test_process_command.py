@@ -590,3 +590,18 @@ def test_two_runs_at_once_end_as_one_and_announce_each_infection_once(
     assert sum(report["counts"]["clean"] for report in reported) <= 2 * len(clean)
     # And a third run finds nothing left.
     assert run("--scan", "--analyze", "--json").json["counts"]["blobs"] == 0
+
+
+def test_a_second_ctrl_c_stops_at_once_even_where_sigint_was_ignored(owners, disk_store, settings, clamd):
+    """A run started in the background by a non-interactive shell inherits SIGINT ignored (CI's)."""
+    use_scanner(settings, clamd.socket, backend="tests.test_process_command.InterruptingScanner")
+    InterruptingScanner.interrupts = 2
+    blob = store(pdf_bytes(), owners)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stopped = run("--json")
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back as it was
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.status == 130 and stopped.json["counts"]["blobs"] == 0
+    assert states(blob) == [(ScanState.PENDING, AnalysisState.PENDING)]

@@ -418,8 +418,11 @@ class Command(BaseCommand):
         previous = signal.getsignal(signal.SIGINT)
 
         def stop(signum: int, frame: Any) -> None:
+            # The second Ctrl-C raises here rather than through the handler we replaced: that one may
+            # ignore SIGINT (a process started in the background by a non-interactive shell does).
+            if self.stop_requested:
+                raise KeyboardInterrupt
             self.stop_requested = True
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
             if not self.json:
                 self.stderr.write("\nInterrupted: stopping after the current blob (Ctrl-C again to stop now).")
 
