@@ -42,11 +42,9 @@ FULL_SIZES = [100 * MIB, GIB]
 QUICK_SIZES = [10 * MIB]
 
 #: Raised above the largest payload, with AlertExceedsMax: a stream not scanned whole is a FOUND verdict.
+# Beside the tests' configuration (its file and scan limits are the stream's, AlertExceedsMax on).
 LIMITS = """\
-MaxFileSize {limit}M
-MaxScanSize {limit}M
 MaxScanTime 600000
-AlertExceedsMax yes
 """
 
 
@@ -77,8 +75,11 @@ def suite_clamd(workdir: Path, largest: int) -> Iterator[tuple[servers.Clamd, Pa
             socket=socket_path,
             port=port,
             stream_max_length=f"{limit}M",
+            max_file_size=f"{limit}M",
+            max_scan_size=f"{limit}M",
+            alert_exceeds_max="yes",
         )
-        + LIMITS.format(limit=limit)
+        + LIMITS
     )
     started = time.monotonic()
     with open(workdir / "clamd.out", "wb") as out:
