@@ -289,3 +289,34 @@ def disk_store(settings, tmp_path):
     }
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": "attachments"}
     return get_store("attachments")
+
+
+# -- the malware scanner: one real clamd for the session (tests/clamd.py) -----------------------------
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory):
+    """A running clamd with the test signatures; skips the test where clamd is not installed."""
+    from tests import clamd as clamd_helpers
+
+    yield from clamd_helpers.running_clamd(tmp_path_factory, "clamd-session")
+
+
+def clamd_scanner_setting(socket: str, **options) -> dict:
+    """``DJANGO_ATTACHMENTS["SCANNER"]`` for the clamd scanner on ``socket``."""
+    return {"BACKEND": "django_attachments.processing.scanners.ClamdScanner", "OPTIONS": {"socket": socket, **options}}
+
+
+@pytest.fixture
+def scanner(settings, clamd):
+    """The clamd scanner, over its unix socket, as SCANNER."""
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCANNER": clamd_scanner_setting(clamd.socket)}
+    return clamd
+
+
+@pytest.fixture
+def dead_scanner(settings, tmp_path):
+    """A scanner whose daemon is not there (a socket path nothing listens on); the path."""
+    socket = str(tmp_path / "no-clamd.sock")
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "SCANNER": clamd_scanner_setting(socket, timeout=1)}
+    return socket

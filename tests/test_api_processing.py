@@ -35,38 +35,6 @@ PROCESSING_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def clamd(tmp_path_factory):
-    yield from clamd_helpers.running_clamd(tmp_path_factory, "clamd-api")
-
-
-@pytest.fixture
-def scanner(settings, clamd):
-    """The clamd scanner, over its unix socket."""
-    settings.DJANGO_ATTACHMENTS = {
-        **settings.DJANGO_ATTACHMENTS,
-        "SCANNER": {
-            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
-            "OPTIONS": {"socket": clamd.socket},
-        },
-    }
-    return clamd
-
-
-@pytest.fixture
-def dead_scanner(settings, tmp_path):
-    """A scanner whose daemon is not there (a socket path nothing listens on)."""
-    socket = str(tmp_path / "no-clamd.sock")
-    settings.DJANGO_ATTACHMENTS = {
-        **settings.DJANGO_ATTACHMENTS,
-        "SCANNER": {
-            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
-            "OPTIONS": {"socket": socket, "timeout": 1},
-        },
-    }
-    return socket
-
-
 @pytest.fixture
 def admin_a(owners):
     """An API client of clinic A whose user is staff (``is_staff``): the one who may see what a scan found."""

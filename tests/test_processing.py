@@ -31,36 +31,6 @@ from tests.apitools import LIST, download, upload
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def clamd(tmp_path_factory):
-    yield from clamd_helpers.running_clamd(tmp_path_factory, "clamd-processing")
-
-
-@pytest.fixture
-def scanner(settings, clamd):
-    """The clamd scanner, over its unix socket."""
-    settings.DJANGO_ATTACHMENTS = {
-        **settings.DJANGO_ATTACHMENTS,
-        "SCANNER": {
-            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
-            "OPTIONS": {"socket": clamd.socket},
-        },
-    }
-    return clamd
-
-
-@pytest.fixture
-def dead_scanner(settings, tmp_path):
-    """A scanner whose daemon is not there (a socket path nothing listens on)."""
-    settings.DJANGO_ATTACHMENTS = {
-        **settings.DJANGO_ATTACHMENTS,
-        "SCANNER": {
-            "BACKEND": "django_attachments.processing.scanners.ClamdScanner",
-            "OPTIONS": {"socket": str(tmp_path / "no-clamd.sock"), "timeout": 1},
-        },
-    }
-
-
 @pytest.fixture
 def infected_signals():
     received = []
