@@ -1,0 +1,37 @@
+"""Renderers: variants of a file -- thumbnails, previews -- made from its stream.
+
+Each renderer is a pure object -- no database, no store -- that the variant
+service runs on a blob's bytes to make the picture a :class:`VariantSpec`
+describes, and whose :class:`Rendered` bytes it stores (the contract is in
+:mod:`.base`)::
+
+    from django_attachments.processing.renderers import ImageRenderer, VariantSpec
+
+    spec = VariantSpec.from_value("thumb", {"operation": "fit", "width": 256, "height": 256, "format": "webp"})
+    renderer = ImageRenderer()
+    if renderer.accepts("image/jpeg"):
+        rendered = renderer.render(spooled_file, spec)  # Rendered(data=b"RIFF...", width=256, height=171, ...)
+
+The built-ins stand on optional parts: Pillow for every one of them (they
+all end with :func:`finish`), pypdfium2 for :class:`PdfRenderer`, pydicom
+and NumPy for :class:`DicomRenderer`, and the ``ffmpeg`` program of FFmpeg
+for :class:`VideoRenderer`. Importing this package needs none of them.
+"""
+
+from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .image import ImageRenderer
+
+#: The renderers a project gets unless it names its own, each used where its library is installed.
+BUILTIN_RENDERERS = ("django_attachments.processing.renderers.ImageRenderer",)
+
+__all__ = [
+    "BUILTIN_RENDERERS",
+    "ImageRenderer",
+    "PreviewUnsupported",
+    "RenderError",
+    "RenderUnavailable",
+    "Rendered",
+    "Renderer",
+    "VariantSpec",
+    "finish",
+]

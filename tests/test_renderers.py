@@ -1,0 +1,752 @@
+"""Renderers make variants (thumbnails, previews) from a stream: real Pillow, pypdfium2, pydicom and ffmpeg.
+
+Every sample is made by the test (tests/samples.py), with colours and grey levels chosen so that
+the output's pixels can be checked, not just its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from django_attachments.exceptions import AttachmentError, AttachmentsImproperlyConfigured, status_for
+from django_attachments.processing.renderers import (
+    BUILTIN_RENDERERS,
+    ImageRenderer,
+    PreviewUnsupported,
+    Rendered,
+    Renderer,
+    RenderError,
+    RenderUnavailable,
+    VariantSpec,
+    finish,
+)
+from tests import samples
+
+Image = pytest.importorskip("PIL.Image")
+
+OPERATIONS = ["fit", "fill"]
+FORMATS = ["webp", "jpeg", "png"]
+PILLOW_FORMAT = {"webp": "WEBP", "jpeg": "JPEG", "png": "PNG"}
+CORRUPT_IMAGE = "The file is not a readable JPEG, PNG, GIF, WebP, BMP or TIFF image: it is corrupt or truncated."
+
+
+def spec(operation="fit", width=100, height=100, format="png", quality=None):
+    return VariantSpec(operation, width, height, format, quality)
+
+
+def opened(rendered):
+    """The output, decoded back, after checking it is what it says."""
+    image = Image.open(io.BytesIO(rendered.data))
+    assert image.format == PILLOW_FORMAT[rendered.content_type.split("/")[1]]
+    assert image.size == (rendered.width, rendered.height)
+    image.load()
+    return image
+
+
+def close(pixel, colour, tolerance=40):
+    """Whether an RGB(A) or grey pixel is within ``tolerance`` of ``colour`` on every channel."""
+    if isinstance(pixel, int):
+        pixel = (pixel,) * 3
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], colour, strict=True))
+
+
+def rgb(image, xy):
+    return image.convert("RGB").getpixel(xy)
+
+
+class OneWay(io.RawIOBase):
+    """A stream that reads but cannot seek, like a store's RangeReader."""
+
+    def __init__(self, data):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._data.readinto(buffer)
+
+
+class FailingStream(io.BytesIO):
+    """A stream whose storage fails once a read reaches past ``good`` bytes."""
+
+    def __init__(self, data, good):
+        super().__init__(data)
+        self.good = good
+
+    def read(self, size=-1):
+        if self.tell() + (size if size is not None and size >= 0 else len(self.getvalue())) > self.good:
+            raise OSError("connection reset by storage")
+        return super().read(size)
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class Counting(io.BytesIO):
+    """A stream that counts the bytes read from it, and remembers the spans."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.bytes_read = 0
+        self.spans = []
+
+    def read(self, size=-1):
+        start = self.tell()
+        data = super().read(size)
+        self.bytes_read += len(data)
+        self.spans.append((start, start + len(data)))
+        return data
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def was_read(self, start, end):
+        return any(a < end and start < b for a, b in self.spans)
+
+
+# --- the spec -------------------------------------------------------------------------
+
+
+def test_spec_from_settings_data():
+    value = {"operation": "fill", "width": 256, "height": 128, "format": "webp", "quality": 70, "eager": True}
+    made = VariantSpec.from_value("card-2x", value)
+    assert made == VariantSpec("fill", 256, 128, "webp", 70, eager=True)
+    assert made.output() == {"operation": "fill", "width": 256, "height": 128, "format": "webp", "quality": 70}
+    assert (made.content_type, made.extension) == ("image/webp", "webp")
+
+
+@pytest.mark.parametrize(
+    "format, quality, effective, content_type, extension",
+    [
+        ("jpeg", None, 85, "image/jpeg", "jpg"),
+        ("jpeg", 40, 40, "image/jpeg", "jpg"),
+        ("webp", None, 80, "image/webp", "webp"),
+        ("png", None, None, "image/png", "png"),
+    ],
+)
+def test_spec_defaults_per_format(format, quality, effective, content_type, extension):
+    made = VariantSpec.from_value("thumb", {"operation": "fit", "width": 1, "height": 4096, "format": format} | (
+        {} if quality is None else {"quality": quality}
+    ))  # fmt: skip
+    assert made.output()["quality"] == effective
+    assert made.eager is False
+    assert (made.content_type, made.extension) == (content_type, extension)
+
+
+GOOD = {"operation": "fit", "width": 256, "height": 256, "format": "webp"}
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("Thumb", GOOD, "Invalid variant name 'Thumb': 1 to 40 lowercase letters"),
+        ("", GOOD, "Invalid variant name ''"),
+        ("-thumb", GOOD, "Invalid variant name '-thumb'"),
+        ("a" * 41, GOOD, "Invalid variant name 'a{41}'"),
+        ("thumb.small", GOOD, "Invalid variant name 'thumb.small'"),
+        (None, GOOD, "Invalid variant name None"),
+        ("thumb", [("operation", "fit")], "Variant 'thumb' must be a mapping of options, not list"),
+        ("thumb", GOOD | {"size": 3}, r"Variant 'thumb': unknown key\(s\) 'size'; the keys are operation, width"),
+        ("thumb", GOOD | {"Width": 3, "crop": 1}, r"unknown key\(s\) 'Width', 'crop'"),
+        ("thumb", {"operation": "fit", "width": 256}, "Variant 'thumb': 'height', 'format' missing"),
+        ("thumb", GOOD | {"operation": "crop"}, "Variant 'thumb': 'operation' must be 'fit' or 'fill', not 'crop'"),
+        ("thumb", GOOD | {"operation": "FIT"}, "'operation' must be 'fit' or 'fill', not 'FIT'"),
+        ("thumb", GOOD | {"width": 0}, "Variant 'thumb': 'width' must be an integer from 1 to 4096, not 0"),
+        ("thumb", GOOD | {"height": 4097}, "'height' must be an integer from 1 to 4096, not 4097"),
+        ("thumb", GOOD | {"width": True}, "'width' must be an integer from 1 to 4096, not True"),
+        ("thumb", GOOD | {"width": 256.0}, "'width' must be an integer from 1 to 4096, not 256.0"),
+        ("thumb", GOOD | {"height": "256"}, "'height' must be an integer from 1 to 4096, not '256'"),
+        ("thumb", GOOD | {"format": "jpg"}, "'format' must be one of 'webp', 'jpeg', 'png', not 'jpg'"),
+        ("thumb", GOOD | {"format": "gif"}, "'format' must be one of 'webp', 'jpeg', 'png', not 'gif'"),
+        ("thumb", GOOD | {"format": ["png"]}, r"'format' must be one of 'webp', 'jpeg', 'png', not \['png'\]"),
+        ("thumb", GOOD | {"quality": 0}, "'quality' must be an integer from 1 to 100, not 0"),
+        ("thumb", GOOD | {"quality": 101}, "'quality' must be an integer from 1 to 100, not 101"),
+        ("thumb", GOOD | {"quality": False}, "'quality' must be an integer from 1 to 100, not False"),
+        ("thumb", GOOD | {"quality": 80.5}, "'quality' must be an integer from 1 to 100, not 80.5"),
+        ("thumb", GOOD | {"format": "png", "quality": 80}, "'quality' applies to 'jpeg' and 'webp' only"),
+        ("thumb", GOOD | {"eager": 1}, "Variant 'thumb': 'eager' must be True or False, not 1"),
+        ("thumb", GOOD | {"eager": "yes"}, "'eager' must be True or False, not 'yes'"),
+    ],
+)
+def test_spec_refuses_bad_settings_naming_the_variant_and_key(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        VariantSpec.from_value(name, value)
+
+
+def test_spec_built_directly_is_validated_too():
+    with pytest.raises(ValueError, match="'width' must be an integer from 1 to 4096, not -5"):
+        VariantSpec("fit", -5, 10, "png")
+    with pytest.raises(ValueError, match="'quality' applies to 'jpeg' and 'webp' only"):
+        VariantSpec("fit", 5, 10, "png", quality=50)
+
+
+class Named(Renderer):
+    def __init__(self, name="image", version="1"):
+        self.name, self.version = name, version
+
+
+def test_digest_is_sha256_of_the_canonical_output_and_renderer():
+    made = VariantSpec("fit", 256, 200, "jpeg")
+    expected = hashlib.sha256(
+        json.dumps(
+            {"output": made.output(), "renderer": "image", "version": "1"}, sort_keys=True, separators=(",", ":")
+        ).encode()
+    ).hexdigest()
+    assert made.digest(Named()) == expected
+    assert len(expected) == 64 and expected == expected.lower()
+
+
+def test_digest_changes_with_the_output_and_the_renderers_version_not_with_eager():
+    base = VariantSpec("fit", 256, 256, "webp")
+    renderer = Named()
+    changed = [
+        VariantSpec("fill", 256, 256, "webp"),
+        VariantSpec("fit", 255, 256, "webp"),
+        VariantSpec("fit", 256, 257, "webp"),
+        VariantSpec("fit", 256, 256, "jpeg"),
+        VariantSpec("fit", 256, 256, "webp", quality=81),
+    ]
+    digests = {base.digest(renderer)} | {other.digest(renderer) for other in changed}
+    digests |= {base.digest(Named(version="2")), base.digest(Named(name="pdf"))}
+    assert len(digests) == len(changed) + 3
+    assert VariantSpec("fit", 256, 256, "webp", eager=True).digest(renderer) == base.digest(renderer)
+    # The default quality stated or left out is the same output.
+    assert VariantSpec("fit", 256, 256, "webp", quality=80).digest(renderer) == base.digest(renderer)
+
+
+def test_spec_is_frozen_and_hashable():
+    made = spec()
+    with pytest.raises(AttributeError):
+        made.width = 5
+    assert {made, spec()} == {made}
+
+
+# --- the contract -----------------------------------------------------------------------
+
+
+def test_errors_sit_under_the_package_roots():
+    assert issubclass(RenderError, AttachmentError) and issubclass(RenderError, ValueError)
+    assert (RenderError("x").code, RenderError.status_code) == ("render_failed", 422)
+    assert issubclass(PreviewUnsupported, RenderError)
+    assert (PreviewUnsupported("x").code, PreviewUnsupported.status_code) == ("preview_unsupported", 422)
+    assert status_for("preview_unsupported") == status_for("render_failed") == 422
+    assert issubclass(RenderUnavailable, AttachmentsImproperlyConfigured)
+    assert not issubclass(RenderUnavailable, AttachmentError)
+
+
+def test_base_render_must_be_overridden():
+    with pytest.raises(NotImplementedError, match=r"\.render\(\) must be overridden"):
+        Renderer().render(io.BytesIO(b""), spec())
+
+
+def test_builtin_renderers_resolve_and_are_named():
+    names = []
+    for path in BUILTIN_RENDERERS:
+        module, _, attribute = path.rpartition(".")
+        renderer = getattr(importlib.import_module(module), attribute)()
+        assert isinstance(renderer, Renderer) and renderer.content_types
+        names.append(renderer.name)
+        assert repr(renderer) == f"<{attribute} {renderer.name!r} version {renderer.version!r}>"
+    assert len(set(names)) == len(names) == len(BUILTIN_RENDERERS)
+
+
+def test_importing_the_package_imports_no_optional_library():
+    code = textwrap.dedent(
+        """
+        import sys
+        import django_attachments.processing.renderers
+        print([name for name in ("PIL", "pypdfium2", "pydicom", "numpy") if name in sys.modules])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [
+        ("image/jpeg", True),
+        ("image/png", True),
+        ("IMAGE/GIF", True),
+        ("image/webp; charset=binary", True),
+        ("image/bmp", True),
+        ("image/x-ms-bmp", True),
+        ("image/tiff", True),
+        ("image/svg+xml", False),
+        ("text/html", False),
+        ("application/postscript", False),
+        ("image/x-eps", False),
+        ("application/pdf", False),
+        ("image/vnd.microsoft.icon", False),
+        ("image/heic", False),
+        ("", False),
+    ],
+)
+def test_image_accepts_by_sniffed_content_type(content_type, expected):
+    assert ImageRenderer().accepts(content_type) is expected
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_pixels": 0}, {"max_read_size": -1}, {"max_pixels": True}, {"max_pixels": 1.5}]
+)
+def test_image_options_are_checked(kwargs):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        ImageRenderer(**kwargs)
+
+
+def test_image_stream_is_read_from_its_start_and_left_open():
+    stream = io.BytesIO(samples.encode(samples.solid(), "PNG"))
+    stream.seek(0, io.SEEK_END)
+    assert opened(ImageRenderer().render(stream, spec())).size == (100, 67)
+    assert not stream.closed
+
+
+def test_image_refuses_a_stream_that_cannot_seek():
+    with pytest.raises(TypeError, match="ImageRenderer needs a seekable stream; spool the file"):
+        ImageRenderer().render(OneWay(samples.encode(samples.solid())), spec())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF"])
+def test_image_a_failing_stream_is_not_called_a_corrupt_file(fmt):
+    data = samples.encode(Image.effect_noise((200, 200), 60).convert("RGB"), fmt)
+    with pytest.raises(OSError, match="connection reset by storage") as caught:
+        ImageRenderer().render(FailingStream(data, good=len(data) // 2), spec())
+    assert not isinstance(caught.value, RenderError)
+
+
+def test_a_missing_pillow_is_reported_not_skipped(monkeypatch):
+    renderer = ImageRenderer()
+    assert renderer.unavailable_reason() is None
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    reason = "ImageRenderer needs Pillow, which is not installed (install the 'analyze' extra)."
+    assert renderer.accepts("image/png")
+    assert renderer.unavailable_reason() == reason
+    with pytest.raises(RenderUnavailable, match=r"ImageRenderer needs Pillow"):
+        renderer.render(io.BytesIO(b"anything"), spec())
+
+
+# --- images: sizes and pixels -------------------------------------------------------------
+
+SOURCES = {
+    "jpeg": ("JPEG", {"quality": 95}),
+    "png": ("PNG", {}),
+    "gif": ("GIF", {}),
+    "webp": ("WEBP", {"lossless": True}),
+    "bmp": ("BMP", {}),
+    "tiff": ("TIFF", {"compression": "tiff_lzw"}),
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("format", FORMATS)
+def test_image_renders_in_each_format(source, operation, format):
+    fmt, options = SOURCES[source]
+    data = samples.encode(samples.halves((400, 200)), fmt, **options)  # red left, blue right
+    rendered = ImageRenderer().render(io.BytesIO(data), spec(operation, 120, 90, format))
+    image = opened(rendered)
+    assert rendered.content_type == f"image/{format}"
+    if operation == "fit":
+        assert image.size == (120, 60)
+    else:  # the centred 266 x 200 of the source, shrunk to exactly the box
+        assert image.size == (120, 90)
+    assert close(rgb(image, (3, image.height // 2)), samples.RED)
+    assert close(rgb(image, (image.width - 4, image.height // 2)), samples.BLUE)
+
+
+def test_fill_crops_about_the_centre():
+    image = opened(
+        ImageRenderer().render(io.BytesIO(samples.encode(samples.quadrants((400, 100)))), spec("fill", 50, 50))
+    )
+    assert image.size == (50, 50)  # the middle 100 x 100: the inner halves of the four quadrants
+    assert close(rgb(image, (5, 5)), samples.RED) and close(rgb(image, (44, 5)), samples.GREEN)
+    assert close(rgb(image, (5, 44)), samples.BLUE) and close(rgb(image, (44, 44)), samples.WHITE)
+
+
+@pytest.mark.parametrize(
+    "operation, source, box, expected",
+    [
+        ("fit", (50, 30), (256, 256), (50, 30)),  # never enlarged
+        ("fit", (300, 30), (100, 100), (100, 10)),
+        ("fit", (30, 300), (100, 100), (10, 100)),
+        ("fit", (1000, 1), (100, 100), (100, 1)),  # never below a pixel
+        ("fill", (50, 30), (256, 128), (50, 25)),  # smaller: the largest crop of the box's aspect
+        ("fill", (50, 30), (20, 40), (15, 30)),
+        ("fill", (300, 100), (100, 200), (50, 100)),  # smaller on one side only: still never enlarged
+        ("fill", (1000, 1), (100, 100), (1, 1)),
+        ("fill", (640, 480), (640, 480), (640, 480)),
+    ],
+)
+def test_sizes_are_never_enlarged(operation, source, box, expected):
+    data = samples.encode(samples.solid(size=source))
+    assert opened(ImageRenderer().render(io.BytesIO(data), spec(operation, *box))).size == expected
+
+
+# EXIF orientation -> how the stored pixels are turned from the upright picture (the inverse of what a viewer does).
+STORED_AS = {
+    1: None,
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_90",  # stored a quarter turn anticlockwise; the viewer turns it clockwise
+    7: "TRANSVERSE",
+    8: "ROTATE_270",
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED_AS))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_exif_orientation_is_applied(orientation, fmt):
+    upright = samples.quadrants((80, 40))
+    method = STORED_AS[orientation]
+    stored = upright if method is None else upright.transpose(getattr(Image.Transpose, method))
+    data = samples.encode(
+        stored, fmt, exif=samples.exif(orientation=orientation), **({"quality": 95} if fmt == "JPEG" else {})
+    )
+    image = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 40, 40)))
+    assert image.size == (40, 20)
+    for (x, y), corner in {(4, 4): "tl", (35, 4): "tr", (4, 15): "bl", (35, 15): "br"}.items():
+        assert close(rgb(image, (x, y)), samples.QUADRANTS[corner]), (orientation, corner, rgb(image, (x, y)))
+
+
+def test_a_broken_exif_block_is_ignored():
+    data = samples.encode(samples.solid(), "JPEG", exif=b"Exif\x00\x00II*\x00garbage")
+    with pytest.warns(UserWarning, match="Corrupt EXIF data"):  # Pillow's, as it gives up on the block
+        assert opened(ImageRenderer().render(io.BytesIO(data), spec())).size == (100, 67)
+
+
+# --- images: metadata never comes out -------------------------------------------------------------
+
+SECRET = "Flat 3, 12 Secret Street"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("format", FORMATS)
+def test_no_metadata_comes_out(fmt, format):
+    from PIL import ImageCms, PngImagePlugin
+
+    source = samples.solid(size=(120, 80))
+    extra = {"exif": samples.exif(orientation=1, gps=True, description=SECRET)}
+    extra["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    if fmt == "JPEG":
+        extra["comment"] = SECRET.encode()
+    if fmt == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", SECRET)
+        text.add_itxt("XML:com.adobe.xmp", f"<x:xmpmeta>{SECRET}</x:xmpmeta>")
+        extra["pnginfo"] = text
+    if fmt in ("JPEG", "WEBP"):
+        extra["xmp"] = f"<x:xmpmeta>{SECRET}</x:xmpmeta>".encode()
+    data = samples.encode(source, fmt, **extra)
+    assert SECRET.encode() in data
+    with Image.open(io.BytesIO(data)) as carrier:  # the sample carries what must not come out
+        assert "icc_profile" in carrier.info
+        assert carrier.getexif().get(0x010E) == SECRET and carrier.getexif().get_ifd(0x8825)
+
+    rendered = ImageRenderer().render(io.BytesIO(data), spec("fit", 60, 60, format))
+    assert SECRET.encode() not in rendered.data
+    image = opened(rendered)
+    leaked = {"exif", "xmp", "XML:com.adobe.xmp", "comment", "Comment", "icc_profile", "dpi", "transparency"}
+    assert not leaked & set(image.info)
+    assert not image.getexif()
+    assert image.getexif().get_ifd(0x8825) == {}  # no GPS position
+    assert close(rgb(image, (30, 20)), samples.RED)
+
+
+# --- images: colour modes --------------------------------------------------------------------
+
+
+def test_cmyk_becomes_rgb():
+    data = samples.encode(Image.new("CMYK", (60, 40), (255, 0, 0, 0)), "JPEG", quality=95)  # pure cyan
+    for format in FORMATS:
+        image = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 30, 30, format)))
+        assert image.mode == "RGB"
+        assert close(rgb(image, (15, 10)), (0, 255, 255)), rgb(image, (15, 10))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+def test_an_icc_profile_is_converted_to_srgb(fmt):
+    # Red as the file stores it, in a space whose red is sRGB's green.
+    data = samples.encode(samples.solid(samples.RED, (50, 50)), fmt, icc_profile=samples.icc_rgb())
+    for format in FORMATS:
+        image = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 20, 20, format)))
+        assert close(rgb(image, (10, 10)), samples.GREEN), rgb(image, (10, 10))
+        assert "icc_profile" not in image.info
+
+
+def test_an_icc_profile_keeps_the_alpha():
+    image = samples.solid((255, 0, 0, 255), (50, 50), mode="RGBA")
+    image.paste((255, 0, 0, 0), (25, 0, 50, 50))
+    data = samples.encode(image, "PNG", icc_profile=samples.icc_rgb())
+    out = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 50, 50, "png")))
+    assert out.mode == "RGBA"
+    assert close(out.getpixel((10, 10)), samples.GREEN) and out.getpixel((10, 10))[3] == 255
+    assert out.getpixel((40, 10))[3] == 0
+
+
+def test_a_broken_icc_profile_leaves_the_pixels_as_they_are():
+    data = samples.encode(samples.solid(samples.RED, (50, 50)), "PNG", icc_profile=b"not a profile" * 20)
+    assert close(rgb(opened(ImageRenderer().render(io.BytesIO(data), spec())), (10, 10)), samples.RED)
+
+
+def grey_ramp(mode, values):
+    """A one-row image, each pixel a value of ``values``, widened to 8 pixels each."""
+    image = Image.new(mode, (len(values), 1))
+    for x, value in enumerate(values):
+        image.putpixel((x, 0), value)
+    return image.resize((len(values) * 8, 8), Image.Resampling.NEAREST)
+
+
+@pytest.mark.parametrize(
+    "mode, fmt, values, expected",
+    [
+        ("I;16", "PNG", [0, 257 * 64, 257 * 128, 65535], [0, 64, 128, 255]),
+        ("I;16", "TIFF", [0, 257 * 64, 257 * 128, 65535], [0, 64, 128, 255]),
+        ("I", "TIFF", [0, 257 * 64, 257 * 128, 65535], [0, 64, 128, 255]),  # 16-bit data in 32 bits
+        ("I", "TIFF", [-1000, 0, 1000, 3000], [0, 64, 128, 255]),  # another range: stretched over 0-255
+        ("F", "TIFF", [0.0, 64 / 255, 128 / 255, 1.0], [0, 64, 128, 255]),
+    ],
+)
+def test_high_bit_depth_greyscale_is_scaled_not_clipped(mode, fmt, values, expected):
+    data = samples.encode(grey_ramp(mode, values), fmt)
+    image = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 32, 8, "png")))
+    assert image.mode == "L" and image.size == (32, 8)
+    got = [image.getpixel((x * 8 + 4, 0)) for x in range(4)]
+    assert all(abs(a - b) <= 2 for a, b in zip(got, expected, strict=True)), got
+
+
+@pytest.mark.parametrize("format, alpha", [("png", True), ("webp", True), ("jpeg", False)])
+def test_a_palette_with_transparency_keeps_it_where_the_format_can(format, alpha):
+    image = Image.new("P", (40, 20))
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.paste(1, (20, 0, 40, 20))  # right half: index 1, blue, made transparent
+    data = samples.encode(image, "PNG", transparency=1)
+    out = opened(ImageRenderer().render(io.BytesIO(data), spec("fit", 40, 20, format)))
+    if alpha:
+        assert out.mode == "RGBA"
+        assert out.getpixel((35, 10))[3] == 0 and close(out.getpixel((5, 10)), samples.RED)
+        assert out.getpixel((5, 10))[3] == 255
+    else:  # composited on white
+        assert out.mode == "RGB"
+        assert close(out.getpixel((35, 10)), samples.WHITE) and close(out.getpixel((5, 10)), samples.RED)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_grey_with_alpha(format):
+    image = Image.new("LA", (40, 20), (50, 255))
+    image.paste((50, 0), (20, 0, 40, 20))
+    out = opened(ImageRenderer().render(io.BytesIO(samples.encode(image)), spec("fit", 40, 20, format)))
+    assert close(rgb(out, (5, 10)), (50, 50, 50), tolerance=6)
+    if format == "jpeg":
+        assert close(rgb(out, (35, 10)), samples.WHITE, tolerance=6)
+    else:
+        assert out.convert("RGBA").getpixel((35, 10))[3] == 0
+
+
+@pytest.mark.parametrize("fmt, options", [("PNG", {}), ("TIFF", {"compression": "group4"}), ("BMP", {})])
+def test_one_bit_images_shrink_to_grey(fmt, options):
+    image = Image.new("1", (64, 64), 0)
+    image.paste(1, (32, 0, 64, 64))
+    for y in range(0, 64, 2):  # a fine stripe in the left half: shrunk, it is grey, not black or white
+        image.paste(1, (0, y, 32, y + 1))
+    out = opened(ImageRenderer().render(io.BytesIO(samples.encode(image, fmt, **options)), spec("fit", 16, 16)))
+    assert out.mode == "L"
+    assert 90 <= out.getpixel((4, 8)) <= 165 and out.getpixel((12, 8)) == 255
+
+
+@pytest.mark.parametrize("make", [samples.animated_gif, samples.animated_webp])
+def test_an_animation_gives_its_first_frame(make):
+    for format in FORMATS:
+        out = opened(ImageRenderer().render(io.BytesIO(make()), spec("fit", 20, 20, format)))
+        assert out.size == (20, 15)
+        assert close(rgb(out, (10, 7)), samples.RED), rgb(out, (10, 7))
+
+
+def test_a_multipage_tiff_gives_its_first_page():
+    pages = [samples.solid(colour, (30, 20)) for colour in (samples.GREEN, samples.RED)]
+    data = samples.encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    assert close(rgb(opened(ImageRenderer().render(io.BytesIO(data), spec())), (5, 5)), samples.GREEN)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F", "RGBX", "YCbCr", "HSV"])
+@pytest.mark.parametrize("format", FORMATS)
+def test_finish_takes_every_mode_to_every_format(mode, format):
+    rendered = finish(Image.new(mode, (64, 48)), spec("fill", 32, 32, format))
+    assert isinstance(rendered, Rendered)
+    image = opened(rendered)
+    assert image.size == (32, 32)
+    assert image.mode in {"jpeg": {"L", "RGB"}, "webp": {"RGB", "RGBA"}, "png": {"L", "LA", "RGB", "RGBA"}}[format]
+
+
+# --- images: what is refused ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, pixels",
+    [
+        (samples.crafted_png(100_000, 100_000), "100000 x 100000"),  # 30 GB of RGB, declared in a tiny file
+        (samples.jpeg_declaring(60_000, 60_000), None),  # refused by Pillow's own limit as it opens the file
+        (samples.jpeg_declaring(8000, 7000), "8000 x 7000"),  # under Pillow's own limit, over ours
+    ],
+)
+def test_a_decompression_bomb_is_refused_before_decoding(data, pixels):
+    assert len(data) < 2000
+    started = time.perf_counter()
+    with pytest.raises(RenderError, match="more than the 50,000,000 pixels allowed; it was refused without") as caught:
+        ImageRenderer().render(io.BytesIO(data), spec())
+    assert time.perf_counter() - started < 0.5
+    if pixels:
+        assert str(caught.value).startswith(f"The image is {pixels} pixels")
+
+
+def test_the_pixel_limit_is_the_renderers_own():
+    pillows = Image.MAX_IMAGE_PIXELS
+    data = samples.encode(samples.solid(size=(20, 20)))
+    with pytest.raises(RenderError, match="The image is 20 x 20 pixels, more than the 399 pixels allowed"):
+        ImageRenderer(max_pixels=399).render(io.BytesIO(data), spec())
+    assert ImageRenderer(max_pixels=400).render(io.BytesIO(data), spec()).width == 20
+    assert Image.MAX_IMAGE_PIXELS == pillows
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_a_truncated_image_is_refused(fmt):
+    from PIL import ImageFile
+
+    data = samples.encode(Image.effect_noise((300, 200), 80).convert("RGB"), fmt)
+    with pytest.raises(RenderError) as caught:
+        ImageRenderer().render(io.BytesIO(data[: len(data) // 2]), spec())
+    assert str(caught.value) == CORRUPT_IMAGE
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not an image at all",
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>',
+        b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>",
+        samples.pdf(),
+    ],
+    ids=["empty", "text", "svg", "html", "pdf"],
+)
+def test_what_is_not_a_raster_image_is_refused(data):
+    with pytest.raises(RenderError, match="corrupt or truncated"):
+        ImageRenderer().render(io.BytesIO(data), spec())
+
+
+def test_an_eps_labelled_as_a_jpeg_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    # A Ghostscript that leaves a mark when run, first on the PATH.
+    mark = tmp_path / "ghostscript-ran"
+    gs = tmp_path / "gs"
+    gs.write_text(f'#!/bin/sh\necho "$@" >> {mark}\n[ "$1" = --version ] && echo 10.00.0 && exit 0\nexit 1\n')
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None, raising=False)  # found again, on the new PATH
+    data = samples.eps()
+
+    with pytest.raises(RenderError, match="corrupt or truncated"):
+        ImageRenderer().render(io.BytesIO(data), spec())  # the renderer is asked as if it were image/jpeg
+    assert not mark.exists()
+
+    # The trap works: Pillow left to itself opens the file as EPS and runs Ghostscript.
+    with pytest.raises(subprocess.CalledProcessError), Image.open(io.BytesIO(data)) as eps:  # ours draws nothing
+        assert eps.format == "EPS"
+        eps.load()
+    assert "-dSAFER" in mark.read_text()
+
+
+def test_a_webp_is_read_whole_only_up_to_the_read_limit():
+    data = samples.encode(Image.effect_noise((300, 300), 90).convert("RGB"), "WEBP", lossless=True)
+    # Pillow reads the first 30 bytes, then the rest in one read.
+    limit = len(data) - 31
+    with pytest.raises(RenderError, match=f"it would be read whole, and it is larger than {limit:,} bytes"):
+        ImageRenderer(max_read_size=limit).render(io.BytesIO(data), spec())
+    assert ImageRenderer(max_read_size=limit + 1).render(io.BytesIO(data), spec()).width == 100
+
+
+# --- images: a large JPEG is decoded small ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_24mp(tmp_path_factory):
+    """A 6000 x 4000 JPEG (24 megapixels) with red and blue halves."""
+    path = tmp_path_factory.mktemp("photo") / "24mp.jpg"
+    path.write_bytes(samples.encode(samples.halves((6000, 4000)), "JPEG", quality=90))
+    return path
+
+
+@pytest.mark.parametrize(
+    "box, operation, decoded",
+    [
+        ((256, 256), "fit", (750, 500)),  # 1/8: the smallest DCT scale, still over 256 x 171
+        ((256, 256), "fill", (750, 500)),  # fill needs 384 x 256 of the whole: 1/8 still holds it
+        ((1024, 1024), "fit", (1500, 1000)),  # 1/4 holds 1024 x 683; 1/8 would not
+        ((700, 700), "fill", (1500, 1000)),  # fill needs 1050 x 700: 1/4
+        ((4000, 4000), "fit", (6000, 4000)),  # nothing smaller holds 4000 x 2667
+    ],
+)
+def test_a_jpeg_is_decoded_at_the_smallest_scale_the_variant_allows(photo_24mp, box, operation, decoded):
+    with photo_24mp.open("rb") as stream:
+        image = ImageRenderer().load(stream, spec(operation, *box))
+    assert image.size == decoded
+
+
+def test_a_jpeg_turned_a_quarter_is_decoded_for_its_upright_box():
+    data = samples.encode(samples.solid(size=(4000, 1000)), "JPEG", exif=samples.exif(orientation=6))
+    # Upright it is 1000 x 4000: a 100 x 400 fit needs 100 x 400 of it, so 1/8 (125 x 500) still holds it.
+    image = ImageRenderer().load(io.BytesIO(data), spec("fit", 100, 400))
+    assert image.size == (125, 500)
+    assert opened(finish(image, spec("fit", 100, 400))).size == (100, 400)
+
+
+PEAK_RSS = """
+import io, resource, sys
+from PIL import Image
+from django_attachments.processing.renderers import ImageRenderer, VariantSpec
+spec = VariantSpec(sys.argv[2], 256, 256, "webp")
+renderer = ImageRenderer()
+small = io.BytesIO()
+Image.new("RGB", (800, 600), "red").save(small, "JPEG")
+renderer.render(small, spec)  # warm up: the libraries loaded, their first buffers allocated
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open(sys.argv[1], "rb") as stream:
+    rendered = renderer.render(stream, spec)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(rendered.width, rendered.height, (after - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux")
+@pytest.mark.parametrize("operation, size", [("fit", "256 171"), ("fill", "256 256")])
+def test_a_24_megapixel_jpeg_thumbnail_takes_a_few_mib_not_100(photo_24mp, operation, size):
+    # Decoded whole, the photo takes 96 MiB (Pillow keeps RGB in 4 bytes a pixel); at 1/8, 1.5 MiB.
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(photo_24mp), operation],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    width, height, grown_mib = result.stdout.split()
+    assert f"{width} {height}" == size
+    assert int(grown_mib) < 20, f"peak RSS grew by {grown_mib} MiB"
