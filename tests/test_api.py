@@ -32,7 +32,7 @@ def test_upload_returns_the_representation(staff, owners, store, png):
         "id", "owner_type", "owner_id", "name", "description", "blob_id", "filename",
         "content_type", "size", "checksum", "created_at", "download_url",
         "scan", "scan_signature", "scan_error_code", "scanned_at",
-        "analysis", "analysis_errors", "analyzed_at", "metadata",
+        "analysis", "analysis_errors", "analyzed_at", "metadata", "variants",
     }  # fmt: skip
     assert data["owner_type"] == "note" and data["owner_id"] == str(owners.alice_note.pk)
     assert (data["name"], data["description"], data["filename"]) == ("xray", "d", "x-ray.png")

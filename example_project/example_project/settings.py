@@ -177,6 +177,13 @@ DJANGO_ATTACHMENTS = {
     ),
     # Every built-in analyzer whose library or program is installed (Pillow: image.* keys, pypdf: pdf.*, ...).
     "ANALYZERS": None,
+    # Thumbnails for the gallery, made by the pipeline as soon as a file is scanned; a large preview made
+    # on its first request. Each built-in renderer whose library is installed makes them (Pillow: images,
+    # pypdfium2: a PDF's first page, pydicom: an X-ray's first frame, ffmpeg: a video's frame).
+    "VARIANTS": {
+        "thumb": {"operation": "fit", "width": 256, "height": 256, "format": "webp", "eager": True},
+        "preview": {"operation": "fit", "width": 1600, "height": 1600, "format": "jpeg", "quality": 85},
+    },
     # The caller's tenant is their clinic; see clinics/tenancy.py.
     "TENANT_RESOLVER": "clinics.tenancy.clinic_for_request",
     # In the admin, superusers (of no clinic) see and manage every clinic's files;

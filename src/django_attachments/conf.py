@@ -106,6 +106,13 @@ DEFAULTS: dict[str, Any] = {
     # The metadata analyzers: None for every built-in whose library is
     # installed, or a list of dotted paths / {"BACKEND": path, "OPTIONS": {...}}.
     "ANALYZERS": None,
+    # Named variants (thumbnails, previews) of every blob a renderer reads:
+    # {"thumb": {"operation": "fit", "width": 256, "height": 256, "format": "webp", "eager": True}}.
+    # An owner type adds or overrides names with OwnerSpec(variants=...).
+    "VARIANTS": {},
+    # The renderers that make them: None for every built-in whose library or
+    # program is installed, or a list of dotted paths / {"BACKEND": path, "OPTIONS": {...}}.
+    "RENDERERS": None,
     # The alias in settings.TASKS, and the queue, the pipeline's tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",
@@ -279,9 +286,10 @@ def _component(name: str, value: Any, *, where: str, base: str) -> Any:
     except (ImportError, ValueError) as exc:
         raise AttachmentsImproperlyConfigured(f"{where} could not import {path!r}: {exc}") from exc
     from .processing.analyzers import Analyzer
+    from .processing.renderers import Renderer
     from .processing.scanners import Scanner
 
-    expected: type = Scanner if base == "scanner" else Analyzer
+    expected: type = {"scanner": Scanner, "analyzer": Analyzer, "renderer": Renderer}[base]
     if not (isinstance(cls, type) and issubclass(cls, expected)):
         raise AttachmentsImproperlyConfigured(f"{where} = {path!r} is not a subclass of {expected.__qualname__}.")
     if issubclass(cls, Scanner):
@@ -321,6 +329,39 @@ def _analyzers(name: str, value: Any) -> tuple[Any, ...]:
     return analyzers
 
 
+def _renderers(name: str, value: Any) -> tuple[Any, ...]:
+    from .processing.renderers import BUILTIN_RENDERERS
+
+    where = f"{SETTINGS_NAME}[{name!r}]"
+    if value is None:
+        built = (_component(name, path, where=where, base="renderer") for path in BUILTIN_RENDERERS)
+        return tuple(renderer for renderer in built if renderer.unavailable_reason() is None)
+    if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+        raise AttachmentsImproperlyConfigured(
+            f"{where} must be None or a list of renderers (dotted paths or "
+            f"{{'BACKEND': ..., 'OPTIONS': ...}} dicts), not {value!r}."
+        )
+    return tuple(
+        _component(name, item, where=f"{where}[{index}]", base="renderer") for index, item in enumerate(value)
+    )
+
+
+def _variants(name: str, value: Any) -> dict[str, Any]:
+    from .processing.renderers import VariantSpec
+
+    if not isinstance(value, dict):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a dict of variant name -> spec, not {value!r}."
+        )
+    specs = {}
+    for variant, spec in value.items():
+        try:
+            specs[variant] = VariantSpec.from_value(variant, spec)
+        except (TypeError, ValueError) as exc:
+            raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}][{variant!r}]: {exc}") from exc
+    return specs
+
+
 VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "STORAGE": _non_empty_str,
     "KEY_PREFIX": _key_prefix,
@@ -345,6 +386,8 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "SCAN_MAX_ATTEMPTS": lambda n, v: _bounded_int(n, v, 1, MAX_SCAN_ATTEMPTS),
     "SCAN_RETRY_DELAY": _duration,
     "ANALYZERS": _analyzers,
+    "VARIANTS": _variants,
+    "RENDERERS": _renderers,
     "TASK_BACKEND": _non_empty_str,
     "TASK_QUEUE": _non_empty_str,
 }

@@ -24,8 +24,8 @@ from django.utils.http import content_disposition_header, parse_etags
 
 from . import services
 from .exceptions import BlobUnavailable, StorageError
-from .models import Blob
-from .policy import check_servable
+from .models import Blob, Variant
+from .policy import check_renderable, check_servable
 from .stores import RangeReader
 
 logger = logging.getLogger(__name__)
@@ -74,17 +74,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _etag(blob: Blob) -> str:
+#: What is served: a blob, or a variant (the same columns: checksum, size, content type, storage, identifiers).
+Stored = Blob | Variant
+
+
+def _etag(blob: Stored) -> str:
     return f'"{blob.checksum}"'
 
 
-def _common_headers(response: ResponseT, blob: Blob, filename: str | None) -> ResponseT:
+def _common_headers(response: ResponseT, blob: Stored, filename: str | None, *, inline: bool = False) -> ResponseT:
     response["ETag"] = _etag(blob)
     response["Accept-Ranges"] = "bytes"
     # no-store: a patient's file must not be kept in the browser's (or a proxy's) cache on disk.
     # Revalidation (ETag, If-None-Match -> 304) still serves clients that keep a copy themselves.
     response["Cache-Control"] = "private, no-store"
-    response["Content-Disposition"] = content_disposition_header(True, filename or blob.filename)
+    response["Content-Disposition"] = content_disposition_header(not inline, filename or blob.filename)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
@@ -103,10 +107,24 @@ def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> Http
     ``filename`` (an attachment's) names the download; the blob's by default.
     """
     check_servable(blob)
+    return _serve(request, blob, filename=filename)
+
+
+def serve_variant(request: Any, variant: Variant) -> HttpResponseBase:
+    """A variant's bytes, as :func:`serve_blob` serves a blob's; BlobUnavailable first if its source may not be.
+
+    Shown inline (an ``<img>``'s source, a preview in a new tab): its bytes are
+    the renderer's own raster image, never the uploaded file's.
+    """
+    check_renderable(variant.blob)
+    return _serve(request, variant, filename=variant.filename, inline=True)
+
+
+def _serve(request: Any, blob: Stored, *, filename: str | None, inline: bool = False) -> HttpResponseBase:
     etag = _etag(blob)
     if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
     if if_none_match and (if_none_match.strip() == "*" or etag in parse_etags(if_none_match)):
-        return _common_headers(HttpResponse(status=304), blob, filename)
+        return _common_headers(HttpResponse(status=304), blob, filename, inline=inline)
 
     if_range = request.META.get("HTTP_IF_RANGE")
     byte_range = None
@@ -116,7 +134,7 @@ def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> Http
         except RangeNotSatisfiable:
             response = HttpResponse(status=416, content_type="text/plain")
             response["Content-Range"] = f"bytes */{blob.size}"
-            return _common_headers(response, blob, filename)
+            return _common_headers(response, blob, filename, inline=inline)
 
     if byte_range is None:
         reader = services.open_blob(blob)
@@ -128,7 +146,7 @@ def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> Http
         streamed = StreamingHttpResponse(_stream(reader), status=206, content_type=blob.content_type)
         streamed["Content-Length"] = str(end - start + 1)
         streamed["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-    return _common_headers(streamed, blob, filename)
+    return _common_headers(streamed, blob, filename, inline=inline)
 
 
 def serve_blob_or_503(request: Any, blob: Blob, *, filename: str | None = None) -> HttpResponseBase:
@@ -146,6 +164,17 @@ def redirect_to_blob(blob: Blob, *, filename: str | None = None) -> HttpResponse
     """A 302 to the store's signed URL, or None where the store cannot sign; BlobUnavailable first."""
     check_servable(blob)
     url = services.blob_url(blob, as_attachment=True, filename=filename)
+    if url is None:
+        return None
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def redirect_to_variant(variant: Variant) -> HttpResponse | None:
+    """A 302 to the store's signed URL of a variant, or None where the store cannot sign; BlobUnavailable first."""
+    check_renderable(variant.blob)
+    url = services.blob_url(variant, as_attachment=False, filename=variant.filename)
     if url is None:
         return None
     response = HttpResponseRedirect(url)

@@ -179,6 +179,24 @@ class ScanFailed(BlobUnavailable):
     public_detail = "This file could not be scanned for malware, so it is not served; ask an administrator."
 
 
+class VariantNotFound(AttachmentError, ObjectDoesNotExist):
+    """No variant of that name is declared for the attachment's owner type."""
+
+    code = "variant_not_found"
+    status_code = 404
+
+
+class NoPreview(AttachmentError, LookupError):
+    """The variant cannot be made of this file: no renderer reads its type, or the renderer refused it.
+
+    The message says why (written to be shown). It stays so until the
+    variant's spec or the renderer changes.
+    """
+
+    code = "no_preview"
+    status_code = 404
+
+
 class InvalidFile(AttachmentError, ValueError):
     """The object given as a file cannot be read as bytes."""
 

@@ -22,6 +22,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .registry import OWNER_TYPE_MAX_LENGTH
@@ -301,3 +302,108 @@ class DirectUpload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} -> {self.owner_type}:{self.owner_id} ({self.status})"
+
+
+class VariantQuerySet(models.QuerySet):
+    def with_object_names(self, names: list[str]) -> VariantQuerySet:
+        """Variants whose object (in its storage) has one of ``names``."""
+        return self.annotate(object_name=object_name()).filter(object_name__in=names)
+
+    def for_tenant(self, tenant: str | None) -> VariantQuerySet:
+        """Variants of ``tenant``'s blobs; ``None`` means every tenant (a trusted caller)."""
+        return self if tenant is None else self.filter(blob__tenant=str(tenant))
+
+
+class Variant(models.Model):
+    """A file derived from a blob (a thumbnail, a preview), stored beside it and served like it.
+
+    Identified by its source and the *digest* of what made it (the variant's
+    output spec and the renderer's name and version), unique together: a
+    changed spec or renderer makes a new variant, never a stale one, and two
+    renders of the same variant cannot both be recorded. A row is written only
+    once its bytes are stored (made by :mod:`django_attachments.services.variants`),
+    and is purged with its source, rows first, then bytes. The tenant and
+    subject are the source's.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="variants", verbose_name=_("source blob"))
+    digest = models.CharField(_("spec digest"), max_length=64, validators=[_sha256_hex])
+    name = models.CharField(_("variant"), max_length=40, help_text=_("The name it was first made for."))
+    spec = models.JSONField(_("spec"), default=dict, help_text=_("The output spec and the renderer that made it."))
+    checksum = models.CharField(_("SHA-256"), max_length=64, validators=[_sha256_hex])
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    content_type = models.CharField(_("content type"), max_length=255)
+    width = models.PositiveIntegerField(_("width"))
+    height = models.PositiveIntegerField(_("height"))
+    storage = models.CharField(_("storage alias"), max_length=64)
+    storage_identifiers = models.JSONField(_("storage identifiers"), default=dict)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = VariantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("variant")
+        verbose_name_plural = _("variants")
+        constraints = [
+            models.UniqueConstraint(fields=["blob", "digest"], name="django_attachments_variant_unique"),
+        ]
+        indexes = [
+            # The stray sweep's look-ups, as for blobs.
+            models.Index("storage", object_name(), name="django_att_variant_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.blob_id} ({self.width}×{self.height})"
+
+    @property
+    def filename(self) -> str:
+        """The name the variant is served under: the source's stem, the variant's name and its format."""
+        stem = self.blob.filename.rsplit(".", 1)[0] if "." in self.blob.filename else self.blob.filename
+        extension = {"image/webp": "webp", "image/jpeg": "jpg", "image/png": "png"}.get(self.content_type, "bin")
+        return f"{stem or 'file'}-{self.name}.{extension}"
+
+
+class RenderState(models.TextChoices):
+    """Where a variant not (yet) made stands (``VariantRender.state``)."""
+
+    #: Asked for; a render task is enqueued.
+    QUEUED = "queued", _("queued")
+    #: A renderer is making it now.
+    RENDERING = "rendering", _("rendering")
+    #: The renderer refused the file (``error_code``, ``error``): no preview, until the spec or renderer changes.
+    FAILED = "failed", _("failed")
+
+
+class VariantRender(models.Model):
+    """The claim on making one variant, so that concurrent requests render it once; or why it could not be made.
+
+    Unique on (source, digest) like the variant itself: the first request or
+    task inserts it and renders, the others see it and wait (a request gets
+    202). The row goes in the transaction that records the variant. A claim
+    whose renderer died is taken over once it is older than the lease; a
+    failure stays, so a file that cannot be previewed is not rendered again
+    on every request (a new spec or renderer version is a new digest).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="renders", verbose_name=_("source blob"))
+    digest = models.CharField(_("spec digest"), max_length=64, validators=[_sha256_hex])
+    name = models.CharField(_("variant"), max_length=40)
+    state = models.CharField(_("state"), max_length=16, choices=RenderState.choices, default=RenderState.QUEUED)
+    #: Who holds the claim: a render records its variant only while its token still holds it.
+    token = models.UUIDField(_("claim token"), default=uuid.uuid4)
+    claimed_at = models.DateTimeField(_("claimed at"), default=timezone.now)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True, default="")
+    error = models.TextField(_("error"), blank=True, default="")
+
+    class Meta:
+        verbose_name = _("variant render")
+        verbose_name_plural = _("variant renders")
+        constraints = [
+            models.UniqueConstraint(fields=["blob", "digest"], name="django_attachments_variant_render_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.blob_id}: {self.state}"

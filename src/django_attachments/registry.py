@@ -92,6 +92,11 @@ class OwnerSpec:
     ``can_attach(request, owner)`` (add, edit or remove the owner's files; a
     caller who may view but not attach gets 403).
 
+    ``variants``, optional, adds named variants (thumbnails, previews) for
+    this owner type's files, or overrides global ones of the same name
+    (``DJANGO_ATTACHMENTS["VARIANTS"]``): a mapping of name to spec, as in the
+    setting; a name mapped to ``None`` turns a global variant off here.
+
     ``batch_resolver(owner_ids)``, optional, resolves many owners in one go
     (``{owner_id: Owner}``, leaving out or mapping to None the ones that do not
     exist); the purge's dangling-link check uses it instead of one resolver
@@ -106,9 +111,22 @@ class OwnerSpec:
     can_view: Callable[[Any, Owner], bool] | None = None
     can_attach: Callable[[Any, Owner], bool] | None = None
     batch_resolver: Callable[[Sequence[str]], Mapping[str, Owner | None]] | None = None
+    variants: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         validate_owner_type(self.owner_type)
+        if self.variants is not None:
+            from .processing.renderers import VariantSpec
+
+            if not isinstance(self.variants, Mapping):
+                raise TypeError(f"OwnerSpec({self.owner_type!r}): variants must be a mapping of name to spec.")
+            specs: dict[str, VariantSpec | None] = {}
+            for name, value in self.variants.items():
+                try:
+                    specs[name] = None if value is None else VariantSpec.from_value(name, value)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"OwnerSpec({self.owner_type!r}): variant {name!r}: {exc}") from exc
+            object.__setattr__(self, "variants", specs)
         for attr in ("resolver", "can_view", "can_attach", "batch_resolver"):
             value = getattr(self, attr)
             if not callable(value) and not (value is None and attr != "resolver"):

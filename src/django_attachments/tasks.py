@@ -31,7 +31,9 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import app_settings
-from .services import processing
+from .exceptions import NoPreview, VariantNotFound
+from .models import Blob
+from .services import processing, variants
 
 try:  # Django 6.0+
     from django.tasks import task  # type: ignore[import-not-found,unused-ignore]
@@ -86,5 +88,49 @@ def enqueue(
 
 def enqueue_new_blob(sender: Any, blob: Any, **kwargs: Any) -> None:
     """``blob_created`` receiver: enqueue the pipeline for a new blob with a stage due (sent on commit)."""
-    if blob.scan_state in processing.SCAN_DUE or blob.analysis_state == processing.AnalysisState.PENDING:
+    if (
+        blob.scan_state in processing.SCAN_DUE
+        or blob.analysis_state == processing.AnalysisState.PENDING
+        or variants.eager_declared(blob)
+    ):
         enqueue(blob.pk)
+
+
+@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+def make_variant(
+    blob_id: str, name: str, owner_type: str | None = None, digest: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Make one variant of one blob (a lazy variant a request asked for); the outcome as a dict.
+
+    ``digest`` is the one the request claimed: when the variant is no longer
+    declared so (the settings changed in between), the claim is dropped and
+    nothing is made -- the next request claims the variant as it is now.
+    """
+    if digest is not None:
+        blob = Blob.objects.filter(pk=blob_id).first()
+        try:
+            current = variants.resolve(blob, name, owner_type=owner_type).digest if blob is not None else None
+        except (VariantNotFound, NoPreview):
+            current = None
+        if current != digest:
+            variants.release_queued(blob_id, digest)
+            return variants.MakeOutcome(name, "unknown", error="The variant is no longer declared so.").as_dict()
+    return variants.make(blob_id, name, owner_type=owner_type, force=force).as_dict()
+
+
+def enqueue_variant(
+    blob_id: Any, name: str, *, owner_type: str | None, digest: str | None = None, force: bool = False
+) -> Any:
+    """Hand one variant to :data:`make_variant`; the TaskResult, or None when the backend refused it.
+
+    A refusal drops the request's claim (logged), so that the next request
+    claims and enqueues it again instead of waiting out the claim's lease.
+    """
+    try:
+        configured = make_variant.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+        return configured.enqueue(str(blob_id), name, owner_type, digest, force)
+    except Exception:
+        logger.exception("Could not enqueue the %r variant of blob %s.", name, blob_id)
+        if digest is not None:
+            variants.release_queued(blob_id, digest)
+        return None

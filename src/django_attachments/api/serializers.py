@@ -19,12 +19,15 @@ from ..models import (
     Attachment,
     Blob,
     DirectUpload,
+    RenderState,
     ScanState,
 )
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
 #: Stands in for an attachment id while the download URL is resolved once.
 _PLACEHOLDER = uuid.UUID(int=0)
+#: Stands in for a variant's name in the same way (a name never holds a colon).
+_VARIANT_PLACEHOLDER = "variant:name"
 
 
 def _writable_context(serializer: serializers.BaseSerializer) -> dict[str, Any]:
@@ -172,6 +175,11 @@ class AttachmentSerializer(serializers.ModelSerializer):
         help_text='What the analyzers read, under keys namespaced by analyzer ("image.width", "pdf.pages"): '
         "strings, numbers, booleans, or null where not known. Empty unless analysis is analyzed or failed."
     )
+    variants = serializers.SerializerMethodField(
+        help_text="The file's variants (thumbnails, previews) by name: {url, width, height, ready}. Ready ones "
+        "have their size; the others are made on first request (202 until then). Files of which no preview "
+        "can be made (their type, a refused file, a scan not passed) list none."
+    )
 
     class Meta:
         model = Attachment
@@ -196,20 +204,56 @@ class AttachmentSerializer(serializers.ModelSerializer):
             "analysis_errors",
             "analyzed_at",
             "metadata",
+            "variants",
         ]
         read_only_fields = fields
+
+    def get_variants(self, attachment: Attachment) -> dict[str, dict[str, Any]]:
+        from ..services import variants
+
+        blob = attachment.blob
+        if blob.scan_state not in variants.RENDERABLE_SCANS:
+            return {}
+        cache = _writable_context(self).setdefault("_variants", {})
+        key = (attachment.owner_type, blob.content_type)
+        if key not in cache:  # the declared names and their digests, once per owner type and file type
+            renderer = variants.renderer_for(blob.content_type)
+            specs = variants.declared_specs(attachment.owner_type) if renderer is not None else {}
+            cache[key] = {name: spec.digest(renderer) for name, spec in sorted(specs.items()) if renderer is not None}
+        digests: dict[str, str] = cache[key]
+        if not digests:
+            return {}
+        made = {variant.digest: variant for variant in blob.variants.all()}
+        refused = {render.digest for render in blob.renders.all() if render.state == RenderState.FAILED}
+        template = self._url_template("attachment-variant", _PLACEHOLDER, _VARIANT_PLACEHOLDER)
+        listed = {}
+        for name, digest in digests.items():
+            if digest in refused:
+                continue
+            variant = made.get(digest)
+            listed[name] = {
+                "url": template.replace(str(_PLACEHOLDER), str(attachment.pk)).replace(_VARIANT_PLACEHOLDER, name),
+                "width": variant.width if variant is not None else None,
+                "height": variant.height if variant is not None else None,
+                "ready": variant is not None,
+            }
+        return listed
+
+    def _url_template(self, url_name: str, *args: Any) -> str:
+        """An absolute URL with placeholders, resolved once per request (see get_download_url)."""
+        cached = _writable_context(self).setdefault("_url_templates", {})
+        if url_name not in cached:
+            request = self.context.get("request")
+            match = getattr(request, "resolver_match", None)
+            namespace = match.namespace if match and match.namespace else "django_attachments"
+            path = reverse(f"{namespace}:{url_name}", args=args)
+            cached[url_name] = request.build_absolute_uri(path) if request is not None else path
+        return cached[url_name]
 
     def get_download_url(self, attachment: Attachment) -> str:
         # Resolved once per request and filled in per row: reverse() and
         # build_absolute_uri() for every row of a 500-row page add up.
-        template = self.context.get("_download_url_template")
-        if template is None:
-            request = self.context.get("request")
-            match = getattr(request, "resolver_match", None)
-            namespace = match.namespace if match and match.namespace else "django_attachments"
-            path = reverse(f"{namespace}:attachment-download", args=[_PLACEHOLDER])
-            template = request.build_absolute_uri(path) if request is not None else path
-            _writable_context(self)["_download_url_template"] = template
+        template = self._url_template("attachment-download", _PLACEHOLDER)
         return template.replace(str(_PLACEHOLDER), str(attachment.pk))
 
 

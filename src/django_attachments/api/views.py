@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from .. import downloads, services
 from ..conf import app_settings
-from ..exceptions import AttachmentError, BlobNotFound
+from ..exceptions import AttachmentError, BlobNotFound, NoPreview
 from ..models import Attachment, Blob
 from ..policy import caller_tenant, view_hooked_owner_types
 from ..registry import attachment_registry
@@ -37,6 +37,9 @@ from .serializers import (
     UpdateSerializer,
     UploadSerializer,
 )
+
+#: Seconds a client is told to wait (``Retry-After``) before asking again for a variant being made.
+VARIANT_RETRY_AFTER = 1
 
 
 class AttachmentPagination(PageNumberPagination):
@@ -69,6 +72,9 @@ class AttachmentViewSet(
 
     def get_queryset(self) -> QuerySet[Attachment]:
         queryset = services.attachments_for(caller_tenant(self.request)).order_by("-created_at", "-id")
+        if self.action in ("list", "retrieve") and services.variants.any_declared():
+            # The representation lists each file's variants: two queries a page, not two a row.
+            queryset = queryset.prefetch_related("blob__variants", "blob__renders")
         if self.action != "list":
             return queryset
         filters = ListQuerySerializer(data=self._query())
@@ -149,6 +155,45 @@ class AttachmentViewSet(
             if redirect is not None:
                 return redirect
         return downloads.serve_blob(request, attachment.blob, filename=attachment.filename)
+
+    @action(detail=True, methods=["get"], url_path=r"variants/(?P<variant>[^/]+)", url_name="variant")
+    def variant(self, request: Request, pk: str | None = None, variant: str = "") -> HttpResponseBase:
+        """A variant of the file (a thumbnail, a preview): 200, or 202 with ``Retry-After`` while it is made.
+
+        The first request for a variant not made yet hands it to a worker; it
+        and every request until the variant exists get 202 with
+        ``Retry-After`` (with the immediate task backend, the first request
+        makes it and gets it). Unknown name: 404 ``variant_not_found``; a file
+        of which no preview can be made: 404 ``no_preview``.
+        """
+        attachment = self.get_object()
+        blob = attachment.blob
+        requested = services.variants.request(blob, variant, owner_type=attachment.owner_type)
+        found = requested.variant
+        if requested.claimed:
+            from .. import tasks  # the entry points' module: imported when first needed, as the admin does
+
+            declared = requested.declared
+            tasks.enqueue_variant(blob.pk, declared.name, owner_type=attachment.owner_type, digest=declared.digest)
+            # An immediate backend has made it (or been refused it) by now; a worker has not.
+            found = services.variants.find(blob, declared)
+            refused = services.variants.failure(blob, declared) if found is None else None
+            if refused is not None:
+                raise NoPreview(refused.error or "No preview can be made of this file.")
+        if found is None:
+            response = Response(
+                {"code": "variant_pending", "detail": "The variant is being made; try again shortly."},
+                status=status.HTTP_202_ACCEPTED,
+            )
+            response["Retry-After"] = str(VARIANT_RETRY_AFTER)
+            response["Cache-Control"] = "no-store"
+            return response
+        found.blob = blob
+        if app_settings.DOWNLOAD_MODE == "redirect":
+            redirect = downloads.redirect_to_variant(found)
+            if redirect is not None:
+                return redirect
+        return downloads.serve_variant(request, found)
 
     # -- writing ---------------------------------------------------------------
 

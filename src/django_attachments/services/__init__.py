@@ -30,6 +30,7 @@ share the blob's subject.
 """
 
 from ..policy import resolve_owner
+from . import variants
 from .attaching import (
     attach,
     attachments_for,
@@ -67,4 +68,5 @@ __all__ = [
     "upload_target",
     "VerifyResult",
     "verify_blobs",
+    "variants",
 ]

@@ -23,7 +23,7 @@ from .. import ingest, policy
 from ..conf import app_settings
 from ..exceptions import BlobNotFound, InvalidSlot, SlotTaken, TryAgain
 from ..filenames import sanitize_filename
-from ..models import Attachment, Blob
+from ..models import Attachment, Blob, Variant
 from ..registry import Owner, OwnerSpec, attachment_registry, validate_owner_type
 from ..signals import attachment_created, attachment_deleted, blob_created
 from ..stores import BaseStore, Identifiers, RangeReader, get_store
@@ -384,13 +384,13 @@ def attachments_for(tenant: Any) -> QuerySet[Attachment]:
 # -- reading -------------------------------------------------------------------
 
 
-def open_blob(blob: Blob, *, start: int = 0, end: int | None = None) -> RangeReader:
-    """Stream a blob's bytes (``start`` to ``end`` inclusive) from the storage that holds them."""
+def open_blob(blob: Blob | Variant, *, start: int = 0, end: int | None = None) -> RangeReader:
+    """Stream a blob's (or a variant's) bytes (``start`` to ``end`` inclusive) from the storage that holds them."""
     return get_store(blob.storage).open(blob.storage_identifiers, start=start, end=end)
 
 
 def blob_url(
-    blob: Blob, *, as_attachment: bool = True, expires: int | None = None, filename: str | None = None
+    blob: Blob | Variant, *, as_attachment: bool = True, expires: int | None = None, filename: str | None = None
 ) -> str | None:
     """A signed, expiring download URL, or None where the blob's storage cannot sign one.
 

@@ -8,8 +8,8 @@ object (a variant, a mirror copy, a multipart part) is never swept as stray
 once its holder is registered::
 
     @register_holder
-    def variants(alias, names, besides):
-        return Variant.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
+    def mirrors(alias, names, besides):
+        return Mirror.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
 
 ``besides`` is a record whose own hold is not counted (a ticket deleting its
 own object); a holder ignores it unless it is one of its records.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..models import Blob, DirectUpload
+from ..models import Blob, DirectUpload, Variant
 
 #: (storage alias, object names, a record not to count) -> the names it holds.
 Holder = Callable[[str, list[str], Any], Iterable[str]]
@@ -64,5 +64,14 @@ def pending_uploads(alias: str, names: list[str], besides: Any) -> Iterable[str]
     """A pending direct upload holds its reserved object, whatever its age: its bytes may be arriving."""
     queryset = DirectUpload.objects.filter(storage=alias, status=DirectUpload.PENDING).with_object_names(names)
     if isinstance(besides, DirectUpload):
+        queryset = queryset.exclude(pk=besides.pk)
+    return queryset.values_list("object_name", flat=True)
+
+
+@register_holder
+def variants(alias: str, names: list[str], besides: Any) -> Iterable[str]:
+    """Every variant holds its object."""
+    queryset = Variant.objects.filter(storage=alias).with_object_names(names)
+    if isinstance(besides, Variant):
         queryset = queryset.exclude(pk=besides.pk)
     return queryset.values_list("object_name", flat=True)

@@ -56,7 +56,7 @@ from ..stores import SeekableReader, get_store
 logger = logging.getLogger(__name__)
 
 #: The stages of the pipeline, in the order they run.
-STAGES = ("scan", "analyze")
+STAGES = ("scan", "analyze", "variants")
 
 #: Scan states the scanner has yet to settle (a scan is due).
 SCAN_DUE = (ScanState.PENDING, ScanState.FAILED)
@@ -77,8 +77,10 @@ class ProcessOutcome:
     #: The states after the call.
     scan: str = ""
     analysis: str = ""
-    #: The stages that ran now ("scan", "analyze").
+    #: The stages that ran now ("scan", "analyze", "variants").
     ran: list[str] = field(default_factory=list)
+    #: The eager variants' outcomes (name -> "made", "exists", "busy", "failed", ...), when that stage ran.
+    variants: dict[str, str] = field(default_factory=dict)
     #: A failed scan to be tried again: after this many seconds (None: not again, or nothing failed).
     retry_in: float | None = None
 
@@ -139,6 +141,8 @@ def process(
             _scan_stage(blob, force=force, outcome=outcome)
         if "analyze" in stages:
             _analyze_stage(blob, force=force, outcome=outcome)
+        if "variants" in stages:
+            _variants_stage(blob, force=force, outcome=outcome)
     except (Blob.DoesNotExist, ObjectMissing):
         # Purged while we read it (its row, then its bytes, went): nothing to do, not an error. Active
         # Storage's AnalyzeJob reports FileNotFoundError for exactly this, over and over.
@@ -336,6 +340,20 @@ def lock_blob(pk: Any) -> Blob | None:
     return Blob.objects.select_for_update().filter(pk=pk).first()
 
 
+# -- stage 3: the eager variants --------------------------------------------------------
+
+
+def _variants_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
+    from . import variants  # the variants' service asks this module for the blob's lock
+
+    if blob.scan_state not in SCAN_PASSED:
+        return  # never render a file the scanner has not passed; the scan's completion runs this stage
+    made = variants.make_eager(blob, force=force)
+    if made:
+        outcome.ran.append("variants")
+        outcome.variants = {result.name: result.state for result in made}
+
+
 # -- what is due: the selections of manage.py process_attachments ------------------------
 
 
@@ -348,7 +366,8 @@ def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Bl
     never analyzed whose type a configured analyzer reads (stored before it
     came), never for an infected one. Asked for alone, an analysis is due only
     once the scan passed (the analyzers never read a file the scanner has yet
-    to pass). ``due()`` is :func:`unfinished`.
+    to pass). ``due()`` is :func:`unfinished`. The variants stage selects
+    nothing here: ``process_attachments --variants`` picks its blobs itself.
     """
     unknown = set(stages) - set(STAGES)
     if unknown:

@@ -40,7 +40,7 @@ from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, StorageError, UnsafePurge
-from ..models import Attachment, Blob, DirectUpload
+from ..models import Attachment, Blob, DirectUpload, Variant
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
 from ..stores import StoredObject, get_store
@@ -63,6 +63,8 @@ class PurgeResult:
     removed: int = 0
     bytes: int = 0
     failures: list[str] = field(default_factory=list)
+    #: Orphans only: the variants (thumbnails, previews) removed with their blobs; their bytes are in ``bytes``.
+    variants: int = 0
     #: Dangling check only: links of owner types nobody registers (never removed).
     unregistered: dict[str, int] = field(default_factory=dict)
 
@@ -148,11 +150,26 @@ def purge_orphans(
                 # Re-check under the lock: a link committed since the query is kept.
                 linked = set(Attachment.objects.filter(blob__in=batch).values_list("blob_id", flat=True))
                 doomed = [blob for blob in batch if blob.pk not in linked]
+                # Their variants go with them, rows first (a render recording one now waits for the blob's lock,
+                # then finds the blob gone and deletes its own bytes).
+                derived = list(Variant.objects.filter(blob__in=doomed))
+                Variant.objects.filter(pk__in=[variant.pk for variant in derived]).delete()
                 Blob.objects.filter(pk__in=[blob.pk for blob in doomed]).delete()
         except ProtectedError:
             continue  # a link slipped in on a database without row locks: its blob is no orphan; go again
         _delete_bytes(doomed, result, on_item)
+        _delete_variant_bytes(derived, result)
     return result
+
+
+def _delete_variant_bytes(variants: list[Variant], result: PurgeResult) -> None:
+    """The variants' rows are gone with their sources'; delete their bytes, batched per storage."""
+    for alias, group in _by_storage(variants).items():
+        failed = _delete_objects(alias, [variant.storage_identifiers for variant in group], result, "variants")
+        for variant in group:
+            if variant.storage_identifiers.get("name") not in failed:
+                result.variants += 1
+                result.bytes += variant.size
 
 
 def _count(result: PurgeResult, blob: Blob, on_item: OnItem | None) -> None:

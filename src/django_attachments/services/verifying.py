@@ -1,4 +1,4 @@
-"""Checking that every blob's bytes are there and are still the bytes that were stored.
+"""Checking that every blob's (and variant's) bytes are there and are still the bytes that were stored.
 
 ``verify_blobs()`` streams each blob's object back through SHA-256 and compares
 checksum and size with the row: a missing object or a corrupted one (bit rot,
@@ -8,6 +8,9 @@ no cursor is held open across a long run::
 
     result = services.verify_blobs()
     result.missing, result.mismatched, result.errors
+
+Variants (thumbnails, previews) are checked after the blobs, the same way;
+their entries say ``"kind": "variant"`` and name their source blob.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, ObjectMissing, StorageError
 from ..ingest import Hasher
-from ..models import Blob
+from ..models import Blob, Variant
 from .attaching import open_blob
 
 
@@ -49,27 +52,35 @@ def verify_blobs(
     limit: int | None = None,
     on_item: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> VerifyResult:
-    """Re-hash every blob's bytes (of one storage alias, if given) and report what does not match."""
+    """Re-hash every blob's bytes, then every variant's (of one storage alias, if given); report what does not match.
+
+    ``limit`` caps the objects checked, blobs first.
+    """
     result = VerifyResult()
-    queryset = Blob.objects.order_by("pk")
-    if storage is not None:
-        queryset = queryset.filter(storage=storage)
-    last = None
-    while limit is None or result.checked < limit:
-        page = queryset if last is None else queryset.filter(pk__gt=last)
-        size = batch_size if limit is None else min(batch_size, limit - result.checked)
-        batch = list(page[:size])
-        if not batch:
-            break
-        for blob in batch:
-            _verify(blob, result, on_item)
-        last = batch[-1].pk
+    for model in (Blob, Variant):
+        queryset = model.objects.order_by("pk")
+        if storage is not None:
+            queryset = queryset.filter(storage=storage)
+        last = None
+        while limit is None or result.checked < limit:
+            page = queryset if last is None else queryset.filter(pk__gt=last)
+            size = batch_size if limit is None else min(batch_size, limit - result.checked)
+            batch = list(page[:size])
+            if not batch:
+                break
+            for row in batch:
+                _verify(row, result, on_item)
+            last = batch[-1].pk
     return result
 
 
-def _verify(blob: Blob, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None) -> None:
+def _verify(
+    blob: Blob | Variant, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None
+) -> None:
     result.checked += 1
     where = {"id": str(blob.pk), "storage": blob.storage, "name": blob.storage_identifiers.get("name")}
+    if isinstance(blob, Variant):
+        where.update(kind="variant", blob=str(blob.blob_id))
     hasher = Hasher()
     try:
         with open_blob(blob) as stream:

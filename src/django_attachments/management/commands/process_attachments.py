@@ -1,4 +1,4 @@
-"""``manage.py process_attachments``: run the processing pipeline (scan, analyze) over blobs already stored.
+"""``manage.py process_attachments``: run the processing pipeline (scan, analyze, variants) over blobs stored.
 
 What a dead worker left, the backlog of a scanner or an analyzer configured
 after the files came, a re-scan with new signatures or a re-analysis after an
@@ -12,6 +12,8 @@ analyzer's upgrade::
     manage.py process_attachments --all --scan       # re-scan every blob (new signatures)
     manage.py process_attachments --all --analyze    # re-analyze every blob (an analyzer upgraded)
     manage.py process_attachments --blob 0f8c... --blob 5d1e...   # those blobs, every stage again
+    manage.py process_attachments --variants thumb   # make the "thumb" variant of every blob that has none
+    manage.py process_attachments --all --variants thumb   # make it again for every blob (a renderer fixed)
     manage.py process_attachments --enqueue          # hand the blobs to the task workers instead
     manage.py process_attachments --json             # one JSON line, for cron and monitoring
 
@@ -44,8 +46,10 @@ from django.db import DatabaseError
 from django.db.models import QuerySet
 
 from ...conf import app_settings
+from ...exceptions import NoPreview, VariantNotFound
 from ...models import AnalysisState, Blob, ScanState
-from ...services import processing
+from ...registry import attachment_registry
+from ...services import processing, variants
 from ..progress import Progress
 from .purge_orphan_attachments import positive
 
@@ -63,11 +67,15 @@ EXIT_INTERRUPTED = 130
 
 EPILOG = f"""\
 selection: --pending (the default), --all or --blob; --limit caps any of them.
-stages: --scan and/or --analyze (both by default). A stage named also takes
-  its backlog into --pending: --scan the blobs stored before the scanner came
-  (not scanned), --analyze the blobs never analyzed whose type an analyzer
-  configured since reads. With neither named, no backlog is taken: a cron
-  run does not start on one by surprise.
+stages: --scan and/or --analyze (with the eager variants, all by default). A
+  stage named also takes its backlog into --pending: --scan the blobs stored
+  before the scanner came (not scanned), --analyze the blobs never analyzed
+  whose type an analyzer configured since reads. With neither named, no
+  backlog is taken: a cron run does not start on one by surprise.
+variants: --variants NAME (repeatable) makes those variants alone, of every
+  blob a renderer reads that is linked to an owner type declaring NAME:
+  with --pending (the default) where not made yet, with --all or --blob
+  again (forced; a refused file is tried again too).
 
 exit status:
   {EXIT_OK}    everything due got done (a file an analyzer could not read is
@@ -80,7 +88,10 @@ exit status:
 """
 
 #: The keys of the summary's counts, in the order the JSON summary lists them.
-COUNTS = "blobs clean infected failed analyzed analysis_failed gone nothing_to_do errors enqueued not_enqueued".split()
+COUNTS = (
+    "blobs clean infected failed analyzed analysis_failed made existed refused busy gone nothing_to_do errors "
+    "enqueued not_enqueued"
+).split()
 
 #: What the summary reads of each blob after its run.
 RESULT_FIELDS = (
@@ -117,6 +128,10 @@ class Summary:
     failed: list[dict[str, Any]] = field(default_factory=list)
     #: {"id", "analyzers": {name: code}}: files an analyzer could not read (recorded; done).
     analysis_failed: list[dict[str, Any]] = field(default_factory=list)
+    #: {"id", "variant", "code"}: variants the renderer refused to make (recorded; done).
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    #: The variants named (--variants), if any.
+    variants: list[str] = field(default_factory=list)
     #: {"id", "error"}: blobs whose processing raised (the storage failing); left as they were.
     errors: list[dict[str, Any]] = field(default_factory=list)
     #: Blobs the task backend refused (--enqueue); they stay due.
@@ -133,6 +148,8 @@ class Summary:
         counts = self.counts
         if self.mode == "enqueue":
             return f"{counts['enqueued']} enqueued, {counts['not_enqueued']} refused"
+        if self.variants:
+            return f"{counts['made']} made, {counts['existed']} existed, {counts['refused']} refused"
         return f"{counts['clean']} clean, {counts['infected']} infected, {counts['failed']} failed"
 
     def as_dict(self) -> dict[str, Any]:
@@ -145,6 +162,8 @@ class Summary:
             "infected": self.infected,
             "failed": self.failed,
             "analysis_failed": self.analysis_failed,
+            "refused": self.refused,
+            "variants": self.variants,
             "errors": self.errors,
             "not_enqueued": self.not_enqueued,
             "last_blob": self.last_blob,
@@ -194,6 +213,13 @@ class Command(BaseCommand):
         parser.add_argument("--scan", action="store_true", help="Only the malware scan (both stages by default).")
         parser.add_argument("--analyze", action="store_true", help="Only the analyzers (both stages by default).")
         parser.add_argument(
+            "--variants",
+            action="append",
+            metavar="NAME",
+            default=[],
+            help="Only make the variant NAME (repeatable): where it is not made yet, or again with --all/--blob.",
+        )
+        parser.add_argument(
             "--enqueue",
             action="store_true",
             help="Hand each blob to the task backend (TASK_BACKEND, TASK_QUEUE) for workers, instead of "
@@ -219,8 +245,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = options["verbosity"]
         self.json = options["json"]
-        stages = [stage for stage in processing.STAGES if options[stage]] or list(processing.STAGES)
+        names = sorted(set(options["variants"]))
+        if names and (options["scan"] or options["analyze"]):
+            raise CommandError("--variants runs alone: not with --scan or --analyze.", returncode=EXIT_USAGE)
+        stages = ["variants"] if names else [stage for stage in ("scan", "analyze") if options[stage]]
+        stages = stages or list(processing.STAGES)
         scanner = self.check_settings(enqueue=options["enqueue"])
+        if names:
+            self.check_variant_names(names)
         if options["scan"] and scanner is None:
             raise CommandError(
                 "--scan: no scanner is configured (DJANGO_ATTACHMENTS['SCANNER']); nothing can scan.",
@@ -236,7 +268,10 @@ class Command(BaseCommand):
             queryset = Blob.objects.filter(pk__in=ids)
         elif options["all"]:
             selection, forced = "all", True
-            queryset = Blob.objects.all()
+            queryset = variants.renderable() if names else Blob.objects.all()
+        elif names:
+            selection, forced = "pending", False
+            queryset = variants.renderable()
         else:
             selection, forced = "pending", False
             # Naming a stage takes its backlog too (a scanner or an analyzer configured after the files came).
@@ -251,6 +286,7 @@ class Command(BaseCommand):
             forced=forced,
             backend=app_settings.TASK_BACKEND if options["enqueue"] else None,
             queue=app_settings.TASK_QUEUE if options["enqueue"] else None,
+            variants=names,
         )
         on_terminal = self.stderr.isatty() and not self.json and self.verbosity >= 1
         total = None
@@ -263,7 +299,9 @@ class Command(BaseCommand):
         try:
             with self.stop_after_current_blob():
                 for pk in self.blob_ids(queryset, limit=options["limit"], batch_size=options["batch_size"]):
-                    if options["enqueue"]:
+                    if names:
+                        self.variants_one(pk, names, forced, summary, enqueue=options["enqueue"])
+                    elif options["enqueue"]:
                         self.enqueue_one(pk, stages, forced, summary)
                     else:
                         self.process_one(pk, stages, forced, summary)
@@ -292,7 +330,10 @@ class Command(BaseCommand):
         """The configured scanner (or None); a wrong setting the pipeline reads is a CommandError."""
         try:
             scanner = app_settings.SCANNER
-            for name in ("ANALYZERS", "SCAN_MAX_ATTEMPTS", "SCAN_RETRY_DELAY", "TASK_BACKEND", "TASK_QUEUE"):
+            for name in (
+                *("ANALYZERS", "SCAN_MAX_ATTEMPTS", "SCAN_RETRY_DELAY", "TASK_BACKEND", "TASK_QUEUE"),
+                *("VARIANTS", "RENDERERS"),
+            ):
                 getattr(app_settings, name)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from exc
@@ -311,6 +352,20 @@ class Command(BaseCommand):
                     returncode=EXIT_USAGE,
                 ) from exc
         return scanner
+
+    @staticmethod
+    def check_variant_names(names: list[str]) -> None:
+        """Every name is declared somewhere (globally, or by a registered owner type)."""
+        known = set(app_settings.VARIANTS)
+        for spec in attachment_registry:
+            known |= {name for name, value in (spec.variants or {}).items() if value is not None}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise CommandError(
+                f"--variants: no variant named {', '.join(unknown)} is declared (VARIANTS, or an owner type's "
+                f"variants); declared: {', '.join(sorted(known)) or 'none'}.",
+                returncode=EXIT_USAGE,
+            )
 
     @staticmethod
     def blob_ids(queryset: QuerySet[Blob], *, limit: int | None, batch_size: int) -> Iterator[Any]:
@@ -352,6 +407,10 @@ class Command(BaseCommand):
             self.line(f"{pk}: gone")
             return
         said = [self.count_scan(pk, outcome, row, before, summary), self.count_analysis(pk, outcome, row, summary)]
+        if "variants" in outcome.ran:
+            made = [name for name, state in sorted(outcome.variants.items()) if state == "made"]
+            summary.counts["made"] += len(made)
+            said.append(f"variants made: {', '.join(made)}" if made else "")
         said = [part for part in said if part]
         if not said:
             summary.counts["nothing_to_do"] += 1
@@ -396,6 +455,61 @@ class Command(BaseCommand):
             summary.analysis_failed.append({"id": str(pk), "analyzers": analyzers})
             return f"analysis failed ({', '.join(f'{name}: {code}' for name, code in analyzers.items())})"
         return ""
+
+    def variants_one(self, pk: Any, names: list[str], forced: bool, summary: Summary, *, enqueue: bool) -> None:
+        """Make (or enqueue) the named variants of one blob, once per owner type's spec of each name."""
+        blob = Blob.objects.filter(pk=pk).first()
+        if blob is None:
+            summary.counts["gone"] += 1
+            self.line(f"{pk}: gone")
+            return
+        owner_types = sorted(set(blob.attachments.values_list("owner_type", flat=True)))
+        said: list[str] = []
+        seen: set[str] = set()
+        for name in names:
+            for owner_type in owner_types:
+                try:
+                    declared = variants.resolve(blob, name, owner_type=owner_type)
+                except (VariantNotFound, NoPreview):
+                    continue  # not declared there; or no renderer reads the type (not selected: a type gone since)
+                if declared.digest in seen:
+                    continue
+                seen.add(declared.digest)
+                if enqueue:
+                    from ... import tasks
+
+                    result = tasks.enqueue_variant(pk, name, owner_type=owner_type, force=forced)
+                    key = "enqueued" if result is not None else "not_enqueued"
+                    summary.counts[key] += 1
+                    if result is None:
+                        summary.not_enqueued.append(str(pk))
+                    said.append(f"{name} {key.replace('_', ' ')}")
+                    continue
+                try:
+                    outcome = variants.make_declared(blob, declared, force=forced)
+                except DatabaseError:
+                    raise
+                except Exception as exc:  # the storage failing: left for the next run
+                    logger.exception("Could not make the %r variant of blob %s", name, pk)
+                    summary.counts["errors"] += 1
+                    summary.errors.append({"id": str(pk), "error": f"{name}: {type(exc).__name__}: {exc}"})
+                    said.append(f"{name} error: {type(exc).__name__}: {exc}")
+                    continue
+                said.append(self.count_variant(pk, outcome, summary))
+        if not said:
+            summary.counts["nothing_to_do"] += 1
+        self.line(f"{pk}: {', '.join(said) or 'nothing to do'}")
+
+    @staticmethod
+    def count_variant(pk: Any, outcome: variants.MakeOutcome, summary: Summary) -> str:
+        key = {"made": "made", "exists": "existed", "failed": "refused", "busy": "busy"}.get(outcome.state)
+        if key is None:  # the blob went, or is no longer scanned clean
+            return f"{outcome.name} {outcome.state}"
+        summary.counts[key] += 1
+        if key == "refused":
+            summary.refused.append({"id": str(pk), "variant": outcome.name, "code": outcome.error_code})
+            return f"{outcome.name} refused ({outcome.error_code})"
+        return f"{outcome.name} {key}"
 
     def enqueue_one(self, pk: Any, stages: list[str], forced: bool, summary: Summary) -> None:
         from ... import tasks
@@ -452,6 +566,14 @@ class Command(BaseCommand):
             )
             if counts["not_enqueued"]:
                 text += f"; {counts['not_enqueued']} refused"
+        elif summary.variants:
+            text = (
+                f"variants {', '.join(summary.variants)} of {counts['blobs']} blob(s) inline {scope}: "
+                f"{counts['made']} made, {counts['existed']} existed, {counts['refused']} refused, "
+                f"{counts['busy']} being made elsewhere, {counts['gone']} gone"
+            )
+            if counts["errors"]:
+                text += f"; {counts['errors']} error(s)"
         else:
             parts = []
             if "scan" in summary.stages:
@@ -467,6 +589,8 @@ class Command(BaseCommand):
         self.stdout.write(text)
         for item in summary.infected:
             self.stdout.write(f"  infected: {item['id']} ({item['signature']})")
+        for item in summary.refused:
+            self.stdout.write(f"  refused: {item['id']} ({item['variant']}: {item['code']})")
         for item in summary.analysis_failed:
             described = ", ".join(f"{name}: {code}" for name, code in item["analyzers"].items())
             self.stdout.write(f"  analysis failed: {item['id']} ({described})")

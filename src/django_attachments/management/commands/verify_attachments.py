@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--storage", metavar="ALIAS", help="Only blobs stored in this STORAGES alias.")
         parser.add_argument("--batch-size", type=positive, default=500, help="Blobs per database batch (500).")
-        parser.add_argument("--limit", type=positive, help="Stop after this many blobs.")
+        parser.add_argument("--limit", type=positive, help="Stop after this many objects (blobs, then variants).")
         parser.add_argument(
             "--json", action="store_true", help="Print the summary as one JSON object on one line (per run)."
         )
@@ -37,7 +37,8 @@ class Command(BaseCommand):
 
         def on_item(kind: str, item: dict[str, Any]) -> None:
             if verbosity >= 2 or (kind != "ok" and not options["json"]):
-                self.stdout.write(f"{kind}: blob {item['id']} ({item['storage']}: {item['name']})")
+                what = f"variant {item['id']} of blob {item['blob']}" if "blob" in item else f"blob {item['id']}"
+                self.stdout.write(f"{kind}: {what} ({item['storage']}: {item['name']})")
 
         result = services.verify_blobs(
             storage=options["storage"], batch_size=options["batch_size"], limit=options["limit"], on_item=on_item
@@ -47,10 +48,11 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result.as_dict(), separators=(",", ":")))
         else:
             self.stdout.write(
-                f"verified {result.checked} blob(s), {filesizeformat(result.bytes)} read: "
+                f"verified {result.checked} blob(s) and variant(s), {filesizeformat(result.bytes)} read: "
                 f"{len(result.missing)} missing, {len(result.mismatched)} corrupted, {len(result.errors)} unreadable"
             )
         if not result.ok:
             raise CommandError(
-                f"{len(result.missing) + len(result.mismatched) + len(result.errors)} blob(s) failed verification."
+                f"{len(result.missing) + len(result.mismatched) + len(result.errors)} blob(s) or variant(s) "
+                "failed verification."
             )
