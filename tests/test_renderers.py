@@ -22,6 +22,7 @@ from django_attachments.exceptions import AttachmentError, AttachmentsImproperly
 from django_attachments.processing.renderers import (
     BUILTIN_RENDERERS,
     ImageRenderer,
+    PdfRenderer,
     PreviewUnsupported,
     Rendered,
     Renderer,
@@ -38,6 +39,7 @@ OPERATIONS = ["fit", "fill"]
 FORMATS = ["webp", "jpeg", "png"]
 PILLOW_FORMAT = {"webp": "WEBP", "jpeg": "JPEG", "png": "PNG"}
 CORRUPT_IMAGE = "The file is not a readable JPEG, PNG, GIF, WebP, BMP or TIFF image: it is corrupt or truncated."
+CORRUPT_PDF = "The file is not a readable PDF: it is corrupt or truncated."
 
 
 def spec(operation="fit", width=100, height=100, format="png", quality=None):
@@ -750,3 +752,186 @@ def test_a_24_megapixel_jpeg_thumbnail_takes_a_few_mib_not_100(photo_24mp, opera
     width, height, grown_mib = result.stdout.split()
     assert f"{width} {height}" == size
     assert int(grown_mib) < 20, f"peak RSS grew by {grown_mib} MiB"
+
+
+# --- PDF ------------------------------------------------------------------------------------
+
+needs_pdfium = pytest.mark.skipif(
+    PdfRenderer().unavailable_reason() is not None, reason="pypdfium2 is not installed (the 'preview' extra)"
+)
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [("application/pdf", True), ("APPLICATION/PDF; charset=binary", True), ("application/postscript", False)],
+)
+def test_pdf_accepts_by_sniffed_content_type(content_type, expected):
+    assert PdfRenderer().accepts(content_type) is expected
+
+
+@needs_pdfium
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("format", FORMATS)
+def test_pdf_first_page_renders_in_each_format(operation, format):
+    data = samples.pdf(pages=2, size=(200, 100))  # red left half, blue right half
+    image = opened(PdfRenderer().render(io.BytesIO(data), spec(operation, 120, 90, format)))
+    # A page is drawn at the box's size, whatever its own: fit touches the box, fill is the box.
+    assert image.size == ((120, 60) if operation == "fit" else (120, 90))
+    assert close(rgb(image, (3, image.height // 2)), samples.RED)
+    assert close(rgb(image, (image.width - 4, image.height // 2)), samples.BLUE)
+
+
+@needs_pdfium
+@pytest.mark.parametrize(
+    "page, operation, box",
+    [
+        ((595, 842), "fit", (256, 256)),
+        ((595, 842), "fill", (256, 256)),
+        ((612, 792), "fill", (4096, 100)),
+        ((3.3, 7.7), "fit", (1000, 1000)),  # a page smaller than the box is drawn up to it: drawings, not pixels
+        ((14400, 14400), "fill", (333, 777)),
+        ((1, 14400), "fill", (64, 64)),  # a strip: only the part the crop keeps is drawn
+        ((1, 14400), "fit", (64, 64)),
+    ],
+)
+def test_pdf_sizes_match_the_box_exactly(page, operation, box):
+    rendered = PdfRenderer().render(io.BytesIO(samples.pdf(size=page)), spec(operation, *box))
+    image = opened(rendered)
+    if operation == "fill":
+        assert image.size == box
+    else:
+        assert image.width <= box[0] and image.height <= box[1]
+        assert image.width == box[0] or image.height == box[1]
+        expected = min(box[0] / page[0], box[1] / page[1])
+        assert abs(image.width - page[0] * expected) <= 1 and abs(image.height - page[1] * expected) <= 1
+
+
+@needs_pdfium
+def test_pdf_fill_crops_about_the_centre():
+    draw = "1 0 0 rg 0 0 100 300 re f 0 1 0 rg 100 0 100 300 re f 0 0 1 rg 200 0 100 300 re f"  # red, green, blue
+    image = opened(PdfRenderer().render(io.BytesIO(samples.pdf(size=(300, 300), draw=draw)), spec("fill", 30, 90)))
+    assert image.size == (30, 90)
+    assert all(close(rgb(image, (x, y)), samples.GREEN) for x in (1, 28) for y in (1, 88))
+
+
+@needs_pdfium
+def test_pdf_page_rotation_is_applied():
+    data = samples.pdf(size=(200, 100), rotate=90)  # drawn landscape, shown portrait: red on top
+    image = opened(PdfRenderer().render(io.BytesIO(data), spec("fit", 100, 100)))
+    assert image.size == (50, 100)
+    assert close(rgb(image, (25, 5)), samples.RED) and close(rgb(image, (25, 94)), samples.BLUE)
+
+
+@needs_pdfium
+def test_pdf_has_a_white_background():
+    draw = "0 0 1 rg 0 0 50 100 re f"  # only the left quarter is drawn
+    image = opened(PdfRenderer().render(io.BytesIO(samples.pdf(size=(200, 100), draw=draw)), spec("fit", 200, 200)))
+    assert close(rgb(image, (10, 50)), samples.BLUE) and close(rgb(image, (150, 50)), samples.WHITE, tolerance=0)
+
+
+@needs_pdfium
+def test_pdf_of_300_pages_reads_only_what_the_first_page_needs():
+    data = samples.pdf(pages=300, padding=10_000)  # each page's content carries 10 KB
+    stream = Counting(data)
+    started = time.perf_counter()
+    image = opened(PdfRenderer().render(stream, spec("fit", 256, 256, "webp")))
+    elapsed = time.perf_counter() - started
+    assert image.size == (256, 128)
+    assert len(data) > 3_000_000
+    assert stream.bytes_read < len(data) * 0.02, f"{stream.bytes_read} of {len(data)} bytes read"
+    # The second page's content stream is never read.
+    second = data.index(b"%p", data.index(b"%p") + 20_000)
+    assert not stream.was_read(second, second + 10_000)
+    assert elapsed < 1.0
+
+
+@needs_pdfium
+def test_pdf_encrypted_with_a_password_is_refused():
+    pytest.importorskip("pypdf")
+    data = samples.encrypted_pdf(user_password="secret")
+    with pytest.raises(RenderError, match="The PDF is encrypted with a password; it cannot be previewed") as caught:
+        PdfRenderer().render(io.BytesIO(data), spec())
+    assert caught.value.code == "render_failed" and not isinstance(caught.value, PreviewUnsupported)
+
+
+@needs_pdfium
+def test_pdf_encrypted_without_a_user_password_opens_as_viewers_open_it():
+    pytest.importorskip("pypdf")
+    image = opened(PdfRenderer().render(io.BytesIO(samples.encrypted_pdf(user_password="")), spec()))
+    assert close(rgb(image, (5, 25)), samples.RED)
+
+
+@needs_pdfium
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"%PDF-1.4\n",
+        b"%PDF-1.7\nthis is not a PDF body at all\n%%EOF\n",
+        samples.pdf()[:200],
+        samples.pdf()[: len(samples.pdf()) // 2],
+        samples.encode(samples.solid(), "PNG"),
+    ],
+    ids=["empty", "header-only", "garbage", "cut-early", "cut-half", "png"],
+)
+def test_a_malformed_pdf_is_refused(data):
+    with pytest.raises(RenderError) as caught:
+        PdfRenderer().render(io.BytesIO(data), spec())
+    assert str(caught.value) == CORRUPT_PDF
+
+
+@needs_pdfium
+def test_a_pdf_with_no_pages_is_refused():
+    with pytest.raises(RenderError, match="^The PDF has no pages.$"):
+        PdfRenderer().render(io.BytesIO(samples.pdf(pages=0)), spec())
+
+
+@needs_pdfium
+def test_pdf_a_failing_stream_is_not_called_a_corrupt_file():
+    data = samples.pdf(pages=3, padding=5000)
+    for good in (len(data) // 2, len(data) - 10):
+        with pytest.raises(OSError, match="connection reset by storage") as caught:
+            PdfRenderer().render(FailingStream(data, good=good), spec())
+        assert not isinstance(caught.value, RenderError)
+
+
+@needs_pdfium
+def test_pdf_refuses_a_stream_that_cannot_seek_and_leaves_one_open():
+    with pytest.raises(TypeError, match="PdfRenderer needs a seekable stream"):
+        PdfRenderer().render(OneWay(samples.pdf()), spec())
+    stream = io.BytesIO(samples.pdf())
+    stream.seek(0, io.SEEK_END)
+    PdfRenderer().render(stream, spec())
+    assert not stream.closed
+
+
+@needs_pdfium
+def test_pdf_bitmap_is_capped_at_max_pixels():
+    image = opened(
+        PdfRenderer(max_pixels=10_000).render(io.BytesIO(samples.pdf(size=(200, 100))), spec("fill", 400, 200))
+    )
+    assert image.size == (140, 70)  # the box's shape, within 10,000 pixels
+    with pytest.raises(ValueError, match="max_pixels must be a positive integer, not 0"):
+        PdfRenderer(max_pixels=0)
+
+
+@needs_pdfium
+def test_pdf_renders_from_many_threads_at_once():
+    import concurrent.futures
+
+    files = [samples.pdf(size=(100 + n * 10, 100), pages=1 + n % 3) for n in range(8)]
+    serial = [PdfRenderer().render(io.BytesIO(data), spec("fill", 64, 64)).data for data in files]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            parallel = list(
+                pool.map(lambda data: PdfRenderer().render(io.BytesIO(data), spec("fill", 64, 64)).data, files)
+            )
+            assert parallel == serial
+
+
+def test_a_missing_pypdfium2_is_reported_not_skipped(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)
+    reason = "PdfRenderer needs pypdfium2, which is not installed (install the 'preview' extra)."
+    assert PdfRenderer().unavailable_reason() == reason
+    with pytest.raises(RenderUnavailable, match=r"PdfRenderer needs pypdfium2"):
+        PdfRenderer().render(io.BytesIO(samples.pdf()), spec())

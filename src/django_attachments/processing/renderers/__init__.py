@@ -20,13 +20,18 @@ for :class:`VideoRenderer`. Importing this package needs none of them.
 
 from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
 from .image import ImageRenderer
+from .pdf import PdfRenderer
 
 #: The renderers a project gets unless it names its own, each used where its library is installed.
-BUILTIN_RENDERERS = ("django_attachments.processing.renderers.ImageRenderer",)
+BUILTIN_RENDERERS = (
+    "django_attachments.processing.renderers.ImageRenderer",
+    "django_attachments.processing.renderers.PdfRenderer",
+)
 
 __all__ = [
     "BUILTIN_RENDERERS",
     "ImageRenderer",
+    "PdfRenderer",
     "PreviewUnsupported",
     "RenderError",
     "RenderUnavailable",
