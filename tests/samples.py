@@ -218,6 +218,78 @@ def encrypted_pdf(user_password="", owner_password="owner", source=None):
     return out.getvalue()
 
 
+# --- DICOM ---------------------------------------------------------------------------
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def stripes(values, rows=16, width=8, dtype="uint16"):
+    """A greyscale frame of vertical stripes, ``width`` columns each, one per value of ``values``."""
+    import numpy
+
+    return numpy.repeat(numpy.array([values], dtype=dtype), rows, axis=0).repeat(width, axis=1)
+
+
+def numpy_stack(frames):
+    import numpy
+
+    return numpy.stack(frames)
+
+
+def dicom(
+    pixels,
+    *,
+    photometric="MONOCHROME2",
+    bits_stored=None,
+    transfer_syntax=EXPLICIT_LE,
+    compress=None,
+    fragments=None,
+    pixel_data=True,
+    **attributes,
+):
+    """A DICOM file (bytes) holding ``pixels`` (a NumPy array: rows x columns [x samples], or frames first).
+
+    ``compress``: a transfer syntax pydicom encodes (RLE Lossless). ``fragments``: encoded frames to
+    encapsulate as they are, under ``transfer_syntax`` (a codec pydicom cannot write, or bytes that no
+    decoder will ever need to read). ``attributes``: set on the data set (WindowCenter=40, ...).
+    """
+    import numpy
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE
+    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.TransferSyntaxUID = EXPLICIT_LE
+    dataset = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = CT_IMAGE
+    dataset.Modality = "CT"
+    dataset.PatientName = "Doe^Jane"
+    pixels = numpy.asarray(pixels)
+    bits = pixels.dtype.itemsize * 8
+    dataset.set_pixel_data(pixels, photometric, bits_stored or bits, generate_instance_uid=False)
+    if compress is not None:
+        dataset.compress(compress, generate_instance_uid=False)
+    elif fragments is None:  # native data, written in the transfer syntax (implicit, big endian, deflated)
+        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    if fragments is not None:
+        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+        dataset.PixelData = encapsulate(list(fragments))
+        dataset["PixelData"].VR = "OB"
+        dataset["PixelData"].is_undefined_length = True
+    if not pixel_data:
+        del dataset.PixelData
+    for keyword, value in attributes.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 # --- video -----------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import pytest
 from django_attachments.exceptions import AttachmentError, AttachmentsImproperlyConfigured, status_for
 from django_attachments.processing.renderers import (
     BUILTIN_RENDERERS,
+    DicomRenderer,
     ImageRenderer,
     PdfRenderer,
     PreviewUnsupported,
@@ -935,3 +936,382 @@ def test_a_missing_pypdfium2_is_reported_not_skipped(monkeypatch):
     assert PdfRenderer().unavailable_reason() == reason
     with pytest.raises(RenderUnavailable, match=r"PdfRenderer needs pypdfium2"):
         PdfRenderer().render(io.BytesIO(samples.pdf()), spec())
+
+
+# --- DICOM ----------------------------------------------------------------------------------
+
+needs_pydicom = pytest.mark.skipif(
+    DicomRenderer().unavailable_reason() is not None, reason="pydicom and NumPy are not installed (the 'dicom' extra)"
+)
+CORRUPT_DICOM = "The file is not a readable DICOM image: it is corrupt or truncated."
+
+
+def grey_levels(rendered, count, width=8):
+    """The grey level in the middle of each of ``count`` stripes ``width`` pixels wide (a lossless output)."""
+    image = opened(rendered)
+    return [image.getpixel((x * width + width // 2, image.height // 2)) for x in range(count)]
+
+
+def render_dicom(data, box=(256, 256), operation="fit", format="png", renderer=None):
+    return (renderer or DicomRenderer()).render(io.BytesIO(data), spec(operation, *box, format))
+
+
+def near(got, expected, tolerance=1):
+    return len(got) == len(expected) and all(abs(a - b) <= tolerance for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [("application/dicom", True), ("APPLICATION/DICOM", True), ("application/octet-stream", False)],
+)
+def test_dicom_accepts_by_sniffed_content_type(content_type, expected):
+    assert DicomRenderer().accepts(content_type) is expected
+
+
+@needs_pydicom
+def test_libmagic_sniffs_what_the_dicom_renderer_accepts():
+    from django_attachments.ingest import sniff
+
+    assert DicomRenderer().accepts(sniff(samples.dicom(samples.stripes([1, 2]))))
+
+
+@needs_pydicom
+@pytest.mark.parametrize(
+    "attributes, expected",
+    [
+        # CT: stored 0-4095, Hounsfield units = stored - 1024; a soft-tissue window (40, 400) shows -160 to 240 HU.
+        # PS3.3 C.11.2.1.2.1: at or below c - 0.5 - (w-1)/2 = -160: 0; above c - 0.5 + (w-1)/2 = 239: 255;
+        # 40 HU: ((40 - 39.5) / 399 + 0.5) x 255 = 127.8; 140 HU: ((140 - 39.5) / 399 + 0.5) x 255 = 191.7.
+        ({"WindowCenter": 40, "WindowWidth": 400}, [0, 0, 128, 192, 255, 255]),
+        # Several windows: the first one.
+        ({"WindowCenter": [40, 400], "WindowWidth": [400, 2000]}, [0, 0, 128, 192, 255, 255]),
+        # LINEAR_EXACT: (x - (c - w/2)) / w x 255: -160 -> 0, 40 -> 127.5, 140 -> 191.25, 239 -> 253.7.
+        ({"WindowCenter": 40, "WindowWidth": 400, "VOILUTFunction": "LINEAR_EXACT"}, [0, 0, 128, 191, 254, 255]),
+        # SIGMOID: 255 / (1 + exp(-4 (x - c) / w)): -1000 -> 0.008, -160 -> 255 / (1 + e^2) = 30.4,
+        # 40 -> 127.5, 140 -> 255 / (1 + e^-1) = 186.4, 239 -> 255 / (1 + e^-1.99) = 224.3, 3000 -> 255.
+        ({"WindowCenter": 40, "WindowWidth": 400, "VOILUTFunction": "SIGMOID"}, [0, 30, 128, 186, 224, 255]),
+        # No window: the frame's own range, -1000 to 3000 HU.
+        ({}, [0, 53, 66, 73, 79, 255]),
+    ],
+    ids=["window", "first-of-several", "linear-exact", "sigmoid", "no-window"],
+)
+def test_dicom_ct_is_windowed_as_the_file_says(attributes, expected):
+    hounsfield = [-1000, -160, 40, 140, 239, 3000]
+    stored = [value + 1024 for value in hounsfield]
+    data = samples.dicom(samples.stripes(stored), bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024, **attributes)
+    assert near(grey_levels(render_dicom(data), 6), expected), grey_levels(render_dicom(data), 6)
+
+
+@needs_pydicom
+def test_dicom_rescale_slope_applies_before_the_window():
+    # Stored 0, 100, 200 with slope 2, intercept -100: -100, 100, 300; window 100 / 401 maps them to
+    # ((x - 99.5) / 400 + 0.5) x 255: 0.3, 127.8, 255.3.
+    data = samples.dicom(
+        samples.stripes([0, 100, 200]), RescaleSlope=2, RescaleIntercept=-100, WindowCenter=100, WindowWidth=401
+    )
+    assert near(grey_levels(render_dicom(data), 3), [0, 128, 255])
+
+
+@needs_pydicom
+def test_dicom_monochrome1_is_inverted():
+    data = samples.dicom(samples.stripes([100, 200, 300]), photometric="MONOCHROME1")
+    assert near(grey_levels(render_dicom(data), 3), [255, 128, 0])
+    windowed = samples.dicom(
+        samples.stripes([100, 200, 300]), photometric="MONOCHROME1", WindowCenter=200, WindowWidth=101
+    )
+    # 200: ((200 - 199.5) / 100 + 0.5) x 255 = 128.8, shown as 255 - 129.
+    assert near(grey_levels(render_dicom(windowed), 3), [255, 126, 0])
+
+
+@needs_pydicom
+@pytest.mark.parametrize(
+    "values, dtype, bits, attributes, expected",
+    [
+        ([10, 100, 200], "uint8", 8, {}, [10, 100, 200]),  # 8-bit without a window: as stored
+        ([10, 100, 200], "uint8", 8, {"WindowCenter": 100, "WindowWidth": 181}, [0, 128, 255]),
+        ([0, 2048, 4095], "uint16", 12, {}, [0, 128, 255]),
+        ([-2000, 0, 2000], "int16", 16, {}, [0, 128, 255]),  # signed
+        ([-2000, 0, 2000], "int16", 16, {"WindowCenter": 0, "WindowWidth": 2001}, [0, 128, 255]),
+        ([0, 1 << 15, 65535], "uint16", 16, {}, [0, 128, 255]),
+    ],
+)
+def test_dicom_bit_depths_and_signedness(values, dtype, bits, attributes, expected):
+    data = samples.dicom(samples.stripes(values, dtype=dtype), bits_stored=bits, **attributes)
+    assert near(grey_levels(render_dicom(data), 3), expected), grey_levels(render_dicom(data), 3)
+
+
+@needs_pydicom
+def test_dicom_voi_lut_is_applied_when_there_is_no_window():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    lut = Dataset()
+    lut.add_new(0x00283002, "US", [3, 100, 8])  # LUT Descriptor: three entries, for 100 to 102, 8 bits each
+    lut.add_new(0x00283006, "US", [0, 51, 255])  # LUT Data
+    data = samples.dicom(samples.stripes([90, 100, 101, 102, 110]), VOILUTSequence=Sequence([lut]))
+    # Below the first mapped value: the first entry; above the last: the last entry.
+    assert near(grey_levels(render_dicom(data), 5), [0, 0, 51, 255, 255])
+
+
+@needs_pydicom
+def test_dicom_a_uniform_frame_is_black_not_an_error():
+    assert grey_levels(render_dicom(samples.dicom(samples.stripes([500, 500]))), 2) == [0, 0]
+
+
+@needs_pydicom
+def test_dicom_enhanced_multiframe_takes_its_values_from_the_functional_groups():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    window, rescale, shared = Dataset(), Dataset(), Dataset()
+    window.WindowCenter, window.WindowWidth = 40, 400
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = -1024, 1, "HU"
+    shared.FrameVOILUTSequence = Sequence([window])
+    shared.PixelValueTransformationSequence = Sequence([rescale])
+    frames = samples.numpy_stack([samples.stripes([24, 864, 1064, 1164, 1263, 4024])] * 2)
+    data = samples.dicom(frames, bits_stored=12, SharedFunctionalGroupsSequence=Sequence([shared]))
+    assert near(grey_levels(render_dicom(data), 6), [0, 0, 128, 192, 255, 255])
+
+
+@needs_pydicom
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("format", FORMATS)
+def test_dicom_renders_in_each_format(operation, format):
+    import numpy
+
+    frame = numpy.zeros((200, 400), numpy.uint16)
+    frame[:, 200:] = 1000  # left black, right white
+    image = opened(render_dicom(samples.dicom(frame), (120, 90), operation, format))
+    assert image.size == ((120, 60) if operation == "fit" else (120, 90))
+    assert close(rgb(image, (3, image.height // 2)), samples.BLACK)
+    assert close(rgb(image, (image.width - 4, image.height // 2)), samples.WHITE)
+
+
+@needs_pydicom
+def test_dicom_colour():
+    import numpy
+    from pydicom.pixels import convert_color_space
+
+    red = numpy.zeros((16, 24, 3), numpy.uint8)
+    red[..., 0] = 255
+    red[:, 12:] = (0, 0, 255)
+    for photometric, pixels in [("RGB", red), ("YBR_FULL", convert_color_space(red, "RGB", "YBR_FULL"))]:
+        image = opened(render_dicom(samples.dicom(pixels, photometric=photometric)))
+        assert image.mode == "RGB"
+        assert close(image.getpixel((2, 8)), samples.RED) and close(image.getpixel((20, 8)), samples.BLUE)
+
+
+@needs_pydicom
+def test_dicom_palette_colour():
+    import numpy
+
+    lut = numpy.zeros(256, numpy.uint16)
+    red, green, blue = lut.copy(), lut.copy(), lut.copy()
+    red[1], green[2], blue[3] = 65535, 65535, 65535  # index 1 red, 2 green, 3 blue, the rest black
+    data = samples.dicom(
+        samples.stripes([0, 1, 2, 3], dtype="uint8"),
+        photometric="PALETTE COLOR",
+        RedPaletteColorLookupTableDescriptor=[256, 0, 16],
+        GreenPaletteColorLookupTableDescriptor=[256, 0, 16],
+        BluePaletteColorLookupTableDescriptor=[256, 0, 16],
+        RedPaletteColorLookupTableData=red.tobytes(),
+        GreenPaletteColorLookupTableData=green.tobytes(),
+        BluePaletteColorLookupTableData=blue.tobytes(),
+    )
+    image = opened(render_dicom(data))
+    got = [image.getpixel((x * 8 + 4, 8)) for x in range(4)]
+    assert got == [samples.BLACK, samples.RED, samples.GREEN, samples.BLUE]
+
+
+@needs_pydicom
+def test_dicom_multiframe_reads_and_decodes_only_the_first_frame():
+    import numpy
+
+    frames = numpy.stack([numpy.full((64, 64), value, numpy.uint16) for value in range(10)])
+    frames[0, :, 32:] = 1000  # frame 0: left black, right white; the others uniform
+    data = samples.dicom(frames)
+    stream = Counting(data)
+    image = opened(DicomRenderer().render(stream, spec("fit", 64, 64)))
+    assert image.getpixel((5, 5)) == 0 and image.getpixel((60, 5)) == 255
+    pixel_data = data.index(b"\xe0\x7f\x10\x00OW") + 12  # (7FE0,0010), explicit VR: the value's start
+    frame_bytes = 64 * 64 * 2
+    assert len(data) == pixel_data + 10 * frame_bytes
+    assert stream.was_read(pixel_data, pixel_data + frame_bytes)
+    assert not stream.was_read(pixel_data + frame_bytes, len(data))  # frames 1 to 9
+    assert stream.bytes_read < pixel_data + frame_bytes * 1.2
+
+
+@needs_pydicom
+def test_dicom_rle_lossless_renders():
+    from pydicom.uid import RLELossless
+
+    data = samples.dicom(samples.stripes([100, 200, 300]), compress=RLELossless)
+    assert b"\xfe\xff\x00\xe0" in data  # encapsulated: items
+    assert near(grey_levels(render_dicom(data), 3), [0, 128, 255])
+
+
+@needs_pydicom
+def test_dicom_jpeg_baseline_renders_through_pillow():
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGBaseline8Bit
+
+    if not get_decoder(JPEGBaseline8Bit).is_available:
+        pytest.skip("no JPEG Baseline decoder for pydicom here")
+    frame = samples.stripes([30, 130, 230], dtype="uint8")
+    jpeg = samples.encode(Image.fromarray(frame), "JPEG", quality=100)
+    data = samples.dicom(frame, fragments=[jpeg], transfer_syntax=JPEGBaseline8Bit)
+    assert near(grey_levels(render_dicom(data), 3), [30, 130, 230], tolerance=4)
+
+
+@needs_pydicom
+def test_dicom_compression_without_a_decoder_is_unsupported_naming_what_to_install():
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS plugin is installed here")
+    # The fragment is never looked at: the renderer refuses before decoding.
+    data = samples.dicom(
+        samples.stripes([1, 2]), fragments=[b"\xff\xd8 not JPEG-LS \xff\xd9"], transfer_syntax=JPEGLSLossless
+    )
+    with pytest.raises(PreviewUnsupported) as caught:
+        render_dicom(data)
+    message = str(caught.value)
+    assert message.startswith(
+        "The DICOM file's pixel data is compressed as JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80), "
+        "and no installed pixel-data plugin decodes it: a plugin such as pylibjpeg is needed ("
+    )
+    assert "pylibjpeg-libjpeg" in message
+    assert caught.value.code == "preview_unsupported" and isinstance(caught.value, RenderError)
+
+
+@needs_pydicom
+@pytest.mark.filterwarnings("ignore:Expected explicit VR")  # pydicom's, guessing at an unknown encoding
+def test_dicom_an_unknown_transfer_syntax_is_unsupported():
+    data = samples.dicom(samples.stripes([1, 2]), fragments=[b"opaque"], transfer_syntax="1.2.826.0.1.3680043.8.498.99")
+    with pytest.raises(PreviewUnsupported, match=r"encoded as unknown \(1\.2\.826\.0\.1\.3680043\.8\.498\.99\)"):
+        render_dicom(data)
+
+
+@needs_pydicom
+def test_dicom_without_pixel_data_is_unsupported():
+    data = samples.dicom(samples.stripes([1, 2]), pixel_data=False)
+    del_rows = samples.dicom(samples.stripes([1, 2]), pixel_data=False, Rows=None, Columns=None)
+    with pytest.raises(PreviewUnsupported, match="holds no image \\(it has no pixel data\\)"):
+        render_dicom(del_rows)
+    # An image declared with no pixel data after it: the file was cut short.
+    with pytest.raises(RenderError, match="truncated: it declares an image but holds no pixel data") as caught:
+        render_dicom(data)
+    assert not isinstance(caught.value, PreviewUnsupported)
+
+
+@needs_pydicom
+def test_dicom_deflated_is_unsupported_without_being_inflated():
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    data = samples.dicom(samples.stripes([1, 2] * 500, rows=200), transfer_syntax=DeflatedExplicitVRLittleEndian)
+    stream = Counting(data)
+    with pytest.raises(PreviewUnsupported, match="stored deflated"):
+        DicomRenderer().render(stream, spec())
+    assert stream.bytes_read < 1024
+
+
+@needs_pydicom
+def test_dicom_colour_model_not_previewed():
+    data = samples.dicom(samples.stripes([1, 2]), PhotometricInterpretation="HSV")
+    with pytest.raises(PreviewUnsupported, match=r"colour model \(HSV\) is not one that is previewed"):
+        render_dicom(data)
+
+
+@needs_pydicom
+def test_dicom_bomb_is_refused_from_the_header():
+    data = samples.dicom(samples.stripes([1, 2]), Rows=60000, Columns=60000)
+    started = time.perf_counter()
+    with pytest.raises(RenderError, match="The DICOM image is 60000 x 60000 pixels, more than the 50,000,000"):
+        render_dicom(data)
+    assert time.perf_counter() - started < 0.5
+    with pytest.raises(RenderError, match="16 x 16 pixels, more than the 255 pixels allowed"):
+        render_dicom(samples.dicom(samples.stripes([1, 2], width=8)), renderer=DicomRenderer(max_pixels=255))
+
+
+@needs_pydicom
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "has no 'DICM' marker"),
+        (b"\0" * 128 + b"DICX" + b"\0" * 100, "has no 'DICM' marker"),
+        (samples.encode(samples.solid(), "PNG"), "has no 'DICM' marker"),
+    ],
+)
+def test_not_dicom_is_refused(data, message):
+    with pytest.raises(RenderError, match=message):
+        render_dicom(data)
+
+
+@needs_pydicom
+def test_a_truncated_dicom_is_refused():
+    from pydicom.uid import RLELossless
+
+    for data in (
+        samples.dicom(samples.stripes([100, 200, 300])),
+        samples.dicom(samples.stripes([1, 2, 3]), compress=RLELossless),
+    ):
+        pixel_data = data.index(b"\xe0\x7f\x10\x00")
+        for cut in (200, pixel_data - 3, pixel_data + 20, len(data) - 20):
+            with pytest.raises(RenderError) as caught:
+                render_dicom(data[:cut])
+            assert str(caught.value) in (
+                CORRUPT_DICOM,
+                "The DICOM file is truncated: it declares an image but holds no pixel data.",
+            ), cut
+
+
+@needs_pydicom
+def test_dicom_corrupt_rle_is_refused():
+    from pydicom.uid import RLELossless
+
+    data = samples.dicom(samples.stripes([1, 2]), fragments=[b"\x01" * 64], transfer_syntax=RLELossless)
+    with pytest.raises(RenderError) as caught:
+        render_dicom(data)
+    assert str(caught.value) == CORRUPT_DICOM
+
+
+@needs_pydicom
+def test_dicom_a_failing_stream_is_not_called_a_corrupt_file():
+    data = samples.dicom(samples.stripes(list(range(0, 4000, 40)), rows=64))
+    for good in (100, len(data) // 2, len(data) - 10):
+        with pytest.raises(OSError, match="connection reset by storage") as caught:
+            DicomRenderer().render(FailingStream(data, good=good), spec())
+        assert not isinstance(caught.value, RenderError)
+
+
+@needs_pydicom
+def test_dicom_refuses_a_stream_that_cannot_seek():
+    with pytest.raises(TypeError, match="DicomRenderer needs a seekable stream"):
+        DicomRenderer().render(OneWay(samples.dicom(samples.stripes([1, 2]))), spec())
+
+
+@needs_pydicom
+def test_dicom_512_16_bit_in_bounded_time():
+    import numpy
+
+    frame = (numpy.arange(512 * 512, dtype=numpy.uint32) % 4096).astype(numpy.uint16).reshape(512, 512)
+    data = samples.dicom(frame, bits_stored=12, WindowCenter=2048, WindowWidth=4096)
+    started = time.perf_counter()
+    assert opened(render_dicom(data, format="webp")).size == (256, 256)
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("kwargs", [{"max_pixels": 0}, {"max_header_read": 0}, {"max_pixels": False}])
+def test_dicom_options_are_checked(kwargs):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        DicomRenderer(**kwargs)
+
+
+@pytest.mark.parametrize("library", ["pydicom", "numpy"])
+def test_a_missing_pydicom_or_numpy_is_reported_not_skipped(library, monkeypatch):
+    monkeypatch.setitem(sys.modules, library, None)
+    reason = "DicomRenderer needs pydicom and NumPy, which are not installed (install the 'dicom' extra)."
+    assert DicomRenderer().unavailable_reason() == reason
+    with pytest.raises(RenderUnavailable, match="DicomRenderer needs pydicom and NumPy"):
+        DicomRenderer().render(io.BytesIO(b"anything"), spec())

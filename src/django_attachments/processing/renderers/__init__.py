@@ -19,6 +19,7 @@ for :class:`VideoRenderer`. Importing this package needs none of them.
 """
 
 from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .dicom import DicomRenderer
 from .image import ImageRenderer
 from .pdf import PdfRenderer
 
@@ -26,10 +27,12 @@ from .pdf import PdfRenderer
 BUILTIN_RENDERERS = (
     "django_attachments.processing.renderers.ImageRenderer",
     "django_attachments.processing.renderers.PdfRenderer",
+    "django_attachments.processing.renderers.DicomRenderer",  # with the dicom extra
 )
 
 __all__ = [
     "BUILTIN_RENDERERS",
+    "DicomRenderer",
     "ImageRenderer",
     "PdfRenderer",
     "PreviewUnsupported",
