@@ -179,3 +179,82 @@ def test_puts_racing_completions_never_lose_the_bytes(server):
         assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest(), (url, status)
     verified = server.manage("verify_attachments", "--json")
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
+
+
+# -- variants: many first requests for one lazy variant ------------------------------------------
+
+VARIANT_ROUNDS = int(os.environ.get("LIVE_VARIANT_ROUNDS", "15"))
+VARIANT_CLIENTS = 16
+
+
+def upload_file(base_url: str, owner_id: str, filename: str, data: bytes) -> dict:
+    boundary = f"----race{random.randrange(10**12)}"
+    fields = {"owner_type": "patient", "owner_id": owner_id}
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, raw = request(
+        base_url,
+        "POST",
+        "/api/attachments/",
+        body=b"".join(parts),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"},
+    )
+    assert status == 201, raw[:500]
+    return json.loads(raw)
+
+
+def noisy_jpeg(seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (480, 320), random.Random(seed).randbytes(480 * 320 * 3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_first_requests_for_a_lazy_variant_render_it_once(server):
+    """Many clients ask for a variant nobody made yet, at once: one render, one answer for all, never a 5xx."""
+    owner_id = patient_id(server.url)
+    problems: list[str] = []
+    for round_number in range(VARIANT_ROUNDS):
+        attachment = upload_file(server.url, owner_id, f"photo-{round_number}.jpg", noisy_jpeg(round_number))
+        path = urlsplit(attachment["variants"]["preview"]["url"]).path
+        assert attachment["variants"]["preview"]["ready"] is False
+        first: list[int] = []
+        bodies: list[bytes] = []
+        barrier = threading.Barrier(VARIANT_CLIENTS)
+
+        def client(path=path, barrier=barrier, first=first, bodies=bodies):
+            barrier.wait()
+            deadline = time.monotonic() + TIMEOUT
+            status, body = request(server.url, "GET", path)
+            first.append(status)
+            while status == 202 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                status, body = request(server.url, "GET", path)
+            bodies.append(body if status == 200 else f"status {status}".encode())
+
+        threads = [threading.Thread(target=client) for _ in range(VARIANT_CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        renders = server.log.read_text(errors="replace").count(
+            f"Rendering the 'preview' variant of blob {attachment['blob_id']}"
+        )
+        if set(first) - {200, 202} or len(set(bodies)) != 1 or renders != 1:
+            problems.append(
+                f"round {round_number}: first answers {sorted(first)}, {len(set(bodies))} bodies, {renders} renders"
+            )
+    assert not problems, "\n".join(problems[:10]) + "\n" + server.log.read_text(errors="replace")[-4000:]
+    verified = server.manage("verify_attachments", "--json")
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]

@@ -559,3 +559,30 @@ def test_the_command_refuses_an_unknown_variant_name(owners, disk_store, declare
         call_command("process_attachments", "--variants", "poster", stdout=io.StringIO())
     with pytest.raises(CommandError, match="runs alone"):
         call_command("process_attachments", "--variants", "thumb", "--scan", stdout=io.StringIO())
+
+
+# -- system checks ---------------------------------------------------------------------------------
+
+
+def test_a_listed_renderer_that_cannot_run_is_w006(settings):
+    from django_attachments.checks import check_settings
+
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "RENDERERS": [
+            {
+                "BACKEND": "django_attachments.processing.renderers.VideoRenderer",
+                "OPTIONS": {"ffmpeg": "no-such-ffmpeg"},
+            }
+        ],
+        "VARIANTS": {"thumb": THUMB},
+    }
+    ids = [message.id for message in check_settings()]
+    assert "django_attachments.W006" in ids
+    assert "django_attachments.W007" in ids  # and no renderer is left to make the declared variant
+
+
+def test_declared_variants_with_a_working_renderer_raise_no_warning(settings, declared):
+    from django_attachments.checks import check_settings
+
+    assert not [m.id for m in check_settings() if m.id in ("django_attachments.W006", "django_attachments.W007")]

@@ -166,6 +166,14 @@ _tasks_package = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
 TASKS = {"default": {"BACKEND": f"{_tasks_package}.backends.immediate.ImmediateBackend"}}
 _clamd_socket = os.environ.get("CLAMD_SOCKET", "")
 
+# What the app does after the bytes land (scans, renders) goes to the console, at INFO.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_attachments": {"handlers": ["console"], "level": os.environ.get("ATTACHMENTS_LOG_LEVEL", "INFO")}},
+}
+
 DJANGO_ATTACHMENTS = {
     "MAX_UPLOAD_SIZE": int(os.environ.get("ATTACHMENTS_MAX_UPLOAD_SIZE", 25 * 1024 * 1024)),
     # Without a scanner every file is served as soon as it is stored (its scan_state "not_scanned"); with

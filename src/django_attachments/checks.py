@@ -16,6 +16,10 @@ Ids are stable; a retired id stays reserved and is never reused.
 - ``django_attachments.W004``: an analyzer listed in ``ANALYZERS`` cannot run here (its library or
   program is missing); it is skipped.
 - ``django_attachments.W005``: the scanner does not answer (only with ``--deploy``: it asks the daemon).
+- ``django_attachments.W006``: a renderer listed in ``RENDERERS`` cannot run here (its library or
+  program is missing); it is skipped.
+- ``django_attachments.W007``: variants are declared that cannot be made here: no renderer can run,
+  or Pillow (which encodes every variant) is missing or cannot write the variant's format.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         *_check_cross_tenant(),
         *_check_local_location(alias, defined[alias]),
         *_check_analyzers(),
+        *_check_renderers(),
+        *_check_variant_formats(),
     ]
 
 
@@ -75,6 +81,59 @@ def _check_analyzers() -> list[checks.CheckMessage]:
         for analyzer in app_settings.ANALYZERS
         if (reason := analyzer.unavailable_reason()) is not None
     ]
+
+
+def _check_renderers() -> list[checks.CheckMessage]:
+    if (getattr(settings, SETTINGS_NAME, None) or {}).get("RENDERERS") is None:
+        return []  # the default takes the built-ins that can run, silently
+    return [
+        checks.Warning(
+            f"The renderer {renderer!r} in DJANGO_ATTACHMENTS['RENDERERS'] cannot run here: {reason}",
+            hint="It is skipped; install what it needs, or remove it from RENDERERS.",
+            id="django_attachments.W006",
+        )
+        for renderer in app_settings.RENDERERS
+        if (reason := renderer.unavailable_reason()) is not None
+    ]
+
+
+def _check_variant_formats() -> list[checks.CheckMessage]:
+    from .registry import attachment_registry
+
+    declared = dict(app_settings.VARIANTS)
+    for spec in attachment_registry:
+        declared.update({f"{spec.owner_type}:{name}": value for name, value in (spec.variants or {}).items() if value})
+    if not declared:
+        return []
+    hint = "Install Pillow (with WebP support for WebP variants) and the renderers' libraries, or drop the variants."
+    if not any(renderer.unavailable_reason() is None for renderer in app_settings.RENDERERS):
+        return [
+            checks.Warning(
+                f"Variants are declared ({', '.join(sorted(declared))}) but no renderer can run here.",
+                hint=hint,
+                id="django_attachments.W007",
+            )
+        ]
+    try:
+        from PIL import features
+    except ImportError:
+        return [
+            checks.Warning(
+                "Variants are declared but Pillow is not installed.", hint=hint, id="django_attachments.W007"
+            )
+        ]
+    unwritable = sorted(name for name, spec in declared.items() if spec.format == "webp" and not features.check("webp"))
+    return (
+        [
+            checks.Warning(
+                f"The variant(s) {', '.join(unwritable)} are WebP, which the installed Pillow cannot write.",
+                hint=hint,
+                id="django_attachments.W007",
+            )
+        ]
+        if unwritable
+        else []
+    )
 
 
 def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

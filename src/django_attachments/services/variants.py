@@ -269,6 +269,7 @@ def make_declared(blob: Blob, declared: Declared, *, force: bool = False) -> Mak
             return MakeOutcome(name, "failed", error_code=refused.error_code, error=refused.error)
         variant = find(blob, declared)
         return MakeOutcome(name, "exists", variant) if variant is not None else MakeOutcome(name, "busy")
+    logger.info("Rendering the %r variant of blob %s with %r.", name, blob.pk, declared.renderer)
     try:
         rendered = _render(blob, declared)
     except RenderError as exc:
