@@ -303,18 +303,38 @@ def ffmpeg(*args, timeout=120):
     )
 
 
-def video(path, *, duration=2.0, size=(320, 240), turns_blue_at=0.5, codec="mpeg4", audio=True, extra=()):
-    """A red clip that turns blue at ``turns_blue_at`` seconds (``codec`` in an MP4 unless ``path`` says otherwise)."""
+def video(path, *, duration=2.0, size=(320, 240), turns_blue_at=0.5, codec="mpeg4", audio=True, filters=""):
+    """A red clip that turns blue at ``turns_blue_at`` seconds (``codec``, in the container ``path`` names).
+
+    ``filters`` are appended to the drawing (``,setsar=2`` for pixels twice as wide as they are tall).
+    """
     width, height = size
     source = f"color=c=red:s={width}x{height}:r=25:d={duration}"
-    fill = f"drawbox=x=0:y=0:w=iw:h=ih:color=blue:t=fill:enable='gte(t,{turns_blue_at})'"
+    fill = f"drawbox=x=0:y=0:w=iw:h=ih:color=blue:t=fill:enable='gte(t,{turns_blue_at})'" + filters
     args = ["-f", "lavfi", "-i", source]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={duration}"]
-    args += ["-vf", fill, "-c:v", codec, "-q:v", "2", "-pix_fmt", "yuv420p", *extra]
+    args += ["-vf", fill, "-c:v", codec, "-q:v", "2", "-pix_fmt", "yuv420p"]
     if audio:
         args += ["-c:a", "aac" if str(path).endswith((".mp4", ".mov")) else "libvorbis", "-shortest"]
     ffmpeg(*args, path)
+    return path
+
+
+def halves_video(path, size=(320, 240), rotate=None):
+    """A clip whose left half is blue and right half red; ``rotate`` (degrees) is written as its display rotation."""
+    width, height = size
+    drawn = path.with_name("drawn-" + path.name) if rotate is not None else path
+    ffmpeg("-f", "lavfi", "-i", f"color=c=red:s={width}x{height}:r=25:d=1.5",
+           "-vf", "drawbox=x=0:y=0:w=iw/2:h=ih:color=blue:t=fill", "-c:v", "mpeg4", "-q:v", "2", drawn)  # fmt: skip
+    if rotate is not None:  # a phone's way: the pixels as the sensor saw them, and a display matrix
+        ffmpeg("-i", drawn, "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", path)
+    return path
+
+
+def busy_video(path, duration=12):
+    """A clip of moving test patterns, every frame different and a key frame each second: megabytes of media."""
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=320x240:r=25:d={duration}", "-c:v", "mpeg4", "-q:v", "1", "-g", "25", path)
     return path
 
 

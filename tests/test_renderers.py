@@ -30,6 +30,7 @@ from django_attachments.processing.renderers import (
     RenderError,
     RenderUnavailable,
     VariantSpec,
+    VideoRenderer,
     finish,
 )
 from tests import samples
@@ -1315,3 +1316,223 @@ def test_a_missing_pydicom_or_numpy_is_reported_not_skipped(library, monkeypatch
     assert DicomRenderer().unavailable_reason() == reason
     with pytest.raises(RenderUnavailable, match="DicomRenderer needs pydicom and NumPy"):
         DicomRenderer().render(io.BytesIO(b"anything"), spec())
+
+
+# --- video ----------------------------------------------------------------------------------
+
+UNREADABLE_VIDEO = "The file is not a readable video: it is corrupt, truncated or of an unsupported format"
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """The clips, made by ffmpeg once for the module (MPEG-4 Part 2 and AAC: encoders every FFmpeg has)."""
+    if samples.ffmpeg_path() is None:
+        pytest.skip("FFmpeg is not installed (Debian/Ubuntu: apt-get install ffmpeg)")
+    directory = tmp_path_factory.mktemp("videos")
+
+    class Videos:
+        clip = samples.video(directory / "clip.mp4")  # red, blue from 0.5 s
+        short = samples.video(directory / "short.mp4", duration=0.4, turns_blue_at=0.2)  # ends before 1 s
+        wide_pixels = samples.video(directory / "wide.mp4", size=(160, 120), audio=False, filters=",setsar=2")
+        rotated = samples.halves_video(directory / "rotated.mp4", rotate=90)
+        sound = samples.audio(directory / "sound.mp4")
+        busy = samples.busy_video(directory / "busy.mp4")
+
+    return Videos
+
+
+def render_video(path, operation="fit", box=(100, 100), format="png", served=False, renderer=None):
+    renderer = renderer or VideoRenderer()
+    if served:  # any stream that is not a local file is served to ffmpeg over loopback HTTP
+        return renderer.render(io.BytesIO(path.read_bytes()), spec(operation, *box, format))
+    with path.open("rb") as stream:
+        return renderer.render(stream, spec(operation, *box, format))
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [
+        ("video/mp4", True),
+        ("video/quicktime", True),
+        ("VIDEO/WEBM", True),
+        ("video/x-matroska", True),
+        ("video/x-msvideo", True),
+        ("audio/mp4", False),
+        ("audio/mpeg", False),
+        ("application/x-mpegurl", False),
+    ],
+)
+def test_video_accepts_by_sniffed_content_type(content_type, expected):
+    assert VideoRenderer().accepts(content_type) is expected
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("format", FORMATS)
+def test_video_renders_in_each_format(videos, operation, format):
+    image = opened(render_video(videos.clip, operation, (120, 100), format))
+    assert image.size == ((120, 90) if operation == "fit" else (120, 100))
+    assert close(rgb(image, (10, 10)), samples.BLUE)  # the frame at 1 s: blue since 0.5 s
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["by-path", "served"])
+def test_video_still_is_taken_at_one_second_or_first_in_a_shorter_clip(videos, served):
+    assert close(rgb(opened(render_video(videos.clip, served=served)), (10, 10)), samples.BLUE)
+    short = opened(render_video(videos.short, served=served))
+    assert short.size == (100, 75)
+    assert close(rgb(short, (10, 10)), samples.RED)  # the first frame: red until 0.2 s
+
+
+def test_video_is_never_enlarged(videos):
+    assert opened(render_video(videos.clip, "fit", (4096, 4096))).size == (320, 240)
+    assert opened(render_video(videos.clip, "fill", (400, 400))).size == (240, 240)
+
+
+def test_video_pixel_aspect_ratio_is_applied(videos):
+    # 160 x 120 stored, each pixel twice as wide as it is tall: shown 320 x 120.
+    assert opened(render_video(videos.wide_pixels, "fit", (320, 320))).size == (320, 120)
+
+
+def test_video_display_rotation_is_applied(videos):
+    image = opened(render_video(videos.rotated, "fit", (320, 320)))
+    assert image.size == (240, 320)  # stored landscape, shown portrait
+    # The halves, side by side as stored, are shown one above the other (which one on top is ffmpeg's call).
+    top, bottom = rgb(image, (120, 10)), rgb(image, (120, 310))
+    assert {close(top, samples.RED), close(bottom, samples.RED)} == {True, False}
+    assert {close(top, samples.BLUE), close(bottom, samples.BLUE)} == {True, False}
+    assert close(rgb(image, (10, 10)), top) and close(rgb(image, (230, 10)), top)
+
+
+def test_video_with_no_picture_is_unsupported(videos):
+    for served in (False, True):
+        with pytest.raises(PreviewUnsupported, match="has no video stream \\(it holds sound only\\)") as caught:
+            render_video(videos.sound, served=served)
+        assert caught.value.code == "preview_unsupported"
+
+
+def test_a_served_video_is_read_only_up_to_its_still(videos):
+    data = videos.busy.read_bytes()
+    stream = Counting(data)
+    image = opened(VideoRenderer().render(stream, spec("fit", 64, 64)))
+    assert image.size == (64, 48)
+    assert len(data) > 2_000_000
+    assert stream.bytes_read < len(data) * 0.4, f"{stream.bytes_read} of {len(data)} bytes"
+
+
+def test_a_video_served_beyond_the_read_limit_is_refused(videos):
+    with pytest.raises(RenderError, match="The video is too large to preview: ffmpeg read more than 20,000 bytes"):
+        render_video(videos.busy, served=True, renderer=VideoRenderer(max_read_bytes=20_000))
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["by-path", "served"])
+def test_video_corrupt_or_truncated_is_refused(videos, tmp_path, served):
+    data = videos.clip.read_bytes()
+    for name, broken in {"noise": os.urandom(50_000), "cut": data[: len(data) // 3]}.items():
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(broken)
+        with pytest.raises(RenderError) as caught:
+            render_video(path, served=served)
+        assert str(caught.value).startswith(UNREADABLE_VIDEO) or "decoded no frame" in str(caught.value), name
+        assert str(path) not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+
+
+def test_a_playlist_labelled_as_video_cannot_make_ffmpeg_open_anything(tmp_path):
+    import http.server
+    import threading
+
+    hits = []
+
+    class Canary(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    canary = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    thread = threading.Thread(target=canary.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{canary.server_address[1]}"
+    try:
+        playlists = {
+            "hls": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{url}/segment.ts\n#EXT-X-ENDLIST\n",
+            "concat": f"ffconcat version 1.0\nfile {url}/clip.mp4\nfile /etc/passwd\n",
+        }
+        for name, text in playlists.items():
+            path = tmp_path / f"{name}.mp4"
+            path.write_text(text)
+            for served in (False, True):
+                with pytest.raises(RenderError):
+                    render_video(path, served=served)
+    finally:
+        canary.shutdown()
+        canary.server_close()
+    assert hits == []
+
+
+def test_video_a_failing_stream_is_not_called_a_corrupt_file(videos):
+    data = videos.busy.read_bytes()
+    with pytest.raises(OSError, match="connection reset by storage") as caught:
+        VideoRenderer().render(FailingStream(data, good=len(data) // 100), spec())
+    assert not isinstance(caught.value, RenderError)
+
+
+class Slow(io.BytesIO):
+    def read(self, size=-1):
+        time.sleep(0.2)
+        return super().read(size)
+
+
+def test_ffmpeg_is_stopped_at_the_timeout(videos):
+    started = time.perf_counter()
+    with pytest.raises(RenderError, match="ffmpeg took more than 0.5 s to read the file; it was stopped"):
+        VideoRenderer(timeout=0.5).render(Slow(videos.busy.read_bytes()), spec())
+    assert time.perf_counter() - started < 5
+
+
+def test_video_leaves_no_server_thread_nor_process_behind(videos):
+    import threading
+
+    before = {thread.name for thread in threading.enumerate()}
+    render_video(videos.clip, served=True)
+    with pytest.raises(PreviewUnsupported):
+        render_video(videos.sound, served=True)
+    assert {thread.name for thread in threading.enumerate()} <= before
+    assert not [thread for thread in threading.enumerate() if thread.name == "media-analyzer-server"]
+
+
+def test_a_proxy_in_the_environment_is_not_used(videos, monkeypatch):
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # nothing listens there
+    assert opened(render_video(videos.clip, served=True)).size == (100, 75)
+
+
+def test_video_refuses_a_stream_that_cannot_seek(videos):
+    with pytest.raises(TypeError, match="VideoRenderer needs a seekable stream"):
+        VideoRenderer().render(OneWay(videos.clip.read_bytes()), spec())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"timeout": 0}, "timeout must be a positive number of seconds, not 0"),
+        ({"timeout": float("nan")}, "timeout must be a positive number of seconds, not nan"),
+        ({"timeout": True}, "timeout must be a positive number of seconds, not True"),
+        ({"max_read_bytes": 0}, "max_read_bytes must be a positive integer, not 0"),
+        ({"ffmpeg": ""}, "ffmpeg must be a program's name or path, not ''"),
+    ],
+)
+def test_video_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VideoRenderer(**kwargs)
+
+
+def test_a_missing_ffmpeg_is_reported_not_skipped(tmp_path):
+    missing = str(tmp_path / "no-ffmpeg-here")
+    renderer = VideoRenderer(ffmpeg=missing)
+    reason = f"VideoRenderer needs ffmpeg, which is not installed (no {missing!r} found; install FFmpeg)."
+    assert renderer.accepts("video/mp4")
+    assert renderer.unavailable_reason() == reason
+    with pytest.raises(RenderUnavailable) as caught:
+        renderer.render(io.BytesIO(b"anything"), spec())
+    assert str(caught.value) == reason

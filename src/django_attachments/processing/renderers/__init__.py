@@ -22,12 +22,14 @@ from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUna
 from .dicom import DicomRenderer
 from .image import ImageRenderer
 from .pdf import PdfRenderer
+from .video import VideoRenderer
 
 #: The renderers a project gets unless it names its own, each used where its library is installed.
 BUILTIN_RENDERERS = (
     "django_attachments.processing.renderers.ImageRenderer",
     "django_attachments.processing.renderers.PdfRenderer",
     "django_attachments.processing.renderers.DicomRenderer",  # with the dicom extra
+    "django_attachments.processing.renderers.VideoRenderer",  # where ffmpeg is installed
 )
 
 __all__ = [
@@ -41,5 +43,6 @@ __all__ = [
     "Rendered",
     "Renderer",
     "VariantSpec",
+    "VideoRenderer",
     "finish",
 ]
