@@ -8,7 +8,9 @@ processing pipeline's task, forced, for the selected blobs ("Process again").
 Blobs and attachments show where each blob stands in the pipeline (scan,
 analysis; see :mod:`django_attachments.admin.display`) and filter on it
 (:mod:`django_attachments.admin.filters`); a blob the download views would
-refuse (infected, or not yet scanned) is offered no download link.
+refuse (infected, or not yet scanned) is offered no download link. Where
+variants are declared, each row shows its thumbnail, linked to its preview
+(:mod:`django_attachments.admin.thumbnails`).
 
 With ``TENANT_RESOLVER`` set, a user shown one tenant (see
 :mod:`django_attachments.admin.tenancy`) sees only that tenant's rows, less
@@ -26,7 +28,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
@@ -43,6 +45,7 @@ from ..policy import view_hooked_owner_types
 from . import display
 from .filters import AnalysisStateFilter, BlobAnalysisStateFilter, BlobScanStateFilter, ScanStateFilter
 from .tenancy import admin_tenant
+from .thumbnails import ThumbnailsMixin
 
 
 def _breakable(text: str) -> str:
@@ -156,8 +159,9 @@ def _ids_in_batches(blobs: Any, size: int = 500) -> Any:
         last = page[-1]
 
 
-class ProcessingAdmin(ReadOnlyAdmin):
-    """What the blob and attachment pages share about the pipeline: the "Process again" action, download cells."""
+class ProcessingAdmin(ThumbnailsMixin, ReadOnlyAdmin):
+    """What the blob and attachment pages share about the pipeline: the "Process again" action, download cells,
+    thumbnails."""
 
     def selected_blobs(self, queryset: Any) -> Any:
         """The blobs that the selected rows are, or link to (a Blob queryset)."""
@@ -207,8 +211,11 @@ class BlobAdmin(ProcessingAdmin):
     # Few and short columns, so that the list fits a 1280 px wide window beside the admin's sidebar
     # and the filters, in Django 4.2's admin too: storage, tenant, subject, checksum and the time of
     # day are on the blob's page (and in the filters or the search). The scan and the analysis share
-    # one column (two overflowed by some 45 px), and a download refused is a dash, not a word.
-    list_display = ("short_filename", "short_content_type", "human_size", "links", "states", "created", "download")
+    # one column (two overflowed by some 45 px), a download refused is a dash, not a word, and the
+    # download link sits under the thumbnail (a column of its own overflowed by some 45 px).
+    list_display = ("thumbnail", "short_filename", "short_content_type", "human_size", "links", "states", "created")
+    # The thumbnail links to the preview: the page's link is on the name, not the first column.
+    list_display_links = ("short_filename",)
     list_filter = (ScanStateFilter, AnalysisStateFilter, OrphanFilter, "storage", "content_type", "created_at")
     actions = ["process_again", "purge_selected"]
     search_fields = ("=checksum", "filename", "=tenant", "=subject")
@@ -248,13 +255,24 @@ class BlobAdmin(ProcessingAdmin):
         "metadata_table",
     ]
     inlines = [AttachmentInline]
+    thumbnail_prefetch = ("variants", "renders")
 
     def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
         queryset = queryset.filter(tenant=tenant)
         return queryset.exclude(attachments__owner_type__in=hooked) if hooked else queryset
 
     def get_queryset(self, request: Any) -> Any:
-        return super().get_queryset(request).annotate(_links=Count("attachments"))
+        # A blob shows the variants of the owner type it was first linked to (a blob's links are all one
+        # patient's; an owner type may declare variants of its own): read with the row, not once per row.
+        first_link = Attachment.objects.filter(blob=OuterRef("pk")).order_by("created_at", "id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_links=Count("attachments"), _owner_type=Subquery(first_link.values("owner_type")[:1]))
+        )
+
+    def thumbnail_source(self, obj: Blob) -> tuple[Blob, str | None]:
+        return obj, getattr(obj, "_owner_type", None)
 
     def selected_blobs(self, queryset: Any) -> Any:
         return Blob.objects.filter(pk__in=queryset.values("pk"))
@@ -266,6 +284,7 @@ class BlobAdmin(ProcessingAdmin):
                 self.admin_site.admin_view(self.download_view),
                 name="django_attachments_blob_download",
             ),
+            *self.thumbnail_urls(),
             *super().get_urls(),
         ]
 
@@ -282,6 +301,15 @@ class BlobAdmin(ProcessingAdmin):
     @admin.display(description=_("download"))
     def download(self, obj: Blob) -> str:
         return self.download_link(obj, "")
+
+    @admin.display(description=_("file"))
+    def thumbnail(self, obj: Blob) -> str:
+        """The thumbnail (linked to the preview) over the download link, in one narrow column."""
+        return format_html(
+            '{}<div class="attachments-download" style="margin-top: 4px;">{}</div>',
+            super().thumbnail(obj),
+            self.download_link(obj, ""),
+        )
 
     @admin.display(description=_("download"))
     def download_or_why_not(self, obj: Blob) -> str:
@@ -356,13 +384,15 @@ class BlobAdmin(ProcessingAdmin):
 class AttachmentAdmin(ProcessingAdmin):
     # As on the blob list: short columns, so that the list fits 1280 px with short owner ids (the time of
     # day is on the attachment's page; the creator shares the day's column).
-    list_display = ("owner_type", "owner_id", "name", "file", "states", "created")
+    list_display = ("thumbnail", "owner_type", "owner_id", "name", "file", "states", "created")
+    list_display_links = ("owner_type",)
     list_filter = (BlobScanStateFilter, BlobAnalysisStateFilter, "owner_type", "blob__storage", "created_at")
     actions = ["process_again"]
     search_fields = ("=owner_id", "=blob__checksum", "filename", "name")
     list_select_related = ("blob", "created_by")
     readonly_fields = [*(f.name for f in Attachment._meta.fields), "file", "scan", "analysis"]
     date_hierarchy = "created_at"
+    thumbnail_prefetch = ("blob__variants", "blob__renders")
 
     def scope_to_tenant(self, queryset: Any, tenant: str, hooked: list[str]) -> Any:
         queryset = queryset.filter(blob__tenant=tenant)
@@ -370,6 +400,12 @@ class AttachmentAdmin(ProcessingAdmin):
 
     def selected_blobs(self, queryset: Any) -> Any:
         return Blob.objects.filter(pk__in=queryset.values("blob_id"))
+
+    def get_urls(self) -> list[Any]:
+        return [*self.thumbnail_urls(), *super().get_urls()]
+
+    def thumbnail_source(self, obj: Attachment) -> tuple[Blob, str | None]:
+        return obj.blob, obj.owner_type
 
     @admin.display(description=_("filename"), ordering="filename")
     def file(self, obj: Attachment) -> str:

@@ -7,17 +7,18 @@
         attachments_owner_type = "plan_item"
 
 The owner's change page then lists its attachments (filename, type, size,
-slot, description, created; their malware scan where a scanner is configured)
-with download links -- none for a file the download would refuse, infected or
-not yet scanned -- and lets staff who may change the owner upload files and
-unlink them. Everything goes through
+slot, description, created; their malware scan where a scanner is configured;
+their thumbnails, linked to their previews, where variants are declared: see
+:mod:`django_attachments.admin.thumbnails`) with download links -- none for a
+file the download would refuse, infected or not yet scanned -- and lets staff
+who may change the owner upload files and unlink them. Everything goes through
 :mod:`django_attachments.services`, so the owner type's slots, size and type
 limits and the deduplication apply exactly as in the API.
 
 Tenancy and the owner type's hooks apply as in the API too (see
 :mod:`django_attachments.admin.tenancy`): an owner of another tenant than the
 user's, or one its ``can_view`` hook hides, shows no panel, and its download,
-upload and unlink URLs answer 404, as for an owner that does not exist; a
+thumbnail, upload and unlink URLs answer 404, as for an owner that does not exist; a
 user of no tenant is refused (403); ``can_attach`` decides who may change what
 they see. Uploads are refused past the upload limit before the body is read.
 
@@ -56,7 +57,7 @@ from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, Attachment, ScanSt
 from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
 from ..uploadhandlers import limit_body
-from . import display
+from . import display, thumbnails
 from .tenancy import admin_tenant
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class AttachmentsAdminMixin(_AdminBase):
 
     #: The registered owner type this model's objects are.
     attachments_owner_type: str | None = None
+    #: The variant the panel shows of each file; None: the smallest declared for the owner type.
+    attachments_thumbnail_variant: str | None = None
+    #: The variant a thumbnail's link opens; None: the largest declared.
+    attachments_preview_variant: str | None = None
     change_form_template = "admin/django_attachments/change_form_with_attachments.html"
     too_large_template = "admin/django_attachments/upload_too_large.html"
 
@@ -197,6 +202,11 @@ class AttachmentsAdminMixin(_AdminBase):
                 wrap(self.attachments_download_view),
                 name=self._url_name("attachments_download"),
             ),
+            path(
+                "<path:object_id>/attachments/<uuid:attachment_id>/variants/<str:variant>/",
+                wrap(self.attachments_variant_view),
+                name=self._url_name("attachments_variant"),
+            ),
             *super().get_urls(),
         ]
 
@@ -223,7 +233,11 @@ class AttachmentsAdminMixin(_AdminBase):
         object_id = quote(obj.pk)
         can_change = self.has_change_permission(request, obj) and access.may_attach
         rows = []
-        for attachment in self._attachments(obj, access):
+        show_thumbnails = services.variants.any_declared()
+        attachments = self._attachments(obj, access)
+        if show_thumbnails:  # each row's thumbnail: two queries, not two a row
+            attachments = attachments.prefetch_related("blob__variants", "blob__renders")
+        for attachment in attachments:
             refusal = display.download_refusal(attachment.blob)
             rows.append(
                 {
@@ -233,6 +247,7 @@ class AttachmentsAdminMixin(_AdminBase):
                     "no_download": display.no_download(refusal) if refusal else None,
                     "scan": display.scan_badge(attachment.blob, signature=True),
                     "unlink_url": self._url("attachments_unlink", object_id, attachment.pk),
+                    "thumbnail": self._thumbnail(object_id, attachment) if show_thumbnails else None,
                 }
             )
         # The scan column where there is something to say: a scanner, or files it judged before.
@@ -243,6 +258,7 @@ class AttachmentsAdminMixin(_AdminBase):
             "attachments_panel": {
                 "rows": rows,
                 "show_scan": show_scan,
+                "show_thumbnails": show_thumbnails,
                 "can_change": can_change,
                 "form": self._panel_form(obj) if can_change else None,
                 "upload_url": self._url("attachments_upload", object_id),
@@ -250,6 +266,17 @@ class AttachmentsAdminMixin(_AdminBase):
                 "unlink_form_id": UNLINK_FORM_ID,
             }
         }
+
+    def _thumbnail(self, object_id: str, attachment: Attachment) -> str:
+        return thumbnails.cell(
+            attachment.blob,
+            attachment.owner_type,
+            partial(self._url, "attachments_variant", object_id, attachment.pk),
+            thumbnail=self.attachments_thumbnail_variant,
+            preview=self.attachments_preview_variant,
+            box=thumbnails.PANEL_BOX,
+            alt=str(_("Thumbnail of %(file)s") % {"file": attachment.filename or attachment.blob.filename}),
+        )
 
     def _upload_form(self, obj: Any, *args: Any) -> AttachmentUploadForm:
         owner_type = self.get_attachments_owner_type(obj)
@@ -361,3 +388,11 @@ class AttachmentsAdminMixin(_AdminBase):
         obj, access = self._owner_or_404(request, object_id, change=False)
         attachment = self._attachment_or_404(obj, access, attachment_id)
         return downloads.serve_blob_or_503(request, attachment.blob, filename=attachment.filename)
+
+    def attachments_variant_view(
+        self, request: HttpRequest, object_id: str, attachment_id: Any, variant: str
+    ) -> HttpResponseBase:
+        """A file's thumbnail or preview, for the panel's images: the download view's checks, then as the API."""
+        obj, access = self._owner_or_404(request, object_id, change=False)
+        attachment = self._attachment_or_404(obj, access, attachment_id)
+        return thumbnails.serve(request, attachment.blob, variant, owner_type=attachment.owner_type)
