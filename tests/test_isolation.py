@@ -14,7 +14,8 @@ from pathlib import Path
 import django_attachments
 
 PACKAGE_DIR = Path(django_attachments.__file__).parent
-#: The optional extras' imports are allowed too: PIL and pypdf (analyze), pydicom (dicom).
+#: The optional extras' imports are allowed too: PIL and pypdf (analyze), pypdfium2 (preview), pydicom and
+#: numpy (dicom).
 ALLOWED_THIRD_PARTY = {
     "django",
     "rest_framework",
@@ -27,7 +28,9 @@ ALLOWED_THIRD_PARTY = {
     "drf_spectacular",
     "PIL",
     "pypdf",
+    "pypdfium2",
     "pydicom",
+    "numpy",
 }
 CONSUMERS = {"tests", "testapp", "example_project", "clinics", "patients", "clinical_notes", "treatment_plan"}
 

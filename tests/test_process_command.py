@@ -136,7 +136,8 @@ def test_the_backlog_of_a_scanner_installed_later(
     use_scanner(settings, clamd.socket)
     # What is due does not include the backlog: a cron job does not start scanning every old file.
     nothing = run()
-    assert nothing.status == 0 and nothing.out.startswith("processed 0 blob(s) inline (pending; scan, analyze)")
+    assert nothing.status == 0
+    assert nothing.out.startswith("processed 0 blob(s) inline (pending; scan, analyze, variants)")
 
     with capture(execute=True):  # committed, as the command's run commits: blob_infected is sent
         done = run("--scan")
@@ -198,7 +199,7 @@ def test_pending_after_a_dead_scanner(owners, disk_store, dead_scanner, settings
     down = run()
     assert down.status == 1
     assert down.out.startswith(
-        "processed 2 blob(s) inline (pending; scan, analyze): scan: 0 clean, 0 infected, 2 failed; "
+        "processed 2 blob(s) inline (pending; scan, analyze, variants): scan: 0 clean, 0 infected, 2 failed; "
         "analysis: 0 analyzed, 0 failed"
     )
     assert f"  scan failed: {pending[0].pk} (scan_unavailable, 1 attempt(s); still failed)" in down.err.splitlines()
@@ -213,7 +214,7 @@ def test_pending_after_a_dead_scanner(owners, disk_store, dead_scanner, settings
     assert back.status == 0, back.message
     assert back.out.splitlines() == [
         *(f"{blob.pk}: clean, analyzed" for blob in sorted(pending, key=lambda b: b.pk)),
-        "processed 2 blob(s) inline (pending; scan, analyze): scan: 2 clean, 0 infected, 0 failed; "
+        "processed 2 blob(s) inline (pending; scan, analyze, variants): scan: 2 clean, 0 infected, 0 failed; "
         "analysis: 2 analyzed, 0 failed; 0 gone, 0 with nothing to do",
     ]
     assert states(*pending) == [(ScanState.CLEAN, AnalysisState.ANALYZED)] * 2
@@ -345,7 +346,7 @@ def test_json_is_one_object_and_nothing_else(owners, disk_store, scanner, infect
     assert result.json == {
         "mode": "inline",
         "selection": "pending",
-        "stages": ["scan", "analyze"],
+        "stages": ["scan", "analyze", "variants"],
         "forced": False,
         "counts": {
             "blobs": 3,
@@ -354,6 +355,10 @@ def test_json_is_one_object_and_nothing_else(owners, disk_store, scanner, infect
             "failed": 0,
             "analyzed": 1,
             "analysis_failed": 1,
+            "made": 0,
+            "existed": 0,
+            "refused": 0,
+            "busy": 0,
             "gone": 0,
             "nothing_to_do": 0,
             "errors": 0,
@@ -363,6 +368,8 @@ def test_json_is_one_object_and_nothing_else(owners, disk_store, scanner, infect
         "infected": [{"id": str(infected.pk), "signature": clamd_helpers.MARKER_FOUND}],
         "failed": [],
         "analysis_failed": [{"id": str(broken.pk), "analyzers": {"pdf": "analysis_failed"}}],
+        "refused": [],
+        "variants": [],
         "errors": [],
         "not_enqueued": [],
         "last_blob": str(max(clean.pk, infected.pk, broken.pk)),
@@ -425,7 +432,8 @@ def test_enqueue_on_the_immediate_backend(owners, disk_store, scanner):
     result = run("--enqueue")
     assert result.status == 0, result.message
     assert result.out == (
-        "enqueued 3 blob(s) on task backend 'default', queue 'default' (pending; scan, analyze), for the workers\n"
+        "enqueued 3 blob(s) on task backend 'default', queue 'default' (pending; scan, analyze, variants), "
+        "for the workers\n"
     )
     assert states(*blobs) == [(ScanState.CLEAN, AnalysisState.ANALYZED)] * 3
 

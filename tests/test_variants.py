@@ -586,3 +586,48 @@ def test_declared_variants_with_a_working_renderer_raise_no_warning(settings, de
     from django_attachments.checks import check_settings
 
     assert not [m.id for m in check_settings() if m.id in ("django_attachments.W006", "django_attachments.W007")]
+
+
+# -- every kind of file, on every store ---------------------------------------------------------
+
+
+def _sample(kind: str, tmp_path) -> tuple[str, bytes]:
+    from tests import samples
+
+    if kind == "jpeg":
+        return "photo.jpg", samples.encode(samples.quadrants((800, 600)), "JPEG", quality=90)
+    if kind == "png":
+        return "scan.png", samples.encode(samples.quadrants((600, 800)), "PNG")
+    if kind == "pdf":
+        return "letter.pdf", samples.pdf(pages=3, size=(595, 842))
+    if kind == "dicom":
+        import numpy
+
+        ramp = numpy.tile(numpy.linspace(0, 4000, 512, dtype="uint16"), (512, 1))
+        return "xray.dcm", samples.dicom(ramp, WindowCenter=2000, WindowWidth=4000)
+    if not samples.ffmpeg_path():
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / "clip.mp4"
+    samples.video(path, duration=1.0, size=(320, 240))
+    return "clip.mp4", path.read_bytes()
+
+
+@pytest.mark.all_s3_servers
+@pytest.mark.parametrize("kind", ["jpeg", "png", "pdf", "dicom", "video"])
+def test_each_kind_of_file_gets_its_thumbnail_on_every_store(
+    settings, staff, owners, store, kind, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": {**THUMB, "eager": True}}}
+    filename, data = _sample(kind, tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(staff["a"], "note", owners.alice_note.pk, data, filename=filename)
+    assert response.status_code == 201, response.content
+    created = response.json()
+    variant = Variant.objects.get(blob_id=created["blob_id"], name="thumb")  # made by the pipeline
+    served = staff["a"].get(variant_url(created["id"], "thumb"))
+    assert served.status_code == 200
+    image = decode(body(served))
+    assert image.format == "WEBP" and max(image.size) == 64 and image.size == (variant.width, variant.height)
+    extrema = image.convert("L").getextrema()
+    assert extrema[1] - extrema[0] > 40, f"{kind}: a flat picture {extrema}"  # a picture, not a blank
+    assert variant.storage == store.alias and store.exists(variant.storage_identifiers)

@@ -37,7 +37,7 @@ import pytest
 
 from tests import clamd as clamd_helpers
 from tests import servers
-from tests.workers import Browser, Project, as_time, settled, wait_for, worker_project
+from tests.workers import TASK_TABLE, Browser, Project, as_time, settled, wait_for, worker_project
 
 DATABASE = "postgres" if os.environ.get("DJANGO_ATTACHMENTS_TEST_PG") else "sqlite"
 USERNAME, PASSWORD = "north", "north-demo"  # staff of Northside Dental (seed_demo)
@@ -448,3 +448,68 @@ def test_workers_and_a_backlog_run_racing_on_the_same_blobs_leave_each_as_one_ru
         f"{driver_summary['driver_ran']['scan']} by the backlog run; {len(overlapped)} blobs scanned by two "
         f"processes or more at once ({len(infected_overlapped)} of them infected, each announced once)"
     )
+
+
+# -- 5. variants: eager ones by the pipeline, lazy ones by a worker --------------------------------
+
+
+def variant_path(attachment: dict, name: str) -> str:
+    return f"/api/attachments/{attachment['id']}/variants/{name}/"
+
+
+def test_thumbnails_are_made_by_the_pipeline_and_previews_on_request_on_both_backends(pipeline):
+    """The example project's eager ``thumb`` comes with the pipeline; its lazy ``preview`` on first request:
+    at once on the immediate backend, by a worker (202 meanwhile) on the database backend."""
+    from PIL import Image
+
+    backend, project = pipeline
+    browser = browser_for(project)
+    patient = patient_id(project, "N-0001" if backend == "immediate" else "N-0002")
+    rng = random.Random(f"variants-{backend}")
+    noise = Image.frombytes("RGB", (640, 480), rng.randbytes(640 * 480 * 3))
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=90)
+    files = {"photo": ("v-photo.jpg", out.getvalue()), "letter": ("v-letter.pdf", pdf_bytes(3, rng))}
+    attachments = {kind: browser.upload_api("patient", patient, name, data) for kind, (name, data) in files.items()}
+    blob_ids = [attachment["blob_id"] for attachment in attachments.values()]
+    if backend == "database":
+        for attachment in attachments.values():
+            status, _, raw = browser.request("GET", variant_path(attachment, "thumb"))
+            assert status in (202, 409), (status, raw[:200])  # a worker makes it (once the file is scanned)
+        project.start_worker("variants")
+    project.wait_settled(blob_ids)
+
+    def thumbs_made():
+        rows = project.db.rows(
+            "SELECT blob_id, name, width, height FROM django_attachments_variant WHERE name = 'thumb'"
+        )
+        made = {str(row["blob_id"]).replace("-", ""): row for row in rows}
+        return len([b for b in blob_ids if b.replace("-", "") in made]) == len(blob_ids) and made
+
+    wait_for("the eager thumbnails", thumbs_made)
+    listed = {attachment["id"]: attachment for attachment in browser.attachments("patient", patient)}
+    for attachment in attachments.values():  # the JSON lists the thumbnail, made, and the preview, to make
+        variants = listed[attachment["id"]]["variants"]
+        assert variants["thumb"]["ready"] and variants["thumb"]["url"].endswith(variant_path(attachment, "thumb"))
+        assert set(variants) == {"thumb", "preview"}
+    for kind, attachment in attachments.items():
+        status, headers, raw = browser.request("GET", variant_path(attachment, "thumb"))
+        assert status == 200 and headers.get("content-type") == "image/webp", (kind, status)
+        image = Image.open(io.BytesIO(raw))
+        assert max(image.size) == 256 or kind == "letter", image.size
+
+        path = variant_path(attachment, "preview")
+        status, headers, raw = browser.request("GET", path)
+        if backend == "database":
+            assert status in (200, 202), status
+            status, headers, raw = wait_for(
+                "the preview", lambda path=path: (answer := browser.request("GET", path))[0] == 200 and answer
+            )
+        assert status == 200 and headers.get("content-type") == "image/jpeg", (kind, status)
+        assert Image.open(io.BytesIO(raw)).format == "JPEG"
+    if backend == "database":
+        made = project.db.rows(
+            f"SELECT worker_ids, status FROM {TASK_TABLE} WHERE task_path = %s",
+            ["django_attachments.tasks.make_variant"],
+        )
+        assert made and all(row["status"] == "SUCCESSFUL" for row in made), made

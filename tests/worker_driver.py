@@ -52,7 +52,7 @@ def main() -> None:
     extra = int(os.environ.get("DRIVER_EXTRA_TASKS", "2"))
     rng = random.Random(int(os.environ.get("DRIVER_SEED", "15")))
     patient = Patient.objects.get(record_number="N-0002")
-    ran = {"scan": 0, "analyze": 0, "calls": 0}
+    ran = {"scan": 0, "analyze": 0, "variants": 0, "calls": 0}
     scanned: dict[str, int] = {}
     for number in range(rounds):
         blobs = {}
