@@ -332,7 +332,7 @@ def halves_video(path, size=(320, 240), rotate=None):
     return path
 
 
-def busy_video(path, duration=12):
+def busy_video(path, duration=10):
     """A clip of moving test patterns, every frame different and a key frame each second: megabytes of media."""
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=320x240:r=25:d={duration}", "-c:v", "mpeg4", "-q:v", "1", "-g", "25", path)
     return path

@@ -11,6 +11,7 @@ import importlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -588,6 +589,14 @@ def test_a_multipage_tiff_gives_its_first_page():
     assert close(rgb(opened(ImageRenderer().render(io.BytesIO(data), spec())), (5, 5)), samples.GREEN)
 
 
+def test_finish_leaves_the_callers_image_as_it_was():
+    image = samples.solid(size=(32, 32))
+    image.info["exif"] = samples.exif(description=SECRET)
+    rendered = finish(image, spec("fit", 32, 32))
+    assert image.info["exif"] and image.size == (32, 32)
+    assert SECRET.encode() not in rendered.data and opened(rendered).size == (32, 32)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F", "RGBX", "YCbCr", "HSV"])
 @pytest.mark.parametrize("format", FORMATS)
 def test_finish_takes_every_mode_to_every_format(mode, format):
@@ -740,11 +749,10 @@ print(rendered.width, rendered.height, (after - before) // 1024)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux")
-@pytest.mark.parametrize("operation, size", [("fit", "256 171"), ("fill", "256 256")])
-def test_a_24_megapixel_jpeg_thumbnail_takes_a_few_mib_not_100(photo_24mp, operation, size):
+def test_a_24_megapixel_jpeg_thumbnail_takes_a_few_mib_not_100(photo_24mp):
     # Decoded whole, the photo takes 96 MiB (Pillow keeps RGB in 4 bytes a pixel); at 1/8, 1.5 MiB.
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, str(photo_24mp), operation],
+        [sys.executable, "-c", PEAK_RSS, str(photo_24mp), "fill"],
         capture_output=True,
         text=True,
         check=True,
@@ -752,7 +760,7 @@ def test_a_24_megapixel_jpeg_thumbnail_takes_a_few_mib_not_100(photo_24mp, opera
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     width, height, grown_mib = result.stdout.split()
-    assert f"{width} {height}" == size
+    assert f"{width} {height}" == "256 256"
     assert int(grown_mib) < 20, f"peak RSS grew by {grown_mib} MiB"
 
 
@@ -931,12 +939,16 @@ def test_pdf_renders_from_many_threads_at_once():
             assert parallel == serial
 
 
-def test_a_missing_pypdfium2_is_reported_not_skipped(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pypdfium2", None)
-    reason = "PdfRenderer needs pypdfium2, which is not installed (install the 'preview' extra)."
+@pytest.mark.parametrize(
+    "library, missing", [("pypdfium2", "pypdfium2"), ("PIL", "Pillow")], ids=["pypdfium2", "pillow"]
+)
+def test_a_missing_pypdfium2_or_pillow_is_reported_not_skipped(library, missing, monkeypatch):
+    monkeypatch.setitem(sys.modules, library, None)
+    reason = f"PdfRenderer needs {missing}, which is not installed (install the 'preview' extra)."
     assert PdfRenderer().unavailable_reason() == reason
-    with pytest.raises(RenderUnavailable, match=r"PdfRenderer needs pypdfium2"):
+    with pytest.raises(RenderUnavailable) as caught:
         PdfRenderer().render(io.BytesIO(samples.pdf()), spec())
+    assert str(caught.value) == reason
 
 
 # --- DICOM ----------------------------------------------------------------------------------
@@ -1309,13 +1321,29 @@ def test_dicom_options_are_checked(kwargs):
         DicomRenderer(**kwargs)
 
 
-@pytest.mark.parametrize("library", ["pydicom", "numpy"])
-def test_a_missing_pydicom_or_numpy_is_reported_not_skipped(library, monkeypatch):
+@pytest.mark.parametrize(
+    "library, missing",
+    [("pydicom", "pydicom"), ("numpy", "NumPy"), ("PIL", "Pillow")],
+    ids=["pydicom", "numpy", "pillow"],
+)
+def test_a_missing_pydicom_numpy_or_pillow_is_reported_not_skipped(library, missing, monkeypatch):
     monkeypatch.setitem(sys.modules, library, None)
-    reason = "DicomRenderer needs pydicom and NumPy, which are not installed (install the 'dicom' extra)."
+    reason = f"DicomRenderer needs {missing}, which is not installed (install the 'dicom' extra)."
     assert DicomRenderer().unavailable_reason() == reason
-    with pytest.raises(RenderUnavailable, match="DicomRenderer needs pydicom and NumPy"):
+    with pytest.raises(RenderUnavailable) as caught:
         DicomRenderer().render(io.BytesIO(b"anything"), spec())
+    assert str(caught.value) == reason
+
+
+@needs_pydicom
+def test_pydicom_2_is_reported_as_too_old(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydicom.pixels", None)  # what pydicom 2 lacks
+    import pydicom
+
+    reason = (
+        f"DicomRenderer needs pydicom 3.0 or later; {pydicom.__version__} is installed (install the 'dicom' extra)."
+    )
+    assert DicomRenderer().unavailable_reason() == reason
 
 
 # --- video ----------------------------------------------------------------------------------
@@ -1525,6 +1553,16 @@ def test_video_refuses_a_stream_that_cannot_seek(videos):
 def test_video_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VideoRenderer(**kwargs)
+
+
+def test_video_without_pillow_is_reported_not_skipped(monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    reason = "VideoRenderer needs Pillow, which is not installed (install the 'preview' extra)."
+    if VideoRenderer().unavailable_reason() != reason:
+        assert samples.ffmpeg_path() is None  # without ffmpeg, that is what is reported first
+    else:
+        with pytest.raises(RenderUnavailable, match=re.escape(reason)):
+            VideoRenderer().render(io.BytesIO(b"anything"), spec())
 
 
 def test_a_missing_ffmpeg_is_reported_not_skipped(tmp_path):

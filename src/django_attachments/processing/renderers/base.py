@@ -50,6 +50,7 @@ The identity of a variant
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import re
@@ -246,6 +247,24 @@ class Renderer:
         return f"<{type(self).__name__} {self.name!r} version {self.version!r}>"
 
 
+def require(who: str, extra: str, *packages: str) -> None:
+    """Import ``packages`` (top-level names), or raise :class:`RenderUnavailable` naming the missing one.
+
+    Every built-in renderer ends with :func:`finish`, so every one needs Pillow besides its own library.
+    """
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise RenderUnavailable(
+                f"{who} needs {_PACKAGE_NAMES.get(package, package)}, which is not installed "
+                f"(install the {extra!r} extra)."
+            ) from exc
+
+
+_PACKAGE_NAMES = {"PIL": "Pillow", "numpy": "NumPy"}
+
+
 # --- sizing, converting and encoding: the end of every renderer ---------------------
 
 
@@ -298,7 +317,7 @@ def finish(image: PILImage.Image, spec: VariantSpec) -> Rendered:
     """
     from PIL import Image
 
-    icc = image.info.get("icc_profile")
+    given, icc = image, image.info.get("icc_profile")
     image = _working_mode(Image, image)
     size, box = geometry(image.width, image.height, spec)
     if size != image.size or box != (0, 0, image.width, image.height):
@@ -306,6 +325,8 @@ def finish(image: PILImage.Image, spec: VariantSpec) -> Rendered:
     image = _eight_bit(image)
     image = _to_srgb(image, icc)
     image = _for_format(Image, image, spec.format)
+    if image is given:  # nothing to do but encode: the caller's image is not ours to strip
+        image = image.copy()
     image.info = {}  # PNG's encoder would carry over a profile, a transparency key, text
     out = io.BytesIO()
     quality = spec.effective_quality

@@ -49,7 +49,16 @@ import math
 from typing import IO, Any
 
 from ..analyzers.base import ReadGuard
-from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .base import (
+    PreviewUnsupported,
+    Rendered,
+    Renderer,
+    RenderError,
+    RenderUnavailable,
+    VariantSpec,
+    finish,
+    require,
+)
 
 DEFAULT_MAX_PIXELS = 50_000_000
 #: The most bytes one read of the header may take (a value the renderer needs; real ones take a few KiB).
@@ -74,14 +83,16 @@ _CHUNK_PIXELS = 1 << 20
 
 
 def _libraries() -> tuple[Any, Any]:
+    require("DicomRenderer", "dicom", "pydicom", "numpy", "PIL")
+    import numpy
+    import pydicom
+    import pydicom.filereader
+
     try:
-        import numpy
-        import pydicom
-        import pydicom.filereader
         import pydicom.pixels
-    except ImportError as exc:
+    except ImportError as exc:  # pydicom 2 reads headers (the analyzer's need), not single frames
         raise RenderUnavailable(
-            "DicomRenderer needs pydicom and NumPy, which are not installed (install the 'dicom' extra)."
+            f"DicomRenderer needs pydicom 3.0 or later; {pydicom.__version__} is installed (install the 'dicom' extra)."
         ) from exc
     return pydicom, numpy
 

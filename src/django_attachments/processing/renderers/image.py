@@ -29,7 +29,9 @@ pixel is decoded; for PNG, GIF and WebP that size is read from the first
 bytes, before Pillow parses the file. The limit is the renderer's own, not
 Pillow's global ``Image.MAX_IMAGE_PIXELS`` (which is left alone; Pillow still
 refuses images above twice it, and warns above it, whatever ``max_pixels``
-says). A file cut short or corrupt is refused, however much of it decodes.
+says). A file cut inside its image data, or corrupt, is refused: Pillow's
+tolerance of truncated images is never turned on. One that lacks only what
+follows its pixels (a PNG's end marker) is rendered: nothing of it is missing.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ import threading
 from typing import IO, Any
 
 from ..analyzers.base import ReadGuard
-from .base import Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .base import Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish, require
 
 #: The most pixels drawn: the largest box a spec can ask for.
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -57,12 +57,9 @@ PDFIUM_LOCK = threading.Lock()
 
 
 def _pypdfium2() -> Any:
-    try:
-        import pypdfium2
-    except ImportError as exc:
-        raise RenderUnavailable(
-            "PdfRenderer needs pypdfium2, which is not installed (install the 'preview' extra)."
-        ) from exc
+    require("PdfRenderer", "preview", "pypdfium2", "PIL")
+    import pypdfium2
+
     return pypdfium2
 
 

@@ -41,7 +41,16 @@ from typing import IO
 
 from ..analyzers.base import ReadGuard
 from ..analyzers.media import _PROXY_VARIABLES, CONTENT_TYPES, DEMUXERS, _complaint, local_path, serve_stream
-from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .base import (
+    PreviewUnsupported,
+    Rendered,
+    Renderer,
+    RenderError,
+    RenderUnavailable,
+    VariantSpec,
+    finish,
+    require,
+)
 
 DEFAULT_TIMEOUT = 30.0
 #: The most bytes served to ffmpeg from a stream that is not a local file.
@@ -82,18 +91,19 @@ class VideoRenderer(Renderer):
     def unavailable_reason(self) -> str | None:
         if shutil.which(self.ffmpeg) is None:
             return f"VideoRenderer needs ffmpeg, which is not installed (no {self.ffmpeg!r} found; install FFmpeg)."
+        try:
+            require("VideoRenderer", "preview", "PIL")
+        except RenderUnavailable as exc:
+            return str(exc)
         return None
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         executable = shutil.which(self.ffmpeg)
         if executable is None:
             raise RenderUnavailable(self.unavailable_reason())
-        try:
-            from PIL import Image
-        except ImportError as exc:
-            raise RenderUnavailable(
-                "VideoRenderer needs Pillow, which is not installed (install the 'analyze' extra)."
-            ) from exc
+        require("VideoRenderer", "preview", "PIL")
+        from PIL import Image
+
         self.check_stream(stream)
         guard = ReadGuard(stream)
         deadline = time.monotonic() + self.timeout
