@@ -608,7 +608,7 @@ def _sample(kind: str, tmp_path) -> tuple[str, bytes]:
     if not samples.ffmpeg_path():
         pytest.skip("ffmpeg is not installed")
     path = tmp_path / "clip.mp4"
-    samples.video(path, duration=1.0, size=(320, 240))
+    samples.halves_video(path)
     return "clip.mp4", path.read_bytes()
 
 

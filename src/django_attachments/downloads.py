@@ -88,7 +88,9 @@ def _common_headers(response: ResponseT, blob: Stored, filename: str | None, *, 
     # no-store: a patient's file must not be kept in the browser's (or a proxy's) cache on disk.
     # Revalidation (ETag, If-None-Match -> 304) still serves clients that keep a copy themselves.
     response["Cache-Control"] = "private, no-store"
-    response["Content-Disposition"] = content_disposition_header(not inline, filename or blob.filename)
+    disposition = content_disposition_header(not inline, filename or blob.filename)
+    if disposition is not None:  # always, with a filename; the stubs cannot tell
+        response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

@@ -207,7 +207,7 @@ def request(blob: Blob, name: str, *, owner_type: str | None = None) -> Requeste
     refused = failure(blob, declared)
     if refused is not None:
         raise NoPreview(refused.error or "No preview can be made of this file.")
-    token = _claim(blob, declared, RenderState.QUEUED)
+    token = _claim(blob, declared, str(RenderState.QUEUED))
     if token is None:
         return Requested(declared)
     variant = find(blob, declared)  # recorded (and its claim dropped) since we looked?
@@ -256,7 +256,7 @@ def make_declared(blob: Blob, declared: Declared, *, force: bool = False) -> Mak
         variant = find(blob, declared)
         if variant is not None:
             return MakeOutcome(name, "exists", variant)
-    token = _claim(blob, declared, RenderState.RENDERING, force=force)
+    token = _claim(blob, declared, str(RenderState.RENDERING), force=force)
     if token is not None and not force:
         # The claim may come right after another maker recorded the variant and dropped its claim.
         variant = find(blob, declared)
