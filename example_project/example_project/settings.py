@@ -171,7 +171,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_attachments": {"handlers": ["console"], "level": os.environ.get("ATTACHMENTS_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "django_attachments": {"handlers": ["console"], "level": os.environ.get("ATTACHMENTS_LOG_LEVEL", "INFO")}
+    },
 }
 
 DJANGO_ATTACHMENTS = {

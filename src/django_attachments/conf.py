@@ -341,9 +341,7 @@ def _renderers(name: str, value: Any) -> tuple[Any, ...]:
             f"{where} must be None or a list of renderers (dotted paths or "
             f"{{'BACKEND': ..., 'OPTIONS': ...}} dicts), not {value!r}."
         )
-    return tuple(
-        _component(name, item, where=f"{where}[{index}]", base="renderer") for index, item in enumerate(value)
-    )
+    return tuple(_component(name, item, where=f"{where}[{index}]", base="renderer") for index, item in enumerate(value))
 
 
 def _variants(name: str, value: Any) -> dict[str, Any]:

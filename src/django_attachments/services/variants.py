@@ -301,9 +301,7 @@ def _record(blob: Blob, declared: Declared, rendered: Any, *, force: bool) -> Ma
     data: bytes = rendered.data
     checksum = hashlib.sha256(data).hexdigest()
     store = get_store(blob.storage)
-    identifiers = store.save(
-        ContentFile(data), size=len(data), checksum=checksum, content_type=rendered.content_type
-    )
+    identifiers = store.save(ContentFile(data), size=len(data), checksum=checksum, content_type=rendered.content_type)
     obsolete: dict[str, Any] | None = identifiers  # the bytes to delete once the transaction is over
     outcome: MakeOutcome
     try:

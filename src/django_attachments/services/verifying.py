@@ -74,9 +74,7 @@ def verify_blobs(
     return result
 
 
-def _verify(
-    blob: Blob | Variant, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None
-) -> None:
+def _verify(blob: Blob | Variant, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None) -> None:
     result.checked += 1
     where = {"id": str(blob.pk), "storage": blob.storage, "name": blob.storage_identifiers.get("name")}
     if isinstance(blob, Variant):
