@@ -160,6 +160,9 @@ class VideoRenderer(Renderer):
         args += ["-protocol_whitelist", protocols, "-format_whitelist", ",".join(DEMUXERS)]
         if seek is not None:
             args += ["-ss", f"{seek:g}"]
+        # One decoding thread (an input option): ffmpeg's default is one per core, each with its frame
+        # buffers, so a 4K clip's render would take memory in proportion to the machine, for one still.
+        args += ["-threads", "1"]
         args += ["-i", url, "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", _filters(spec), "-frames:v", "1"]
         args += ["-f", "image2pipe", "-c:v", "png", "-compression_level", "1", "pipe:1"]
         # ffmpeg's http protocol would send a loopback request through a proxy named in the environment.
