@@ -116,12 +116,22 @@ def test_seeded_files_are_analyzed_inline_and_their_metadata_shows_in_the_api_an
     # The example's Tasks backend is the immediate one: seed_demo's files were analyzed as it stored them,
     # with no worker. No CLAMD_SOCKET, no scanner: not scanned, and served.
     attachments = all_attachments(server)
-    assert {a["content_type"] for a in attachments} >= {"image/png", "application/pdf"}
+    assert {a["content_type"] for a in attachments} == {
+        "image/png",
+        "image/jpeg",
+        "application/pdf",
+        "application/dicom",
+    }
     for attachment in attachments:
         assert (attachment["scan"], attachment["analysis"]) == ("not_scanned", "analyzed"), attachment
         metadata = attachment["metadata"]
         if attachment["content_type"] == "image/png":
             assert (metadata["image.width"], metadata["image.height"], metadata["image.format"]) == (8, 8, "PNG")
+        elif attachment["content_type"] == "image/jpeg":  # the gallery's intraoral photo
+            assert (metadata["image.width"], metadata["image.height"], metadata["image.format"]) == (640, 420, "JPEG")
+        elif attachment["content_type"] == "application/dicom":  # the gallery's X-ray
+            assert (metadata["dicom.modality"], metadata["dicom.columns"], metadata["dicom.rows"]) == ("IO", 512, 384)
+            assert (metadata["dicom.bits_stored"], metadata["dicom.photometric_interpretation"]) == (12, "MONOCHROME2")
         else:
             assert (metadata["pdf.pages"], metadata["pdf.version"]) == (1, "1.4"), attachment
 
@@ -131,3 +141,46 @@ def test_seeded_files_are_analyzed_inline_and_their_metadata_shows_in_the_api_an
     status, _, page = browser.request("GET", f"/admin/django_attachments/blob/{photo['blob_id']}/change/")
     assert status == 200
     assert b"image.width" in page and b"image.format" in page, page.decode(errors="replace")[-3000:]
+
+
+def test_the_gallerys_samples_have_their_thumbnails_made_as_they_are_seeded(server):
+    """The example's thumb is eager: the pipeline made it of the photo, the letter and the X-ray, with no worker."""
+    gallery = {a["filename"]: a for a in all_attachments(server) if a["owner_type"] == "patient"}
+    for filename in ("intraoral-photo.jpg", "referral-letter.pdf", "xray-upper-left.dcm"):
+        variants = gallery[filename]["variants"]
+        assert variants["thumb"]["ready"] is True, gallery[filename]
+        assert max(variants["thumb"]["width"], variants["thumb"]["height"]) == 256
+        assert variants["preview"]["ready"] is False  # lazy: made on its first request
+    assert (
+        gallery["xray-upper-left.dcm"]["variants"]["thumb"]["width"],
+        gallery["xray-upper-left.dcm"]["variants"]["thumb"]["height"],
+    ) == (256, 192)
+
+    # The page is the clinic's staff's: the demo's login first; another clinic's patient is not found.
+    (ada,) = {a["owner_id"] for a in gallery.values() if a["filename"] == "intraoral-photo.jpg"}
+    path = f"/patients/{ada}/gallery/"
+    assert f"Gallery:  {server.url}{path}" in seed(server)
+    anonymous = Browser(server.url)
+    status, headers, _ = anonymous.request("GET", path)
+    assert status == 302 and headers["location"].startswith("/api-auth/login/")
+    north, harbour = Browser(server.url), Browser(server.url)
+    north.log_in("north", "north-demo")
+    harbour.log_in("harbour", "harbour-demo")
+    status, _, page = north.request("GET", path)
+    assert status == 200 and b'id="gallery"' in page and b"demo/gallery.js" in page
+    status, _, upload_page = north.request("GET", "/direct-upload/")
+    assert status == 200 and path.encode() in upload_page  # linked from the demo's upload page
+    assert harbour.request("GET", path)[0] == harbour.request("GET", "/patients/999999/gallery/")[0] == 404
+
+
+def test_seed_demo_skips_the_samples_whose_libraries_are_missing(server):
+    """Without pydicom the X-ray is skipped, with a note; without pypdfium2 the letter has no thumbnail, noted."""
+    script = (
+        "import sys; sys.modules.update(pydicom=None, pypdfium2=None); "
+        "from django.core.management import call_command; call_command('seed_demo')"
+    )
+    done = server.manage("shell", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert "Skipped xray-upper-left.dcm: the X-ray needs pydicom and NumPy" in done.stdout
+    assert "Note: referral-letter.pdf has no thumbnail here: PDF previews need pypdfium2." in done.stdout
+    assert "Attached" not in done.stdout and "Traceback" not in done.stderr

@@ -1,6 +1,6 @@
-"""URLs of the example project: the attachments API, its schema and Swagger UI, the admin, the direct upload page."""
+"""URLs of the example project: the attachments API, its schema and Swagger UI, the admin, the demo's pages."""
 
-from demo.views import direct_upload
+from demo.views import direct_upload, patient_gallery
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -14,4 +14,5 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     path("direct-upload/", direct_upload, name="direct-upload"),
+    path("patients/<int:patient_id>/gallery/", patient_gallery, name="patient-gallery"),
 ]

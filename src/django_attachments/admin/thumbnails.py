@@ -143,7 +143,8 @@ def cell(
     return format_html(
         '<a class="attachments-preview" href="{}" target="_blank" rel="noopener" title="{}">'
         '<img class="attachments-thumbnail" src="{}" alt="{}" loading="lazy"{}'
-        ' style="display: block; max-width: {}px; max-height: {}px; height: auto;"></a>',
+        ' style="display: block; max-width: {}px; max-height: {}px; height: auto;'
+        ' outline: 1px solid var(--hairline-color, #e8e8e8);"></a>',
         url(choice.preview),
         _("Open the preview in a new tab"),
         url(choice.thumbnail),

@@ -10,6 +10,12 @@ apps own files of one patient (her treatment plan's items and her clinical
 note), and ``services.link`` links the plan item's X-ray to the note: one
 blob, a link from each app.
 
+Ada's own files are the patient gallery's (``/patients/<id>/gallery/``): an
+intraoral photo (JPEG), a referral letter (PDF) and a dental X-ray (DICOM),
+all drawn in code, each shown by its thumbnail. The X-ray needs pydicom and
+NumPy to be written, the photo Pillow: without them that file is skipped,
+with a note; the PDF's thumbnail needs pypdfium2 (noted when it is missing).
+
 It also writes a small PNG beside ``manage.py`` (``demo-photo.png``) and
 prints the ``curl`` command that uploads it.
 """
@@ -17,6 +23,8 @@ prints the ``curl`` command that uploads it.
 import hashlib
 import os
 import shlex
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +38,20 @@ from django.core.management.base import BaseCommand
 from patients.models import Patient
 from treatment_plan.models import PlanItem, TreatmentPlan
 
-from demo.sample_files import sample_pdf, sample_png
+from demo.sample_files import SampleUnavailable, sample_dicom, sample_jpeg, sample_letter, sample_pdf, sample_png
 from django_attachments import services
 from django_attachments.models import Attachment, Blob
+from django_attachments.services import variants
+
+#: The referral letter of the gallery's patient.
+REFERRAL_LINES = [
+    "Dear colleague,",
+    "",
+    "Please see Ada Lovelace (N-0001) about her upper left central incisor,",
+    "which is to be crowned. Her X-ray and an intraoral photo are attached.",
+    "",
+    "Kind regards,",
+]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 ADMIN_USERNAME = ADMIN_PASSWORD = "admin"
@@ -94,6 +113,14 @@ class Command(BaseCommand):
         # Identical bytes in another clinic are never shared across tenants: a blob of its own.
         self.attach(harbour_staff, "patient", grace, "xray", "xray.png", XRAY)
         self.attach(harbour_staff, "patient", grace, "consent", "consent.pdf", sample_pdf("Consent form"))
+        # Ada's gallery: a photo, a letter and an X-ray of her own, each shown by its thumbnail.
+        self.attach_sample(north_staff, ada, "photo", "intraoral-photo.jpg", sample_jpeg)
+        letter = partial(sample_letter, "Referral", "Northside Dental", REFERRAL_LINES)
+        self.attach_sample(north_staff, ada, "referral", "referral-letter.pdf", letter)
+        if variants.renderer_for("application/pdf") is None:
+            self.stdout.write("Note: referral-letter.pdf has no thumbnail here: PDF previews need pypdfium2.")
+        xray = partial(sample_dicom, patient="Lovelace^Ada")
+        self.attach_sample(north_staff, ada, "xray", "xray-upper-left.dcm", xray)
         # A scan uploaded to the wrong patient and unlinked: an orphan blob, which
         # `manage.py purge_orphan_attachments` removes once the grace period is over.
         self.ensure_orphan(north_staff, ada, "wrong-patient.pdf", sample_pdf("Scan of someone else"))
@@ -106,7 +133,8 @@ class Command(BaseCommand):
             f"\n  API:      {base}/api/   (its endpoints; files at {base}/api/attachments/)"
             f"\n  Swagger:  {base}/api/docs/"
             f"\n  Admin:    {base}/admin/"
-            f"\n  Upload:   {base}/direct-upload/   (direct upload from the browser)\n"
+            f"\n  Upload:   {base}/direct-upload/   (direct upload from the browser)"
+            f"\n  Gallery:  {base}/patients/{ada.pk}/gallery/   (Ada's X-ray, photo and letter, as thumbnails)\n"
             f"\nLog in as:\n"
             f"  {ADMIN_USERNAME + ' / ' + ADMIN_PASSWORD:<24}superuser (every clinic's files in the admin; "
             "none in the API)"
@@ -202,6 +230,17 @@ class Command(BaseCommand):
         if attachment.was_created:
             self.stdout.write(f"Attached {filename} to {owner_type} {owner} [{slot}] (blob {attachment.blob_id}).")
         return attachment
+
+    def attach_sample(
+        self, staff: StaffProfile, patient: Patient, slot: str, filename: str, make: Callable[[], bytes]
+    ) -> Attachment | None:
+        """Attach a sample file drawn by ``make`` to the patient; skipped, with a note, where it cannot be drawn."""
+        try:
+            data = make()
+        except SampleUnavailable as exc:
+            self.stdout.write(f"Skipped {filename}: {exc}.")
+            return None
+        return self.attach(staff, "patient", patient, slot, filename, data)
 
     def link(self, staff: StaffProfile, blob: Blob, owner_type: str, owner: Any, slot: str) -> Attachment:
         attachment = services.link(
