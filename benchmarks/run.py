@@ -43,7 +43,15 @@ times (project / anchor; above 1 means the project is slower):
    case (``suite/analysis.py``);
 9. malware scan (``scan``) of 100 MiB and 1 GiB: ``ClamdScanner`` through the
    store -- anchor: ``clamdscan --stream`` on the same file, same clamd
-   (``suite/scanning.py``; skipped without clamd).
+   (``suite/scanning.py``; skipped without clamd);
+10. variants (``variants``): the thumbnail of a 24-megapixel JPEG by
+    ``ImageRenderer`` -- anchors: naive Pillow and pyvips' thumbnail; the
+    first page of a 300-page PDF and a DICOM frame by their renderers --
+    anchors: pypdfium2 and pydicom by hand; each a fresh process (time, peak
+    RSS, bytes read); 200 concurrent first requests for one lazy variant on a
+    live server (one render, the same bytes for all) -- anchor: the same
+    requests once it is made; a stored variant served -- anchor: the
+    download of an original of its size (``suite/variants.py``).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -112,8 +120,9 @@ from suite.purge import bench_purge  # noqa: E402
 from suite.report import fmt_size, machine_facts, parse_size, print_targets, write_markdown  # noqa: E402
 from suite.scanning import bench_scan  # noqa: E402
 from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
+from suite.variants import bench_variants  # noqa: E402
 
-BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan"]
+BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -122,7 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", help="upload sizes to disk, e.g. 10M,100M,1G (default: 10M,100M,1G)")
     parser.add_argument("--s3-sizes", help="upload sizes to S3 (default: 10M,100M; or --sizes up to 1G where given)")
     parser.add_argument(
-        "--repeat", type=int, help="measured runs per figure, median reported (default 3; 1 with --quick)"
+        "--repeat",
+        type=int,
+        help="measured runs per figure, median reported (default 3; 1 with --quick; variants: 5, 3 with --quick)",
     )
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables as Markdown to FILE")
     parser.add_argument(
@@ -150,6 +161,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("S3 objects are kept to 1 GiB or less (moto holds about twice the object in memory)")
     if any(s <= 2 * TAIL for s in args.sizes + args.s3_sizes):
         parser.error("sizes must be larger than 64 bytes")
+    args.repeat_explicit = args.repeat is not None  # the variants benchmark repeats more unless told
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("purge", bench_purge),
                 ("analyze", bench_analyze),
                 ("scan", bench_scan),
+                ("variants", bench_variants),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):
