@@ -310,18 +310,31 @@ def test_a_claim_whose_renderer_died_is_taken_over_after_the_lease(
     assert variants.make(blob.pk, "thumb", owner_type="note").state == "made"
 
 
-def test_a_storage_failure_releases_the_claim(
+def test_a_storage_failure_is_retried_later_with_a_growing_wait_and_clients_are_told_when(
     settings, staff, owners, disk_store, declared, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         created = upload_jpeg(staff["a"], owners)
     blob = Blob.objects.get(pk=created["blob_id"])
-    get_store(blob.storage).delete(blob.storage_identifiers)
+    get_store(blob.storage).delete(blob.storage_identifiers)  # the bytes lost: reading them fails
     with pytest.raises(ObjectMissing):
         variants.make(blob.pk, "thumb", owner_type="note")
-    assert not VariantRender.objects.filter(blob=blob).exists()
+    render = VariantRender.objects.get(blob=blob)
+    assert (render.state, render.attempts, render.error_code) == (RenderState.RETRY, 1, "storage_unavailable")
     assert not Variant.objects.filter(blob=blob, name="thumb").exists()
 
+    # Asked meanwhile: 503 with the wait, and nothing rendered again.
+    response = staff["a"].get(variant_url(created["id"], "thumb"))
+    assert (response.status_code, response.json()["code"]) == (503, "preview_unavailable")
+    assert 1 <= int(response["Retry-After"]) <= 5
+    # Once the wait is over, the next request tries again (inline here): it fails again, and waits longer.
+    VariantRender.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = staff["a"].get(variant_url(created["id"], "thumb"))
+    assert (again.status_code, again.json()["code"]) == (503, "preview_unavailable")
+    render.refresh_from_db()
+    assert (render.state, render.attempts) == (RenderState.RETRY, 2)
+    assert 5 < int(again["Retry-After"]) <= 10
 
 # -- the pipeline and the stores -----------------------------------------------------------
 
@@ -548,7 +561,11 @@ def test_the_command_makes_a_named_variant_where_missing_and_again_when_forced(
     assert forced["counts"] == {**forced["counts"], "made": 1, "refused": 1}
     rebuilt = Variant.objects.get(blob_id=photo["blob_id"], name="thumb")
     assert rebuilt.pk == first.pk and rebuilt.storage_identifiers != first.storage_identifiers
-    assert not disk_store.exists(first.storage_identifiers)  # the old bytes went once the new were recorded
+    assert disk_store.exists(rebuilt.storage_identifiers)
+    # The old object stays for downloads and signed URLs in flight, unreferenced: the stray sweep's, later.
+    assert disk_store.exists(first.storage_identifiers)
+    swept = services.purge_strays(older_than=timedelta(0), allow_young=True)
+    assert swept.removed == 1 and not disk_store.exists(first.storage_identifiers)
     assert disk_store.exists(rebuilt.storage_identifiers)
 
 

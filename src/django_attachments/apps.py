@@ -9,11 +9,15 @@ class DjangoAttachmentsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks
-        from .signals import blob_created
+        from .signals import attachment_created, blob_created
 
         checks.register()
         # The pipeline starts for each new blob once its row commits (blob_created is sent on commit).
         blob_created.connect(_enqueue_new_blob, dispatch_uid="django_attachments.tasks.enqueue_new_blob")
+        # A blob linked to another owner type gets that owner type's eager variants.
+        attachment_created.connect(
+            _enqueue_eager_variants, dispatch_uid="django_attachments.tasks.enqueue_eager_variants"
+        )
 
 
 def _enqueue_new_blob(sender: object, blob: object, **kwargs: object) -> None:
@@ -21,3 +25,9 @@ def _enqueue_new_blob(sender: object, blob: object, **kwargs: object) -> None:
     from .tasks import enqueue_new_blob
 
     enqueue_new_blob(sender, blob=blob, **kwargs)
+
+
+def _enqueue_eager_variants(sender: object, attachment: object, **kwargs: object) -> None:
+    from .tasks import enqueue_eager_variants
+
+    enqueue_eager_variants(sender, attachment=attachment, **kwargs)

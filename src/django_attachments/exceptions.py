@@ -186,6 +186,17 @@ class VariantNotFound(AttachmentError, ObjectDoesNotExist):
     status_code = 404
 
 
+class PreviewUnavailable(AttachmentError):
+    """The variant cannot be made right now (the storage failed, no worker took it); ``retry_after`` seconds."""
+
+    code = "preview_unavailable"
+    status_code = 503
+
+    def __init__(self, message: str = "", *, retry_after: int = 5, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+
+
 class NoPreview(AttachmentError, LookupError):
     """The variant cannot be made of this file: no renderer reads its type, or the renderer refused it.
 

@@ -374,6 +374,9 @@ class RenderState(models.TextChoices):
     RENDERING = "rendering", _("rendering")
     #: The renderer refused the file (``error_code``, ``error``): no preview, until the spec or renderer changes.
     FAILED = "failed", _("failed")
+    #: It could not be made now (the storage failed, the renderer timed out, the worker lacks the renderer):
+    #: tried again from ``retry_at`` on, each time after a longer wait.
+    RETRY = "retry", _("to retry")
 
 
 class VariantRender(models.Model):
@@ -397,6 +400,9 @@ class VariantRender(models.Model):
     claimed_at = models.DateTimeField(_("claimed at"), default=timezone.now)
     error_code = models.CharField(_("error code"), max_length=64, blank=True, default="")
     error = models.TextField(_("error"), blank=True, default="")
+    #: Renders that could not be made now, in a row (state ``retry``).
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    retry_at = models.DateTimeField(_("retry at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("variant render")

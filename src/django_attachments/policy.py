@@ -260,16 +260,27 @@ def check_servable(blob: Blob) -> None:
         raise ScanPending("The file has not been scanned for malware yet; try again shortly.")
 
 
+def parseable_scans() -> tuple[str, ...]:
+    """The scan states in which an analyzer or a renderer may parse a blob's bytes.
+
+    ``clean``; and ``not_scanned`` only while no scanner is configured: once
+    one is, a file stored before it came waits for its (backlog) scan.
+    """
+    if app_settings.SCANNER is None:
+        return (str(ScanState.CLEAN), str(ScanState.NOT_SCANNED))
+    return (str(ScanState.CLEAN),)
+
+
 def check_renderable(blob: Blob) -> None:
     """:func:`check_available`, and: the scanner has passed the bytes, so that a renderer may parse them.
 
     Stricter than :func:`check_servable`: ``SERVE_PENDING_SCANS`` lets a
     pending file be downloaded as it is, never parsed by a renderer (a
-    variant is made, and served, only of a file scanned clean or stored
-    with no scanner configured).
+    variant is made, and served, only of a file scanned clean, or stored
+    while no scanner is configured: see :func:`parseable_scans`).
     """
     check_available(blob)
-    if blob.scan_state not in (ScanState.CLEAN, ScanState.NOT_SCANNED):
+    if blob.scan_state not in parseable_scans():
         if blob.scan_given_up:
             raise ScanFailed("The file could not be scanned for malware, so no preview is made of it.")
         raise ScanPending("The file has not been scanned for malware yet; its preview is made once it is.")

@@ -28,11 +28,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from .conf import app_settings
 from .exceptions import NoPreview, VariantNotFound
 from .models import Blob
+from .policy import parseable_scans
 from .services import processing, variants
 
 try:  # Django 6.0+
@@ -86,6 +88,26 @@ def enqueue(
         return None
 
 
+def enqueue_eager_variants(sender: Any, attachment: Any, **kwargs: Any) -> None:
+    """``attachment_created`` receiver: a link of a blob scanned already to an owner type with eager
+    variants the blob lacks enqueues the variants stage, once the link commits (a new blob's own
+    pipeline makes them otherwise)."""
+    owner_type = attachment.owner_type
+
+    def check() -> None:
+        blob = Blob.objects.filter(pk=attachment.blob_id).first()
+        if blob is None or blob.scan_state not in parseable_scans():
+            return  # gone, or its scan is still to come (its completion runs the stage)
+        if variants.renderer_for(blob.content_type) is None:
+            return
+        eager = [name for name, spec in variants.declared_specs(owner_type).items() if spec.eager]
+        if any(variants.find(blob, variants.resolve(blob, name, owner_type=owner_type)) is None for name in eager):
+            enqueue(blob.pk, stages=["variants"])
+
+    if any(spec.eager for spec in variants.declared_specs(owner_type).values()):
+        transaction.on_commit(check)
+
+
 def enqueue_new_blob(sender: Any, blob: Any, **kwargs: Any) -> None:
     """``blob_created`` receiver: enqueue the pipeline for a new blob with a stage due (sent on commit)."""
     if (
@@ -102,19 +124,25 @@ def make_variant(
 ) -> dict[str, Any]:
     """Make one variant of one blob (a lazy variant a request asked for); the outcome as a dict.
 
-    ``digest`` is the one the request claimed: when the variant is no longer
-    declared so (the settings changed in between), the claim is dropped and
-    nothing is made -- the next request claims the variant as it is now.
+    ``digest`` is the one the request claimed. When this process does not
+    declare the variant so (its settings or installed renderers differ from
+    the web's: a rolling deploy, a missing extra), nothing is made and the
+    claim waits for a retry after a growing delay (logged), rather than being
+    claimed and enqueued again by the next request at once, over and over.
     """
     if digest is not None:
         blob = Blob.objects.filter(pk=blob_id).first()
+        if blob is None:
+            return variants.MakeOutcome(name, "unavailable", error="The blob is gone.").as_dict()
         try:
-            current = variants.resolve(blob, name, owner_type=owner_type).digest if blob is not None else None
-        except (VariantNotFound, NoPreview):
-            current = None
+            current = variants.resolve(blob, name, owner_type=owner_type).digest
+        except (VariantNotFound, NoPreview) as exc:
+            current, why = None, str(exc)
+        else:
+            why = "its spec or renderer differs here from where it was asked for"
         if current != digest:
-            variants.release_queued(blob_id, digest)
-            return variants.MakeOutcome(name, "unknown", error="The variant is no longer declared so.").as_dict()
+            variants.postpone_queued(blob_id, digest, code="variant_not_declared_here", message=why)
+            return variants.MakeOutcome(name, "unknown", error=why).as_dict()
     return variants.make(blob_id, name, owner_type=owner_type, force=force).as_dict()
 
 
@@ -123,8 +151,8 @@ def enqueue_variant(
 ) -> Any:
     """Hand one variant to :data:`make_variant`; the TaskResult, or None when the backend refused it.
 
-    A refusal drops the request's claim (logged), so that the next request
-    claims and enqueues it again instead of waiting out the claim's lease.
+    A refusal drops the request's claim (logged); the request answers 503,
+    and the next one claims and enqueues it again.
     """
     try:
         configured = make_variant.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)

@@ -40,6 +40,9 @@ def to_api_error(exc: errors.AttachmentError) -> exceptions.APIException:
         else exceptions.ValidationError({exc.field: [detail]})
     )
     api_error.status_code = exc.status_code
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # DRF's handler sends it as Retry-After
+        api_error.wait = retry_after  # type: ignore[attr-defined]
     return api_error
 
 

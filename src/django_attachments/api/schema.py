@@ -192,6 +192,45 @@ def describe(viewset: type[T]) -> type[T]:
                 ),
             },
         ),
+        variant=extend_schema(
+            summary="A variant of the file (a thumbnail, a preview), made once; 202 while it is being made",
+            description=(
+                "The variant `name` declared for the attachment's owner type (VARIANTS, OwnerSpec(variants=...)). "
+                "A variant not made yet is handed to a worker: 202 (`variant_pending`) with `Retry-After` until "
+                "it exists. Served inline, with the download's headers (ETag, ranges, no-store, nosniff)."
+            ),
+            parameters=[
+                OpenApiParameter("variant", OpenApiTypes.STR, OpenApiParameter.PATH, description="The variant's name."),
+                OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="bytes=START-END"),
+                OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            ],
+            responses={
+                (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The picture (WebP, JPEG, PNG)."),
+                (206, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+                202: OpenApiResponse(
+                    ERROR_SCHEMA, description="variant_pending: being made; ask again after Retry-After seconds."
+                ),
+                302: OpenApiResponse(description="Redirect to a signed storage URL (redirect mode)."),
+                304: OpenApiResponse(description="Not modified (If-None-Match)."),
+                416: OpenApiResponse(description="Range not satisfiable."),
+                **_errors(
+                    401,
+                    403,
+                    404,
+                    409,
+                    503,
+                    meanings={
+                        404: "No such attachment (or another tenant's, or hidden), variant_not_found (no variant "
+                        "of that name for this owner type) or no_preview (no picture can be made of this file; "
+                        "the detail says why).",
+                        409: "quarantined, scan_pending or scan_failed: the scanner has not passed the file, and "
+                        "no picture is made of it before.",
+                        503: "storage_unavailable, or preview_unavailable: it could not be made just now "
+                        "(Retry-After says when to ask again).",
+                    },
+                ),
+            },
+        ),
     )(viewset)
 
 

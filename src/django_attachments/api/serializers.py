@@ -22,6 +22,7 @@ from ..models import (
     RenderState,
     ScanState,
 )
+from ..policy import parseable_scans
 from ..registry import OWNER_TYPE_MAX_LENGTH
 
 #: Stands in for an attachment id while the download URL is resolved once.
@@ -212,7 +213,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
         from ..services import variants
 
         blob = attachment.blob
-        if blob.scan_state not in variants.RENDERABLE_SCANS:
+        if blob.scan_state not in parseable_scans():
             return {}
         cache = _writable_context(self).setdefault("_variants", {})
         key = (attachment.owner_type, blob.content_type)

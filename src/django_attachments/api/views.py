@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from .. import downloads, services
 from ..conf import app_settings
-from ..exceptions import AttachmentError, BlobNotFound, NoPreview
+from ..exceptions import AttachmentError, BlobNotFound, NoPreview, PreviewUnavailable
 from ..models import Attachment, Blob
 from ..policy import caller_tenant, view_hooked_owner_types
 from ..registry import attachment_registry
@@ -174,12 +174,18 @@ class AttachmentViewSet(
             from .. import tasks  # the entry points' module: imported when first needed, as the admin does
 
             declared = requested.declared
-            tasks.enqueue_variant(blob.pk, declared.name, owner_type=attachment.owner_type, digest=declared.digest)
+            enqueued = tasks.enqueue_variant(
+                blob.pk, declared.name, owner_type=attachment.owner_type, digest=declared.digest
+            )
+            if enqueued is None:  # the backend refused it (logged): nobody would make it, so no 202
+                raise PreviewUnavailable("The preview could not be handed to a worker; try again later.")
             # An immediate backend has made it (or been refused it) by now; a worker has not.
             found = services.variants.find(blob, declared)
             refused = services.variants.failure(blob, declared) if found is None else None
             if refused is not None:
                 raise NoPreview(refused.error or "No preview can be made of this file.")
+            if found is None:  # the immediate backend could not make it now (the storage failing)
+                services.variants.check_not_postponed(blob, declared)
         if found is None:
             response = Response(
                 {"code": "variant_pending", "detail": "The variant is being made; try again shortly."},

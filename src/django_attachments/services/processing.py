@@ -18,9 +18,10 @@ Each step is idempotent and safe to run twice at once:
   :data:`~django_attachments.signals.blob_infected`. A scanner that cannot
   scan (down, timed out) records ``failed``, never ``clean``; the caller
   retries it after :func:`retry_delay`.
-- Analysis runs only once the scan passed (``clean``, or ``not_scanned``): an
-  infected file is never parsed. Each analyzer reads what it needs through
-  ranged reads (:class:`~django_attachments.stores.SeekableReader`), never the
+- Analysis runs only once the scan passed (``clean``; or ``not_scanned`` while
+  no scanner is configured, see :func:`~django_attachments.policy.parseable_scans`):
+  an infected file, or one still waiting for its first scan, is never parsed.
+  Each analyzer reads what it needs through ranged reads (:class:`~django_attachments.stores.SeekableReader`), never the
   whole file unless it must. The results are merged into ``Blob.metadata``
   under the row's lock, per analyzer: a run replaces the keys of the
   analyzers it ran (``image.*``) and no other key, so concurrent runs and
@@ -48,6 +49,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..exceptions import ObjectMissing, StorageError
 from ..models import AnalysisState, Blob, ScanState
+from ..policy import parseable_scans
 from ..processing.analyzers import AnalysisError, AnalysisUnavailable, Analyzer
 from ..processing.scanners import ScanError, Scanner, ScanTooLarge
 from ..signals import blob_infected
@@ -62,9 +64,6 @@ STAGES = ("scan", "analyze", "variants")
 SCAN_DUE = (ScanState.PENDING, ScanState.FAILED)
 #: The longest wait between two scan attempts, however many failed.
 MAX_RETRY_DELAY = timedelta(days=1)
-
-#: Scan states after which a blob's bytes may be parsed by the analyzers.
-SCAN_PASSED = (ScanState.CLEAN, ScanState.NOT_SCANNED)
 
 
 @dataclass
@@ -142,7 +141,7 @@ def process(
         if "analyze" in stages:
             _analyze_stage(blob, force=force, outcome=outcome)
         if "variants" in stages:
-            _variants_stage(blob, force=force, outcome=outcome)
+            _variants_stage(blob, outcome=outcome)
     except (Blob.DoesNotExist, ObjectMissing):
         # Purged while we read it (its row, then its bytes, went): nothing to do, not an error. Active
         # Storage's AnalyzeJob reports FileNotFoundError for exactly this, over and over.
@@ -249,7 +248,7 @@ def _announce_infected(blob: Blob, signature: str) -> None:
 
 
 def _analyze_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
-    if blob.scan_state not in SCAN_PASSED:
+    if blob.scan_state not in parseable_scans():
         return  # never parse a file the scanner has not passed; the scan's completion runs this stage
     # Due: pending, or never analyzed (stored before an analyzer for its type was configured: the backlog).
     never = blob.analysis_state == AnalysisState.NOT_ANALYZED and blob.analyzed_at is None
@@ -288,7 +287,7 @@ def _merge(
         locked = lock_blob(blob.pk)
         if locked is None:
             return
-        if locked.scan_state not in SCAN_PASSED:
+        if locked.scan_state not in parseable_scans():
             # Found infected (or put back to be scanned) while we read it: its analysis ended there.
             blob.refresh_from_db()
             return
@@ -343,12 +342,14 @@ def lock_blob(pk: Any) -> Blob | None:
 # -- stage 3: the eager variants --------------------------------------------------------
 
 
-def _variants_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
+def _variants_stage(blob: Blob, *, outcome: ProcessOutcome) -> None:
     from . import variants  # the variants' service asks this module for the blob's lock
 
-    if blob.scan_state not in SCAN_PASSED:
+    if blob.scan_state not in parseable_scans():
         return  # never render a file the scanner has not passed; the scan's completion runs this stage
-    made = variants.make_eager(blob, force=force)
+    # Never forced: a re-scan or re-analysis (--all) has no reason to redraw the pictures;
+    # process_attachments --variants NAME --all does that.
+    made = variants.make_eager(blob)
     if made:
         outcome.ran.append("variants")
         outcome.variants = {result.name: result.state for result in made}
@@ -385,7 +386,7 @@ def due(stages: Sequence[str] = STAGES, *, backlog: bool = False) -> QuerySet[Bl
             types = sorted({t for analyzer in runnable for t in analyzer.content_types})
             never = Q(analysis_state=AnalysisState.NOT_ANALYZED, analyzed_at__isnull=True, content_type__in=types)
             analysis_due = (analysis_due | never) & ~Q(scan_state=ScanState.INFECTED)
-        conditions.append(analysis_due if "scan" in stages else analysis_due & Q(scan_state__in=SCAN_PASSED))
+        conditions.append(analysis_due if "scan" in stages else analysis_due & Q(scan_state__in=parseable_scans()))
     if not conditions:
         return Blob.objects.none()
     condition = conditions[0]

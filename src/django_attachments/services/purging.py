@@ -138,6 +138,9 @@ def purge_orphans(
     if dry_run:
         for blob in (candidates[:limit] if limit else candidates).iterator(chunk_size=batch_size):
             _count(result, blob, on_item)
+            for size in Variant.objects.filter(blob=blob).values_list("size", flat=True):
+                result.variants += 1  # what a real run would remove with it
+                result.bytes += size
         return result
     lock = connection.features.has_select_for_update_skip_locked
     while limit is None or result.found < limit:

@@ -31,13 +31,18 @@ How it stays correct when many ask at once:
 - **A refusal is remembered.** A file the renderer refuses (malformed, a
   decompression bomb, a compressed DICOM with no decoder) records the reason
   on the claim row, and requests get 404 ``no_preview`` with it instead of a
-  render each time; ``process_attachments --variants NAME --force`` tries again.
+  render each time; ``process_attachments --variants NAME --all`` tries again.
+- **A failure is retried, later.** A variant that could not be made now (the
+  storage failing, the renderer timing out, a worker without the renderer)
+  waits for a retry after a growing delay (state ``retry``); requests get
+  503 ``preview_unavailable`` with ``Retry-After`` meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -50,10 +55,10 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..exceptions import AttachmentError, NoPreview, VariantNotFound
-from ..models import Attachment, Blob, RenderState, ScanState, Variant, VariantRender
-from ..policy import check_renderable
-from ..processing.renderers import Renderer, RenderError, VariantSpec
+from ..exceptions import NoPreview, PreviewUnavailable, VariantNotFound
+from ..models import Attachment, Blob, RenderState, Variant, VariantRender
+from ..policy import check_renderable, parseable_scans
+from ..processing.renderers import Renderer, RenderError, RenderTimeout, VariantSpec
 from ..registry import attachment_registry
 from ..stores import SeekableReader, get_store
 
@@ -63,8 +68,10 @@ logger = logging.getLogger(__name__)
 #: renderer is taken for dead and the next request or task claims the variant again.
 RENDER_LEASE = timedelta(minutes=5)
 
-#: The scan states after which a renderer may parse a blob's bytes.
-RENDERABLE_SCANS = (ScanState.CLEAN, ScanState.NOT_SCANNED)
+#: The first wait before a variant that could not be made now (state ``retry``) is tried again; each next
+#: wait is twice as long, up to :data:`MAX_RETRY_DELAY`.
+RETRY_DELAY = timedelta(seconds=5)
+MAX_RETRY_DELAY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,24 @@ def failure(blob: Blob, declared: Declared) -> VariantRender | None:
     return VariantRender.objects.filter(blob=blob, digest=declared.digest, state=RenderState.FAILED).first()
 
 
+def postponed(blob: Blob, declared: Declared) -> VariantRender | None:
+    """The record of ``declared`` not made for now (state ``retry``) while its ``retry_at`` is to come."""
+    return VariantRender.objects.filter(
+        blob=blob, digest=declared.digest, state=RenderState.RETRY, retry_at__gt=timezone.now()
+    ).first()
+
+
+def check_not_postponed(blob: Blob, declared: Declared) -> None:
+    """PreviewUnavailable (503, with the seconds to wait) while ``declared`` waits for its next try."""
+    waiting = postponed(blob, declared)
+    if waiting is not None and waiting.retry_at is not None:
+        seconds = math.ceil((waiting.retry_at - timezone.now()).total_seconds())
+        raise PreviewUnavailable(
+            f"The preview could not be made just now ({waiting.error_code or 'unavailable'}); try again later.",
+            retry_after=seconds,
+        )
+
+
 # -- asking for a variant (the API's lazy path) ------------------------------------------------
 
 
@@ -193,20 +218,23 @@ def request(blob: Blob, name: str, *, owner_type: str | None = None) -> Requeste
     """The variant ``name`` of ``blob``, or a claim on making it.
 
     Raises VariantNotFound (no such name), NoPreview (no renderer, or the
-    renderer refused the file before) and the scan's BlobUnavailable errors.
+    renderer refused the file before), the scan's BlobUnavailable errors
+    (once the name is known to exist: a wrong name is a 404 at once), and
+    PreviewUnavailable while a failed attempt waits for its retry.
     When the variant is not made and nobody is making it, the call claims it
     (``claimed``): the caller hands it to a worker
     (:func:`django_attachments.tasks.enqueue_variant`), so that the request
     never renders.
     """
-    check_renderable(blob)
     declared = resolve(blob, name, owner_type=owner_type)
+    check_renderable(blob)
     variant = find(blob, declared)
     if variant is not None:
         return Requested(declared, variant)
     refused = failure(blob, declared)
     if refused is not None:
         raise NoPreview(refused.error or "No preview can be made of this file.")
+    check_not_postponed(blob, declared)
     token = _claim(blob, declared, str(RenderState.QUEUED))
     if token is None:
         return Requested(declared)
@@ -232,7 +260,9 @@ def make(
 
     ``spec`` gives the spec directly (else it is looked up for
     ``owner_type``). ``force`` renders again a variant made already (its
-    bytes replaced) or refused before. Safe to call many times at once:
+    new bytes replace the old in its row; the old object is left to the
+    stray sweep, so that a download or a signed URL handed out just before
+    still finds it) or refused before. Safe to call many times at once:
     one call renders, the others find it made or busy.
     """
     blob = Blob.objects.filter(pk=blob_id).first()
@@ -250,7 +280,7 @@ def make(
 def make_declared(blob: Blob, declared: Declared, *, force: bool = False) -> MakeOutcome:
     """:func:`make` for a variant already resolved."""
     name = declared.name
-    if blob.scan_state not in RENDERABLE_SCANS:
+    if blob.scan_state not in parseable_scans():
         return MakeOutcome(name, "unavailable", error="The file is not scanned clean.")
     if not force:
         variant = find(blob, declared)
@@ -272,18 +302,24 @@ def make_declared(blob: Blob, declared: Declared, *, force: bool = False) -> Mak
     logger.info("Rendering the %r variant of blob %s with %r.", name, blob.pk, declared.renderer)
     try:
         rendered = _render(blob, declared)
+        return _record(blob, declared, rendered, force=force)
+    except RenderTimeout as exc:  # a busy machine, or a hostile file: tried again later, not remembered
+        logger.warning("The %r variant of blob %s timed out: %s", name, blob.pk, exc)
+        _postpone(blob, declared, token, exc)
+        return MakeOutcome(name, "retry", error_code=exc.code, error=str(exc))
     except RenderError as exc:
         logger.info("No %r variant of blob %s: %s", name, blob.pk, exc)
-        VariantRender.objects.filter(blob=blob, digest=declared.digest, token=token).update(
-            state=RenderState.FAILED, error_code=exc.code[:64], error=str(exc), claimed_at=timezone.now()
-        )
+        _settle_claim(blob, declared, token, state=str(RenderState.FAILED), exc=exc)
         return MakeOutcome(name, "failed", error_code=exc.code, error=str(exc))
-    except BaseException:
-        # The storage failing, the renderer's program missing (RenderUnavailable), a worker stopping: no
-        # verdict on the file. The claim goes, so that the next request or run tries again.
+    except Exception as exc:
+        # The storage failing (reading the file, or storing the picture), the renderer's program missing
+        # (RenderUnavailable): no verdict on the file. Recorded to retry after a growing wait, so that
+        # polling clients are told when, rather than each setting off a render that fails again.
+        _postpone(blob, declared, token, exc)
+        raise
+    except BaseException:  # a worker stopped: the claim goes, for the next request or run
         _release(blob, declared, token)
         raise
-    return _record(blob, declared, rendered, force=force)
 
 
 def _render(blob: Blob, declared: Declared) -> Any:
@@ -307,7 +343,7 @@ def _record(blob: Blob, declared: Declared, rendered: Any, *, force: bool) -> Ma
     try:
         with transaction.atomic():
             locked = lock_blob(blob.pk)
-            if locked is None or locked.scan_state not in RENDERABLE_SCANS:
+            if locked is None or locked.scan_state not in parseable_scans():
                 # Purged, or found infected, while we rendered: nothing to record.
                 VariantRender.objects.filter(blob_id=blob.pk, digest=declared.digest).delete()
                 outcome = MakeOutcome(declared.name, "unavailable", error="The blob is gone or not scanned clean.")
@@ -333,15 +369,14 @@ def _record(blob: Blob, declared: Declared, rendered: Any, *, force: bool) -> Ma
                     obsolete = None
                     outcome = MakeOutcome(declared.name, "made", variant)
                 elif force:
-                    # Rebuilt: the new bytes replace the old, which go once this commits.
-                    obsolete = existing.storage_identifiers
-                    old_storage = existing.storage
+                    # Rebuilt: the new bytes replace the old in the row. The old object is not deleted here: a
+                    # download that read the row a moment ago, or a signed URL handed out, may still be on its
+                    # way to it. Nothing references it now; the stray sweep removes it past its grace period.
                     for key, value in values.items():
                         setattr(existing, key, value)
                     existing.save()
-                    outcome = MakeOutcome(declared.name, "made", existing)
-                    _after_commit(old_storage, obsolete)
                     obsolete = None
+                    outcome = MakeOutcome(declared.name, "made", existing)
                 else:
                     outcome = MakeOutcome(declared.name, "exists", existing)  # another maker was first
                 VariantRender.objects.filter(blob=locked, digest=declared.digest).delete()
@@ -351,10 +386,6 @@ def _record(blob: Blob, declared: Declared, rendered: Any, *, force: bool) -> Ma
     if obsolete is not None:
         _delete_quietly(store.alias, obsolete)
     return outcome
-
-
-def _after_commit(alias: str, identifiers: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: _delete_quietly(alias, identifiers))
 
 
 def _delete_quietly(alias: str, identifiers: dict[str, Any]) -> None:
@@ -387,18 +418,86 @@ def _claim(blob: Blob, declared: Declared, state: str, *, force: bool = False) -
     except IntegrityError:
         pass  # claimed already (or the blob is gone: the update below finds nothing either)
     stale = Q(state__in=(RenderState.QUEUED, RenderState.RENDERING), claimed_at__lt=now - RENDER_LEASE)
+    stale |= Q(state=RenderState.RETRY, retry_at__lte=now)
     if state == RenderState.RENDERING:
         stale |= Q(state=RenderState.QUEUED)
     if force:
         stale |= Q(state=RenderState.FAILED)
+    # A retry keeps its count of attempts (its wait grows); a recorded success or refusal ends it.
     taken = VariantRender.objects.filter(stale, blob=blob, digest=declared.digest).update(
-        state=state, token=token, claimed_at=now, error_code="", error=""
+        state=state, token=token, claimed_at=now
     )
     return token if taken else None
 
 
 def _release(blob: Blob, declared: Declared, token: UUID) -> None:
     VariantRender.objects.filter(blob=blob, digest=declared.digest, token=token).delete()
+
+
+def _text(value: str, limit: int | None = None) -> str:
+    """Text as the database always stores it: no NUL (PostgreSQL refuses one), cut to ``limit``."""
+    value = value.replace("\x00", "")
+    return value if limit is None else value[:limit]
+
+
+def _settle_claim(
+    blob: Blob, declared: Declared, token: UUID, *, state: str, exc: BaseException, **values: Any
+) -> None:
+    """Record why the claim ended (a refusal, or a retry) while this maker still holds it.
+
+    A message the database cannot store must not leave the claim held for
+    the whole lease: on any error writing it, the claim is dropped instead.
+    """
+    code = getattr(exc, "code", None) or type(exc).__name__
+    try:
+        VariantRender.objects.filter(blob=blob, digest=declared.digest, token=token).update(
+            state=state, error_code=_text(str(code), 64), error=_text(str(exc)), claimed_at=timezone.now(), **values
+        )
+    except Exception:
+        logger.exception("Could not record why the %r variant of blob %s was not made", declared.name, blob.pk)
+        _release(blob, declared, token)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before the next try after ``attempts`` failed ones in a row."""
+    return min(RETRY_DELAY * (2 ** min(max(0, attempts - 1), 20)), MAX_RETRY_DELAY)
+
+
+def _postpone(blob: Blob, declared: Declared, token: UUID, exc: BaseException) -> None:
+    """The variant could not be made now: state ``retry``, tried again after a growing wait."""
+    row = VariantRender.objects.filter(blob=blob, digest=declared.digest, token=token).first()
+    attempts = (row.attempts if row is not None else 0) + 1
+    _settle_claim(
+        blob,
+        declared,
+        token,
+        state=str(RenderState.RETRY),
+        exc=exc,
+        attempts=attempts,
+        retry_at=timezone.now() + retry_delay(attempts),
+    )
+
+
+def postpone_queued(blob_id: Any, digest: str, *, code: str, message: str) -> int:
+    """A queued claim its task cannot serve (this worker's settings or renderers differ): retry later, logged.
+
+    The request side sees 503 with the wait, instead of claiming and
+    enqueuing it again at once, over and over.
+    """
+    logger.warning("The variant %s of blob %s could not be made by this worker: %s", digest[:12], blob_id, message)
+    rows = VariantRender.objects.filter(blob_id=blob_id, digest=digest, state=RenderState.QUEUED)
+    row = rows.first()
+    if row is None:
+        return 0
+    attempts = row.attempts + 1
+    return rows.filter(token=row.token).update(
+        state=RenderState.RETRY,
+        attempts=attempts,
+        retry_at=timezone.now() + retry_delay(attempts),
+        error_code=_text(code, 64),
+        error=_text(message),
+        claimed_at=timezone.now(),
+    )
 
 
 def release_queued(blob_id: Any, digest: str) -> int:
@@ -415,13 +514,14 @@ def make_eager(blob: Blob, *, force: bool = False) -> list[MakeOutcome]:
     for declared in eager_declared(blob):
         try:
             outcomes.append(make_declared(blob, declared, force=force))
-        except AttachmentError as exc:  # the storage failing: the others may still be made
+        except Exception as exc:  # the storage failing (recorded on the claim, to retry): the others may still be made
             logger.warning("Could not make the %r variant of blob %s: %s", declared.name, blob.pk, exc)
-            outcomes.append(MakeOutcome(declared.name, "error", error_code=exc.code, error=str(exc)))
+            code = getattr(exc, "code", None) or type(exc).__name__
+            outcomes.append(MakeOutcome(declared.name, "error", error_code=str(code), error=str(exc)))
     return outcomes
 
 
 def renderable() -> QuerySet[Blob]:
     """Blobs a configured renderer reads and the scanner has passed: those that may have variants."""
     types = sorted({content_type for renderer in app_settings.RENDERERS for content_type in renderer.content_types})
-    return Blob.objects.filter(scan_state__in=RENDERABLE_SCANS, content_type__in=types)
+    return Blob.objects.filter(scan_state__in=parseable_scans(), content_type__in=types)

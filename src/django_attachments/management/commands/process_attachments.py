@@ -187,6 +187,8 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        # No abbreviations: "--force" would otherwise be taken for Django's --force-color, silently.
+        kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("epilog", EPILOG)
         return super().create_parser(prog_name, subcommand, **kwargs)
 

@@ -18,7 +18,16 @@ and NumPy for :class:`DicomRenderer`, and the ``ffmpeg`` program of FFmpeg
 for :class:`VideoRenderer`. Importing this package needs none of them.
 """
 
-from .base import PreviewUnsupported, Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish
+from .base import (
+    PreviewUnsupported,
+    Rendered,
+    Renderer,
+    RenderError,
+    RenderTimeout,
+    RenderUnavailable,
+    VariantSpec,
+    finish,
+)
 from .dicom import DicomRenderer
 from .image import ImageRenderer
 from .pdf import PdfRenderer
@@ -39,6 +48,7 @@ __all__ = [
     "PdfRenderer",
     "PreviewUnsupported",
     "RenderError",
+    "RenderTimeout",
     "RenderUnavailable",
     "Rendered",
     "Renderer",

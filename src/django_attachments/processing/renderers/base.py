@@ -167,9 +167,15 @@ class VariantSpec:
         return FORMATS[self.format][1]
 
     def digest(self, renderer: Renderer) -> str:
-        """The variant's identity with ``renderer``: SHA-256 (hex) of the output fields and the renderer's version."""
+        """The variant's identity with ``renderer``: SHA-256 (hex) of the output fields, the renderer's
+        name and version, and its options (a limit raised lets a file refused under the old one be tried)."""
         canonical = json.dumps(
-            {"output": self.output(), "renderer": renderer.name, "version": renderer.version},
+            {
+                "output": self.output(),
+                "renderer": renderer.name,
+                "version": renderer.version,
+                "options": renderer.options(),
+            },
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -199,6 +205,12 @@ class PreviewUnsupported(RenderError):
     code = "preview_unsupported"
 
 
+class RenderTimeout(RenderError):
+    """The renderer ran out of time on the file: maybe a hostile file, maybe a busy machine; worth a later try."""
+
+    code = "render_timeout"
+
+
 class RenderUnavailable(AttachmentsImproperlyConfigured):
     """The library or program a renderer needs is not installed; the message names what brings it."""
 
@@ -217,6 +229,18 @@ class Renderer:
     version: str = "1"
     #: The sniffed content types the renderer pictures (see :meth:`accepts`).
     content_types: frozenset[str] = frozenset()
+
+    def options(self) -> dict[str, Any]:
+        """The settings that can change what the renderer makes or refuses: part of every variant's digest.
+
+        By default its public instance attributes that are plain values (the
+        options its constructor took: ``max_pixels``, ``timeout``, ...).
+        """
+        return {
+            key: value
+            for key, value in sorted(vars(self).items())
+            if not key.startswith("_") and (value is None or isinstance(value, (str, int, float, bool)))
+        }
 
     def accepts(self, content_type: str) -> bool:
         """Whether this renderer pictures files of ``content_type`` (parameters and case ignored).

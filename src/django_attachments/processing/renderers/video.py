@@ -46,6 +46,7 @@ from .base import (
     Rendered,
     Renderer,
     RenderError,
+    RenderTimeout,
     RenderUnavailable,
     VariantSpec,
     finish,
@@ -169,14 +170,14 @@ class VideoRenderer(Renderer):
         env = {key: value for key, value in os.environ.items() if key.lower() not in _PROXY_VARIABLES}
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise RenderError(f"ffmpeg took more than {self.timeout:g} s to read the file; it was stopped.")
+            raise RenderTimeout(f"ffmpeg took more than {self.timeout:g} s to read the file; it was stopped.")
         with tempfile.TemporaryFile() as errors:  # on disk: a broken file may make ffmpeg say a lot
             try:
                 completed = subprocess.run(
                     args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env, timeout=remaining
                 )
             except subprocess.TimeoutExpired:  # run() has killed and reaped ffmpeg
-                raise RenderError(
+                raise RenderTimeout(
                     f"ffmpeg took more than {self.timeout:g} s to read the file; it was stopped."
                 ) from None
             except FileNotFoundError as exc:
