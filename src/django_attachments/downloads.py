@@ -23,7 +23,8 @@ from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header, parse_etags
 
 from . import services
-from .exceptions import BlobUnavailable, StorageError
+from .conf import app_settings
+from .exceptions import BlobUnavailable, NoPreview, PreviewUnavailable, StorageError
 from .models import Blob, Variant
 from .policy import check_renderable, check_servable
 from .stores import RangeReader
@@ -110,6 +111,45 @@ def serve_blob(request: Any, blob: Blob, *, filename: str | None = None) -> Http
     """
     check_servable(blob)
     return _serve(request, blob, filename=filename)
+
+
+def variant_or_pending(blob: Blob, name: str, *, owner_type: str | None) -> Variant | None:
+    """The variant ``name`` of ``blob`` as linked to ``owner_type``; None while it is being made.
+
+    The lazy path the API and the admin share: a variant not made yet is
+    claimed and handed to a worker (with the immediate backend, made right
+    here). Raises VariantNotFound, NoPreview, the scan's BlobUnavailable
+    errors, and PreviewUnavailable (a failure waiting for its retry, or a
+    task backend that refused the task).
+    """
+    requested = services.variants.request(blob, name, owner_type=owner_type)
+    if not requested.claimed:
+        found = requested.variant
+    else:
+        from . import tasks  # the entry points' module, imported when first needed: it needs the task backends
+
+        declared = requested.declared
+        if tasks.enqueue_variant(blob.pk, declared.name, owner_type=owner_type, digest=declared.digest) is None:
+            raise PreviewUnavailable("The preview could not be handed to a worker; try again later.")
+        # An immediate backend has made it (or been refused it, or failed) by now; a worker has not.
+        found = services.variants.find(blob, declared)
+        if found is None:
+            refused = services.variants.failure(blob, declared)
+            if refused is not None:
+                raise NoPreview(refused.error or "No preview can be made of this file.")
+            services.variants.check_not_postponed(blob, declared)
+    if found is not None:
+        found.blob = blob
+    return found
+
+
+def send_variant(request: Any, variant: Variant) -> HttpResponseBase:
+    """A variant as ``DOWNLOAD_MODE`` says: a redirect to a signed URL where the store signs, else its bytes."""
+    if app_settings.DOWNLOAD_MODE == "redirect":
+        redirect = redirect_to_variant(variant)
+        if redirect is not None:
+            return redirect
+    return serve_variant(request, variant)
 
 
 def serve_variant(request: Any, variant: Variant) -> HttpResponseBase:

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from .. import downloads, services
 from ..conf import app_settings
-from ..exceptions import AttachmentError, BlobNotFound, NoPreview, PreviewUnavailable
+from ..exceptions import AttachmentError, BlobNotFound
 from ..models import Attachment, Blob
 from ..policy import caller_tenant, view_hooked_owner_types
 from ..registry import attachment_registry
@@ -167,25 +167,7 @@ class AttachmentViewSet(
         of which no preview can be made: 404 ``no_preview``.
         """
         attachment = self.get_object()
-        blob = attachment.blob
-        requested = services.variants.request(blob, variant, owner_type=attachment.owner_type)
-        found = requested.variant
-        if requested.claimed:
-            from .. import tasks  # the entry points' module: imported when first needed, as the admin does
-
-            declared = requested.declared
-            enqueued = tasks.enqueue_variant(
-                blob.pk, declared.name, owner_type=attachment.owner_type, digest=declared.digest
-            )
-            if enqueued is None:  # the backend refused it (logged): nobody would make it, so no 202
-                raise PreviewUnavailable("The preview could not be handed to a worker; try again later.")
-            # An immediate backend has made it (or been refused it) by now; a worker has not.
-            found = services.variants.find(blob, declared)
-            refused = services.variants.failure(blob, declared) if found is None else None
-            if refused is not None:
-                raise NoPreview(refused.error or "No preview can be made of this file.")
-            if found is None:  # the immediate backend could not make it now (the storage failing)
-                services.variants.check_not_postponed(blob, declared)
+        found = downloads.variant_or_pending(attachment.blob, variant, owner_type=attachment.owner_type)
         if found is None:
             response = Response(
                 {"code": "variant_pending", "detail": "The variant is being made; try again shortly."},
@@ -194,12 +176,7 @@ class AttachmentViewSet(
             response["Retry-After"] = str(VARIANT_RETRY_AFTER)
             response["Cache-Control"] = "no-store"
             return response
-        found.blob = blob
-        if app_settings.DOWNLOAD_MODE == "redirect":
-            redirect = downloads.redirect_to_variant(found)
-            if redirect is not None:
-                return redirect
-        return downloads.serve_variant(request, found)
+        return downloads.send_variant(request, found)
 
     # -- writing ---------------------------------------------------------------
 
