@@ -168,6 +168,7 @@ def test_the_patient_gallery_shows_a_real_thumbnail_of_the_photo_the_letter_and_
         page.wait_for_selector("dialog#preview[data-state=ready]")
         big = dialog.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert big == [512, 384]
+        assert dialog.locator(".message").is_hidden()  # the loading words go once the picture is there
         preview = decode(dialog.locator("img").screenshot(path=saved(tmp_path / "gallery-preview-dicom.png")))
         assert spread(preview) > 25
         page.screenshot(path=saved(tmp_path / "gallery-preview-open.png"))
