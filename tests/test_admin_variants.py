@@ -317,6 +317,15 @@ def test_on_workers_a_thumbnail_not_made_yet_is_a_placeholder_and_a_queued_task(
     assert made.status_code == 200 and decode(body(made)).size == (160, 100)
 
 
+def test_a_variant_that_could_not_be_made_now_is_a_placeholder_with_the_wait(settings, anna, files):
+    """The task backend refuses the task: nobody would make it, so 503 with Retry-After, not 202."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["elsewhere"]}}
+    preview = img(cells(anna.get(ATTACHMENTS))["photo.jpg"])["href"]
+    response = anna.get(preview)
+    assert (response.status_code, response["Content-Type"]) == (503, "image/svg+xml")
+    assert int(response["Retry-After"]) >= 1 and b"unavailable" in response.content
+
+
 # -- which variants ----------------------------------------------------------------------------------------
 
 

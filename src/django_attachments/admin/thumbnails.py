@@ -49,8 +49,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from .. import downloads
-from ..conf import app_settings
-from ..exceptions import BlobUnavailable, NoPreview, StorageError, VariantNotFound
+from ..exceptions import BlobUnavailable, NoPreview, PreviewUnavailable, StorageError, VariantNotFound
 from ..models import Blob, RenderState
 from ..policy import check_renderable
 from ..services import variants
@@ -187,34 +186,22 @@ def serve(request: Any, blob: Blob, name: str, *, owner_type: str | None) -> Htt
     image too. An undeclared name is a 404 page.
     """
     try:
-        requested = variants.request(blob, name, owner_type=owner_type)
-        found = requested.variant
-        if requested.claimed:
-            from .. import tasks  # the entry points' module: imported when first needed (see models._tasks)
-
-            declared = requested.declared
-            tasks.enqueue_variant(blob.pk, declared.name, owner_type=owner_type, digest=declared.digest)
-            # An immediate backend has made it (or been refused it) by now; a worker has not.
-            found = variants.find(blob, declared)
-            refused = variants.failure(blob, declared) if found is None else None
-            if refused is not None:
-                raise NoPreview(refused.error or "No preview can be made of this file.")
+        found = downloads.variant_or_pending(blob, name, owner_type=owner_type)
         if found is None:
             response = placeholder(_("being made"), status=202, detail=str(_("The preview is being made.")))
             response["Retry-After"] = str(RETRY_AFTER)
             return response
-        found.blob = blob
-        if app_settings.DOWNLOAD_MODE == "redirect":
-            redirect = downloads.redirect_to_variant(found)
-            if redirect is not None:
-                return redirect
-        return downloads.serve_variant(request, found)
+        return downloads.send_variant(request, found)
     except VariantNotFound:
         raise Http404(_("No such variant.")) from None
     except NoPreview as exc:
         return placeholder(_("no preview"), status=404, detail=str(exc))
     except BlobUnavailable as exc:
         return placeholder(display.refusal_label(exc), status=exc.status_code, detail=str(exc))
+    except PreviewUnavailable as exc:  # a failure waiting for its retry, or no worker took it
+        response = placeholder(_("unavailable"), status=503, detail=str(exc))
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except StorageError:
         logger.exception("Could not read a variant of blob %s from storage", blob.pk)
         return placeholder(_("unavailable"), status=503)
