@@ -5,8 +5,9 @@
  *      "variants" gives the URL of each thumbnail and preview the server can make of it; a file of
  *      which none can be made (a text file, a file not yet scanned or quarantined) has none, and its
  *      tile says so in words.
- *   2. GET each thumbnail's URL. 200: its bytes are the image. 202: a worker is making it; ask again
- *      after the Retry-After seconds, until it is made. 404 (no_preview): the renderer refused the
+ *   2. GET each thumbnail's URL. 200: its bytes are the image. 202: a worker is making it (503 with
+ *      Retry-After: it could not be made just now); ask again after the Retry-After seconds, until it
+ *      is made. 404 (no_preview): the renderer refused the
  *      file; the tile says why. A redirect (a store's signed URL) is left to the <img> to follow.
  *   3. A click on a thumbnail opens its preview in a dialog, asked for the same way.
  *
@@ -33,7 +34,7 @@
     return new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   }
 
-  /** Seconds to wait as a 202's Retry-After says: 1 to 30, 2 when it says nothing usable. */
+  /** Seconds to wait as a 202's (or 503's) Retry-After says: 1 to 30, 2 when it says nothing usable. */
   function retryAfter(response) {
     const seconds = Number(response.headers.get("Retry-After"));
     return Number.isFinite(seconds) && seconds > 0 ? Math.min(Math.max(seconds, 1), 30) : 2;
@@ -49,7 +50,8 @@
     for (let tries = 0; tries < MAX_TRIES; tries++) {
       const response = await fetch(url, { credentials: "same-origin", redirect: "manual", headers: { Accept: ACCEPT } });
       if (response.type === "opaqueredirect") return url; // a signed URL on the store: the <img> follows it
-      if (response.status === 202) {
+      // 202: a worker is making it; 503 with Retry-After: it could not be made just now, and is retried.
+      if (response.status === 202 || (response.status === 503 && response.headers.get("Retry-After"))) {
         if (onWaiting) onWaiting();
         await sleep(retryAfter(response));
         continue;
