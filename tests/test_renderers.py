@@ -209,11 +209,22 @@ def test_digest_is_sha256_of_the_canonical_output_and_renderer():
     made = VariantSpec("fit", 256, 200, "jpeg")
     expected = hashlib.sha256(
         json.dumps(
-            {"output": made.output(), "renderer": "image", "version": "1"}, sort_keys=True, separators=(",", ":")
+            {"output": made.output(), "renderer": "image", "version": "1", "options": {}},
+            sort_keys=True,
+            separators=(",", ":"),
         ).encode()
     ).hexdigest()
     assert made.digest(Named()) == expected
     assert len(expected) == 64 and expected == expected.lower()
+
+
+def test_digest_changes_with_the_renderers_options():
+    from django_attachments.processing.renderers import ImageRenderer
+
+    spec = VariantSpec("fit", 256, 256, "webp")
+    assert spec.digest(ImageRenderer()) == spec.digest(ImageRenderer())
+    assert spec.digest(ImageRenderer()) != spec.digest(ImageRenderer(max_pixels=1000))
+    assert ImageRenderer(max_pixels=1000).options() == {"max_pixels": 1000, "max_read_size": 32 * 1024 * 1024}
 
 
 def test_digest_changes_with_the_output_and_the_renderers_version_not_with_eager():

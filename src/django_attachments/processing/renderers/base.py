@@ -239,7 +239,9 @@ class Renderer:
         return {
             key: value
             for key, value in sorted(vars(self).items())
-            if not key.startswith("_") and (value is None or isinstance(value, (str, int, float, bool)))
+            if not key.startswith("_")
+            and key not in ("name", "version")  # in the digest already
+            and (value is None or isinstance(value, (str, int, float, bool)))
         }
 
     def accepts(self, content_type: str) -> bool:
