@@ -227,6 +227,16 @@ def test_digest_changes_with_the_renderers_options():
     assert ImageRenderer(max_pixels=1000).options() == {"max_pixels": 1000, "max_read_size": 32 * 1024 * 1024}
 
 
+def test_how_a_renderer_runs_is_not_part_of_the_digest():
+    """Machines whose ffmpeg lives elsewhere, or with another time limit, agree on a variant's digest."""
+    from django_attachments.processing.renderers import VideoRenderer
+
+    spec = VariantSpec("fit", 256, 256, "webp")
+    here, there = VideoRenderer(), VideoRenderer(ffmpeg="/opt/ffmpeg/bin/ffmpeg", timeout=120)
+    assert spec.digest(here) == spec.digest(there)
+    assert spec.digest(here) != spec.digest(VideoRenderer(max_read_bytes=1024))
+
+
 def test_digest_changes_with_the_output_and_the_renderers_version_not_with_eager():
     base = VariantSpec("fit", 256, 256, "webp")
     renderer = Named()

@@ -230,19 +230,14 @@ class Renderer:
     #: The sniffed content types the renderer pictures (see :meth:`accepts`).
     content_types: frozenset[str] = frozenset()
 
-    def options(self) -> dict[str, Any]:
-        """The settings that can change what the renderer makes or refuses: part of every variant's digest.
+    #: The constructor options that decide what the renderer makes or refuses (a size limit), by attribute
+    #: name: part of every variant's digest. Not the ones that only say how it runs (a program's path, a
+    #: time limit): machines configured differently must agree on the digest of the same variant.
+    digest_options: tuple[str, ...] = ()
 
-        By default its public instance attributes that are plain values (the
-        options its constructor took: ``max_pixels``, ``timeout``, ...).
-        """
-        return {
-            key: value
-            for key, value in sorted(vars(self).items())
-            if not key.startswith("_")
-            and key not in ("name", "version")  # in the digest already
-            and (value is None or isinstance(value, (str, int, float, bool)))
-        }
+    def options(self) -> dict[str, Any]:
+        """The values of :attr:`digest_options`: part of every variant's digest."""
+        return {name: getattr(self, name) for name in sorted(self.digest_options)}
 
     def accepts(self, content_type: str) -> bool:
         """Whether this renderer pictures files of ``content_type`` (parameters and case ignored).

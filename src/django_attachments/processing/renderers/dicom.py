@@ -116,6 +116,7 @@ class DicomRenderer(Renderer):
     """
 
     name = "dicom"
+    digest_options = ("max_pixels", "max_header_read")
     version = "1"
     content_types = frozenset({"application/dicom"})
 

@@ -85,6 +85,7 @@ class ImageRenderer(Renderer):
     """
 
     name = "image"
+    digest_options = ("max_pixels", "max_read_size")
     version = "1"
     content_types = frozenset(FORMATS)
 

@@ -103,6 +103,7 @@ class PdfRenderer(Renderer):
     """
 
     name = "pdf"
+    digest_options = ("max_pixels",)
     version = "1"
     content_types = frozenset({"application/pdf"})
 

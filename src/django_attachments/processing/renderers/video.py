@@ -73,6 +73,7 @@ class VideoRenderer(Renderer):
     """
 
     name = "video"
+    digest_options = ("max_read_bytes",)
     version = "1"
     content_types = frozenset(content_type for content_type in CONTENT_TYPES if content_type.startswith("video/"))
 
