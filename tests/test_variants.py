@@ -336,6 +336,7 @@ def test_a_storage_failure_is_retried_later_with_a_growing_wait_and_clients_are_
     assert (render.state, render.attempts) == (RenderState.RETRY, 2)
     assert 5 < int(again["Retry-After"]) <= 10
 
+
 # -- the pipeline and the stores -----------------------------------------------------------
 
 
