@@ -649,3 +649,51 @@ def test_each_kind_of_file_gets_its_thumbnail_on_every_store(
     extrema = image.convert("L").getextrema()
     assert extrema[1] - extrema[0] > 40, f"{kind}: a flat picture {extrema}"  # a picture, not a blank
     assert variant.storage == store.alias and store.exists(variant.storage_identifiers)
+
+
+# -- stale variants ------------------------------------------------------------------------------------
+
+
+def test_variants_of_a_changed_or_dropped_spec_are_purged_on_request_the_current_ones_kept(
+    settings, staff, owners, disk_store, declared, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = upload_jpeg(staff["a"], owners)
+        assert staff["a"].get(variant_url(created["id"], "thumb")).status_code == 200
+        orphan = upload_jpeg(staff["a"], owners, color=(1, 200, 3))
+    old = {v.name: v for v in Variant.objects.filter(blob_id=created["blob_id"])}
+    assert set(old) == {"thumb", "preview"}
+    assert staff["a"].delete(detail(orphan["id"])).status_code == 204  # its variants: the orphan purge's
+    # "thumb" changes its size, "preview" is dropped: both old pictures are stale now.
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": {**THUMB, "width": 32}}}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert staff["a"].get(variant_url(created["id"], "thumb")).status_code == 200
+    current = Variant.objects.get(blob_id=created["blob_id"], name="thumb", width=32)
+
+    dry = services.purge_stale_variants(dry_run=True)
+    assert (dry.found, dry.removed) == (2, 0) and Variant.objects.count() == 4  # 3 of the photo, 1 of the orphan
+    result = services.purge_stale_variants()
+    assert (result.found, result.removed, result.bytes) == (2, 2, old["thumb"].size + old["preview"].size)
+    left = set(Variant.objects.values_list("pk", flat=True))
+    assert current.pk in left and not {v.pk for v in old.values()} & left
+    assert Variant.objects.filter(blob_id=orphan["blob_id"]).count() == 1  # an orphan's are not touched here
+    for variant in old.values():
+        assert not disk_store.exists(variant.storage_identifiers)
+    assert disk_store.exists(current.storage_identifiers)
+    assert services.purge_stale_variants().found == 0
+
+
+def test_the_purge_command_removes_stale_variants_when_asked(
+    settings, staff, owners, disk_store, declared, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    with django_capture_on_commit_callbacks(execute=True):
+        upload_jpeg(staff["a"], owners)
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {}}
+    out = io.StringIO()
+    call_command("purge_orphan_attachments", "--stale-variants", "--json", stdout=out)
+    import json
+
+    summary = json.loads(out.getvalue())
+    assert summary["stale_variants"]["removed"] == 1 and not Variant.objects.exists()

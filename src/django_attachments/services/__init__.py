@@ -42,7 +42,7 @@ from .attaching import (
     update_attachment,
 )
 from .direct import StartedUpload, complete_upload, get_upload, receive_upload, start_upload, upload_target
-from .purging import PurgeResult, find_dangling, purge_orphans, purge_strays, purge_uploads
+from .purging import PurgeResult, find_dangling, purge_orphans, purge_stale_variants, purge_strays, purge_uploads
 from .verifying import VerifyResult, verify_blobs
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "link",
     "open_blob",
     "purge_orphans",
+    "purge_stale_variants",
     "purge_strays",
     "purge_uploads",
     "receive_upload",

@@ -356,6 +356,72 @@ def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_
                 result.bytes += upload.size  # as declared: the object may hold fewer bytes, or none
 
 
+# -- stale variants --------------------------------------------------------------
+
+
+def purge_stale_variants(
+    *,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    limit: int | None = None,
+    on_item: OnItem | None = None,
+) -> PurgeResult:
+    """Remove variants no declared spec makes any more: rows first, then bytes.
+
+    A variant is stale when its digest is none of those its file's owner
+    types declare now (the spec changed, the name was dropped, the renderer's
+    version or limits changed). Variants of an orphan blob are left to the
+    orphan purge. Run it once every process has the new settings: a process
+    still on the old ones would make the old variants again.
+    """
+    from .variants import current_digests
+
+    result = PurgeResult("stale_variants", dry_run=dry_run)
+    last = None
+    while limit is None or result.found < limit:
+        page = Variant.objects.select_related("blob").order_by("pk")
+        batch = list((page if last is None else page.filter(pk__gt=last))[:batch_size])
+        if not batch:
+            break
+        last = batch[-1].pk
+        current: dict[Any, set[str] | None] = {}
+        stale = []
+        for variant in batch:
+            if variant.blob_id not in current:
+                current[variant.blob_id] = current_digests(variant.blob)
+            digests = current[variant.blob_id]
+            if digests is not None and variant.digest not in digests:
+                stale.append(variant)
+        if limit is not None:
+            stale = stale[: limit - result.found]
+        if not dry_run and stale:
+            # Deleted only as they were read: a variant rebuilt meanwhile keeps its (new) row and bytes.
+            Variant.objects.filter(
+                pk__in=[variant.pk for variant in stale], digest__in={variant.digest for variant in stale}
+            ).delete()
+        for alias, group in _by_storage(stale).items():
+            failed = (
+                set() if dry_run else _delete_objects(alias, [v.storage_identifiers for v in group], result, "variants")
+            )
+            for variant in group:
+                result.found += 1
+                if variant.storage_identifiers.get("name") in failed:
+                    continue
+                result.bytes += variant.size
+                result.removed += 0 if dry_run else 1
+                if on_item:
+                    on_item(
+                        "stale_variant",
+                        {
+                            "id": str(variant.pk),
+                            "blob": str(variant.blob_id),
+                            "name": variant.name,
+                            "size": variant.size,
+                        },
+                    )
+    return result
+
+
 # -- dangling links ------------------------------------------------------------
 
 

@@ -521,6 +521,17 @@ def make_eager(blob: Blob, *, force: bool = False) -> list[MakeOutcome]:
     return outcomes
 
 
+def current_digests(blob: Blob) -> set[str] | None:
+    """The digests of the variants the owner types ``blob`` is linked to declare now; None for an orphan."""
+    owner_types = sorted(set(Attachment.objects.filter(blob=blob).values_list("owner_type", flat=True)))
+    if not owner_types:
+        return None
+    renderer = renderer_for(blob.content_type)
+    if renderer is None:
+        return set()
+    return {spec.digest(renderer) for owner_type in owner_types for spec in declared_specs(owner_type).values()}
+
+
 def renderable() -> QuerySet[Blob]:
     """Blobs a configured renderer reads and the scanner has passed: those that may have variants."""
     types = sorted({content_type for renderer in app_settings.RENDERERS for content_type in renderer.content_types})

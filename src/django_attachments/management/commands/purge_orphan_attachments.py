@@ -10,6 +10,7 @@ Every run also removes direct uploads that expired before they were completed
     manage.py purge_orphan_attachments --dangling           # report links whose owner is gone
     manage.py purge_orphan_attachments --dangling --delete  # ... and remove them
     manage.py purge_orphan_attachments --stray --json       # one JSON line, for cron and monitoring
+    manage.py purge_orphan_attachments --stale-variants     # variants of specs changed or dropped since
 
 Exits with status 1 when any delete failed (the objects concerned are stray
 and the next ``--stray`` run retries them; rows never point at missing bytes),
@@ -69,6 +70,12 @@ class Command(BaseCommand):
             "--dangling", action="store_true", help="Also report attachments whose owner no longer resolves."
         )
         parser.add_argument("--delete", action="store_true", help="With --dangling: remove those attachments.")
+        parser.add_argument(
+            "--stale-variants",
+            action="store_true",
+            help="Also remove variants no declared spec makes any more (a spec changed or dropped); run it once "
+            "every process has the new settings.",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be removed; change nothing.")
         parser.add_argument(
             "--json", action="store_true", help="Print the summary as one JSON object on one line (per run)."
@@ -98,6 +105,8 @@ class Command(BaseCommand):
             results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
             if options["stray"]:
                 results.append(services.purge_strays(**aged, **common, allow_young=options["allow_young_strays"]))
+            if options["stale_variants"]:
+                results.append(services.purge_stale_variants(dry_run=options["dry_run"], **common))
             if options["dangling"]:
                 results.append(services.find_dangling(delete=options["delete"] and not options["dry_run"], **common))
         except DatabaseError as exc:
