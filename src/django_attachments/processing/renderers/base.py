@@ -246,8 +246,15 @@ class Renderer:
         """
         return content_type.split(";", 1)[0].strip().lower() in self.content_types
 
+    def require_libraries(self) -> None:
+        """Raise :class:`RenderUnavailable`, naming what brings it, when a library or program it needs is missing."""
+
     def unavailable_reason(self) -> str | None:
         """Why :meth:`render` cannot run here (a library or program missing), or None when it can."""
+        try:
+            self.require_libraries()
+        except RenderUnavailable as exc:
+            return str(exc)
         return None
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
@@ -266,6 +273,13 @@ class Renderer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} version {self.version!r}>"
+
+
+def positive_int(option: str, value: Any) -> int:
+    """``value`` if it is a positive integer (not a bool), else ValueError naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{option} must be a positive integer, not {value!r}.")
+    return value
 
 
 def require(who: str, extra: str, *packages: str) -> None:

@@ -57,6 +57,7 @@ from .base import (
     RenderUnavailable,
     VariantSpec,
     finish,
+    positive_int,
     require,
 )
 
@@ -121,18 +122,11 @@ class DicomRenderer(Renderer):
     content_types = frozenset({"application/dicom"})
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_header_read: int = DEFAULT_MAX_HEADER_READ) -> None:
-        for option, value in (("max_pixels", max_pixels), ("max_header_read", max_header_read)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{option} must be a positive integer, not {value!r}.")
-        self.max_pixels = max_pixels
-        self.max_header_read = max_header_read
+        self.max_pixels = positive_int("max_pixels", max_pixels)
+        self.max_header_read = positive_int("max_header_read", max_header_read)
 
-    def unavailable_reason(self) -> str | None:
-        try:
-            _libraries()
-        except RenderUnavailable as exc:
-            return str(exc)
-        return None
+    def require_libraries(self) -> None:
+        _libraries()
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         pydicom, numpy = _libraries()

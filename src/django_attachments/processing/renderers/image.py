@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..analyzers.base import DEFAULT_MAX_READ_SIZE, ReadGuard
 from ..analyzers.image import _orientation, declared_size
-from .base import Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish, source_scale
+from .base import Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish, positive_int, source_scale
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -90,18 +90,11 @@ class ImageRenderer(Renderer):
     content_types = frozenset(FORMATS)
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_read_size: int = DEFAULT_MAX_READ_SIZE) -> None:
-        for option, value in (("max_pixels", max_pixels), ("max_read_size", max_read_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{option} must be a positive integer, not {value!r}.")
-        self.max_pixels = max_pixels
-        self.max_read_size = max_read_size
+        self.max_pixels = positive_int("max_pixels", max_pixels)
+        self.max_read_size = positive_int("max_read_size", max_read_size)
 
-    def unavailable_reason(self) -> str | None:
-        try:
-            _pillow()
-        except RenderUnavailable as exc:
-            return str(exc)
-        return None
+    def require_libraries(self) -> None:
+        _pillow()
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         return finish(self.load(stream, spec), spec)

@@ -40,7 +40,7 @@ import threading
 from typing import IO, Any
 
 from ..analyzers.base import ReadGuard
-from .base import Rendered, Renderer, RenderError, RenderUnavailable, VariantSpec, finish, require
+from .base import Rendered, Renderer, RenderError, VariantSpec, finish, positive_int, require
 
 #: The most pixels drawn: the largest box a spec can ask for.
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -108,16 +108,10 @@ class PdfRenderer(Renderer):
     content_types = frozenset({"application/pdf"})
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-            raise ValueError(f"max_pixels must be a positive integer, not {max_pixels!r}.")
-        self.max_pixels = max_pixels
+        self.max_pixels = positive_int("max_pixels", max_pixels)
 
-    def unavailable_reason(self) -> str | None:
-        try:
-            _pypdfium2()
-        except RenderUnavailable as exc:
-            return str(exc)
-        return None
+    def require_libraries(self) -> None:
+        _pypdfium2()
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         pdfium = _pypdfium2()

@@ -50,6 +50,7 @@ from .base import (
     RenderUnavailable,
     VariantSpec,
     finish,
+    positive_int,
     require,
 )
 
@@ -84,20 +85,16 @@ class VideoRenderer(Renderer):
             raise ValueError(f"ffmpeg must be a program's name or path, not {ffmpeg!r}.")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}.")
-        if isinstance(max_read_bytes, bool) or not isinstance(max_read_bytes, int) or max_read_bytes < 1:
-            raise ValueError(f"max_read_bytes must be a positive integer, not {max_read_bytes!r}.")
         self.ffmpeg = ffmpeg
         self.timeout = float(timeout)
-        self.max_read_bytes = max_read_bytes
+        self.max_read_bytes = positive_int("max_read_bytes", max_read_bytes)
 
-    def unavailable_reason(self) -> str | None:
+    def require_libraries(self) -> None:
         if shutil.which(self.ffmpeg) is None:
-            return f"VideoRenderer needs ffmpeg, which is not installed (no {self.ffmpeg!r} found; install FFmpeg)."
-        try:
-            require("VideoRenderer", "preview", "PIL")
-        except RenderUnavailable as exc:
-            return str(exc)
-        return None
+            raise RenderUnavailable(
+                f"VideoRenderer needs ffmpeg, which is not installed (no {self.ffmpeg!r} found; install FFmpeg)."
+            )
+        require("VideoRenderer", "preview", "PIL")
 
     def render(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         executable = shutil.which(self.ffmpeg)
