@@ -218,9 +218,10 @@ class RenderUnavailable(AttachmentsImproperlyConfigured):
 class Renderer:
     """Base of every renderer.
 
-    Subclasses set :attr:`name`, :attr:`version` and :attr:`content_types` and
+    Subclasses set :attr:`name`, :attr:`version` and :attr:`content_types`
+    (and :attr:`digest_options`, for limits given to the constructor) and
     implement :meth:`render`; one that stands on an optional library or
-    program overrides :meth:`unavailable_reason`.
+    program implements :meth:`require_libraries`.
     """
 
     #: A short word naming the renderer ("image", "pdf"); part of every variant's digest.
