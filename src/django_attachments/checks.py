@@ -70,30 +70,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def _check_analyzers() -> list[checks.CheckMessage]:
-    if (getattr(settings, SETTINGS_NAME, None) or {}).get("ANALYZERS") is None:
-        return []  # the default takes the built-ins that can run, silently
-    return [
-        checks.Warning(
-            f"The analyzer {analyzer!r} in DJANGO_ATTACHMENTS['ANALYZERS'] cannot run here: {reason}",
-            hint="It is skipped; install what it needs, or remove it from ANALYZERS.",
-            id="django_attachments.W004",
-        )
-        for analyzer in app_settings.ANALYZERS
-        if (reason := analyzer.unavailable_reason()) is not None
-    ]
+    return _check_listed("ANALYZERS", "analyzer", app_settings.ANALYZERS, "django_attachments.W004")
 
 
 def _check_renderers() -> list[checks.CheckMessage]:
-    if (getattr(settings, SETTINGS_NAME, None) or {}).get("RENDERERS") is None:
+    return _check_listed("RENDERERS", "renderer", app_settings.RENDERERS, "django_attachments.W006")
+
+
+def _check_listed(setting: str, kind: str, components: Any, check_id: str) -> list[checks.CheckMessage]:
+    """A warning for each component listed in ``setting`` that cannot run here (its library missing)."""
+    if (getattr(settings, SETTINGS_NAME, None) or {}).get(setting) is None:
         return []  # the default takes the built-ins that can run, silently
     return [
         checks.Warning(
-            f"The renderer {renderer!r} in DJANGO_ATTACHMENTS['RENDERERS'] cannot run here: {reason}",
-            hint="It is skipped; install what it needs, or remove it from RENDERERS.",
-            id="django_attachments.W006",
+            f"The {kind} {component!r} in DJANGO_ATTACHMENTS[{setting!r}] cannot run here: {reason}",
+            hint=f"It is skipped; install what it needs, or remove it from {setting}.",
+            id=check_id,
         )
-        for renderer in app_settings.RENDERERS
-        if (reason := renderer.unavailable_reason()) is not None
+        for component in components
+        if (reason := component.unavailable_reason()) is not None
     ]
 
 
