@@ -16,11 +16,26 @@ pypdf for :class:`PdfAnalyzer` (the ``analyze`` extra), pydicom for
 FFmpeg for :class:`MediaAnalyzer`. Importing this package needs none of them.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .base import AnalysisError, AnalysisUnavailable, Analyzer, Metadata
-from .dicom import DicomAnalyzer
-from .image import ImageAnalyzer
-from .media import MediaAnalyzer
-from .pdf import PdfAnalyzer
+
+if TYPE_CHECKING:
+    from .dicom import DicomAnalyzer
+    from .image import ImageAnalyzer
+    from .media import MediaAnalyzer
+    from .pdf import PdfAnalyzer
+
+#: The built-ins, imported on first use (a renderer's child process needs only the base's ReadGuard).
+_ANALYZERS = {"DicomAnalyzer": ".dicom", "ImageAnalyzer": ".image", "MediaAnalyzer": ".media", "PdfAnalyzer": ".pdf"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ANALYZERS:
+        return getattr(import_module(_ANALYZERS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AnalysisError",

@@ -18,6 +18,9 @@ and NumPy for :class:`DicomRenderer`, and the ``ffmpeg`` program of FFmpeg
 for :class:`VideoRenderer`. Importing this package needs none of them.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .base import (
     PreviewUnsupported,
     Rendered,
@@ -28,10 +31,22 @@ from .base import (
     VariantSpec,
     finish,
 )
-from .dicom import DicomRenderer
-from .image import ImageRenderer
-from .pdf import PdfRenderer
-from .video import VideoRenderer
+
+if TYPE_CHECKING:
+    from .dicom import DicomRenderer
+    from .image import ImageRenderer
+    from .pdf import PdfRenderer
+    from .video import VideoRenderer
+
+#: The built-ins, imported on first use: the process a PDF is drawn in (.pdf_child) needs only its own.
+_RENDERERS = {"DicomRenderer": ".dicom", "ImageRenderer": ".image", "PdfRenderer": ".pdf", "VideoRenderer": ".video"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENDERERS:
+        return getattr(import_module(_RENDERERS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The renderers a project gets unless it names its own, each used where its library is installed.
 BUILTIN_RENDERERS = (
