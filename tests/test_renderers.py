@@ -29,6 +29,7 @@ from django_attachments.processing.renderers import (
     Rendered,
     Renderer,
     RenderError,
+    RenderTimeout,
     RenderUnavailable,
     VariantSpec,
     VideoRenderer,
@@ -1601,24 +1602,45 @@ def test_pdf_drawn_in_a_child_process_is_the_one_drawn_here():
 
 @needs_pdfium
 def test_pdf_child_is_stopped_at_its_time_limit_and_that_is_a_timeout_not_a_refusal():
-    from django_attachments.processing.renderers import RenderTimeout
+    from django_attachments.processing.renderers.pdf_child import Child
 
-    with pytest.raises(RenderTimeout, match="PDFium took more than 0.001 s"):
-        PdfRenderer(timeout=0.001).render(io.BytesIO(samples.pdf()), spec())
+    hanging = Child(module="tests.pdf_child_hang")  # takes the job and never answers, as PDFium looping would
+    with hanging.lock, pytest.raises(RenderTimeout, match="PDFium took more than 0.5 s"):
+        hanging.draw({"job": 1}, io.BytesIO(b""), timeout=0.5, max_read_bytes=1)
+    assert hanging.process is None  # killed; the next job starts a new one
+
+
+def test_pdf_child_killed_by_a_signal_is_a_refusal_and_a_child_that_cannot_run_is_unavailable():
+    from django_attachments.processing.renderers.pdf_child import Child
+
+    crashing = Child(module="tests.pdf_child_crash")  # reads the job, then dies of SIGSEGV, as PDFium would
+    with crashing.lock, pytest.raises(RenderError, match=r"made the renderer crash \(signal 11\)"):
+        crashing.draw({"job": 1}, io.BytesIO(b""), timeout=30, max_read_bytes=1)
+    assert crashing.process is None  # the next job starts a new one
+    missing = Child(module="no_such_module")
+    with missing.lock, pytest.raises(RenderUnavailable, match="No module named no_such_module"):
+        missing.draw({"job": 1}, io.BytesIO(b""), timeout=30, max_read_bytes=1)
 
 
 @needs_pdfium
-def test_pdf_child_killed_by_a_signal_is_a_refusal_and_a_child_that_cannot_run_is_unavailable():
-    import subprocess
+def test_the_pdf_child_is_kept_for_the_next_pdf_and_replaced_after_a_timeout():
+    from django_attachments.processing.renderers.pdf_child import CHILD
 
-    from django_attachments.processing.renderers import RenderUnavailable
+    PdfRenderer().render(io.BytesIO(samples.pdf()), spec())
+    first = CHILD.process
+    PdfRenderer().render(io.BytesIO(samples.pdf(pages=2)), spec())
+    assert CHILD.process is first and first.poll() is None
 
-    crashed = subprocess.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
-    with pytest.raises(RenderError, match="made the renderer crash"):
-        PdfRenderer._child_result(crashed, [])
-    broken = subprocess.run([sys.executable, "-c", "import no_such_module"], capture_output=True)
-    with pytest.raises(RenderUnavailable, match="No module named 'no_such_module'"):
-        PdfRenderer._child_result(broken, broken.stderr.decode().splitlines())
+    class Slow(io.BytesIO):  # a file read slowly: the job outlasts its time limit
+        def read(self, size=-1):
+            time.sleep(0.2)
+            return super().read(size)
+
+    with pytest.raises(RenderTimeout):
+        PdfRenderer(timeout=0.3).render(Slow(samples.pdf()), spec())
+    assert first.poll() is not None  # killed
+    assert opened(PdfRenderer().render(io.BytesIO(samples.pdf()), spec())).size == (100, 50)  # drawn again
+    assert CHILD.process is not first
 
 
 @needs_pdfium

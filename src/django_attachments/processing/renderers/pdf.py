@@ -27,12 +27,12 @@ viewers open it.
 
 Isolation (the default): PDFium, a C library, cannot be interrupted, and a
 hostile file may make it loop or crash. So the page is drawn in a child
-process (:mod:`.pdf_child`), fed the stream over 127.0.0.1 by ranged
-requests (the media analyzer's loopback server, ``max_read_bytes`` at the
-most) and killed after ``timeout`` seconds (:class:`~.base.RenderTimeout`,
+process (:mod:`.pdf_child`, one per process), which asks this one for each
+block PDFium reads (``max_read_bytes`` at the most), and is killed after
+``timeout`` seconds (:class:`~.base.RenderTimeout`,
 retried later by the service). A child killed by a signal (PDFium crashed)
-is a refusal of the file. It costs a process start (a few tenths of a
-second) per preview; ``isolate=False`` draws in this process instead (:meth:`PdfRenderer.render_here`).
+is a refusal of the file. The child is kept for the next PDFs (starting one
+costs about a third of a second); ``isolate=False`` draws in this process instead (:meth:`PdfRenderer.render_here`).
 
 PDFium is not thread-safe: every call this renderer makes into it in this
 process, in any thread, holds this module's :data:`PDFIUM_LOCK` (code of a
@@ -44,23 +44,15 @@ from __future__ import annotations
 
 import ctypes
 import io
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import threading
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..analyzers.base import ReadGuard
 from .base import (
     Rendered,
     Renderer,
     RenderError,
-    RenderTimeout,
-    RenderUnavailable,
     VariantSpec,
     finish,
     positive_int,
@@ -165,70 +157,19 @@ class PdfRenderer(Renderer):
         return self._render_isolated(stream, spec) if self.isolate else self.render_here(stream, spec)
 
     def _render_isolated(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
-        """Serve the stream on 127.0.0.1 and draw in a child process, killed after :attr:`timeout` seconds."""
-        from ..analyzers.media import _PROXY_VARIABLES, serve_stream
+        """Draw in the child process, which asks for the blocks it needs; stopped after :attr:`timeout` seconds."""
+        from .pdf_child import CHILD
 
         guard = ReadGuard(stream)
         size = guard.seek(0, io.SEEK_END)
-        guard.seek(0)
         output = {key: value for key, value in vars(spec).items() if key != "eager"}
-        # The package's own folder first: the child imports it from where this process did.
-        package_root = str(Path(__file__).resolve().parents[3])
-        env = {key: value for key, value in os.environ.items() if key.lower() not in _PROXY_VARIABLES}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        outcome: subprocess.CompletedProcess[bytes] | RenderTimeout
-        with serve_stream(guard, max_bytes=self.max_read_bytes, timeout=self.timeout) as server:
-            args = [sys.executable, "-m", f"{__package__}.pdf_child", server.url, str(size), json.dumps(output)]
-            with tempfile.TemporaryFile() as errors:
-                try:
-                    outcome = subprocess.run(
-                        [*args, str(self.max_pixels)],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=errors,
-                        env=env,
-                        timeout=self.timeout,
-                    )
-                except subprocess.TimeoutExpired:  # run() has killed and reaped the child
-                    outcome = RenderTimeout(
-                        f"PDFium took more than {self.timeout:g} s to draw the first page; it was stopped."
-                    )
-                errors.seek(0)
-                complaint = errors.read(4096).decode("utf-8", "replace").strip().splitlines()
-        # The server's threads are done: what they saw is final.
-        guard.reraise_stream_error()
-        if server.failure is not None:
-            raise server.failure
-        if server.refused:
-            raise RenderError(f"The PDF is too large to preview: more than {self.max_read_bytes:,} bytes of it read.")
-        if isinstance(outcome, RenderTimeout):
-            raise outcome
-        return self._child_result(outcome, complaint)
-
-    @staticmethod
-    def _child_result(completed: subprocess.CompletedProcess[bytes], complaint: list[str]) -> Rendered:
-        from .pdf_child import ERRORS
-
-        if completed.returncode < 0:  # a signal: PDFium crashed on the file, or it ran out of memory
-            raise RenderError(f"The PDF made the renderer crash (signal {-completed.returncode}); no preview.")
-        header, _, data = completed.stdout.partition(b"\n")
-        try:
-            report = json.loads(header)
-        except ValueError:
-            report = None
-        if completed.returncode != 0 or not isinstance(report, dict):
-            # No word on the file: the child could not run (its environment), not the PDF's fault.
-            last = complaint[-1] if complaint else "no output"
-            raise RenderUnavailable(f"The PDF renderer's process failed: {last}")
-        if not report.get("ok"):
-            error = ERRORS.get(str(report.get("error")), RenderError)
-            raise error(str(report.get("message", "")))
-        return Rendered(
-            data=data,
-            width=int(report["width"]),
-            height=int(report["height"]),
-            content_type=str(report["content_type"]),
-        )
+        job = {"size": size, "spec": output, "max_pixels": self.max_pixels}
+        with CHILD.lock:
+            try:
+                return CHILD.draw(job, cast(IO[bytes], guard), self.timeout, self.max_read_bytes)
+            except Exception:
+                guard.reraise_stream_error()  # the storage failing says nothing about the file
+                raise
 
     def render_here(self, stream: IO[bytes], spec: VariantSpec) -> Rendered:
         """The first page, drawn in this process (under :data:`PDFIUM_LOCK`): no time limit, no isolation."""

@@ -1,48 +1,69 @@
-"""The process a PDF preview is drawn in, so that a hostile PDF can be stopped: ``python -m`` this module.
+"""The process PDF previews are drawn in, so that a hostile PDF can be stopped: both of its ends.
 
-:class:`~.pdf.PdfRenderer` serves the file on 127.0.0.1 (the media
-analyzer's loopback server: ranged requests, a byte limit) and runs::
+PDFium is a C library: a file that makes it loop cannot be interrupted in the
+process that called it, and one that crashes it takes that process down.
+So :class:`~.pdf.PdfRenderer` draws in a child process, started on first use
+and kept for the next PDFs (starting one costs about a third of a second,
+most of it loading PDFium), one PDF at a time per parent process
+(:data:`CHILD`). For each PDF the parent sends the child one line of JSON
+on its stdin::
 
-    python -m django_attachments.processing.renderers.pdf_child URL SIZE SPEC MAX_PIXELS
+    {"size": 3084940, "spec": {...}, "max_pixels": 16777216}
 
-This process reads the file through ranged requests, one for each block PDFium asks for,
-draws the first page in-process (:meth:`~.pdf.PdfRenderer.render_here`) and
-writes one line of JSON, then the encoded picture, to stdout::
+The child draws the first page in-process (:meth:`~.pdf.PdfRenderer.render_here`),
+asking the parent for each block PDFium reads (``{"read": [position, count]}``
+on its stdout; the parent answers with the bytes, up to the renderer's
+``max_read_bytes`` in all), and ends with one line of JSON, then the
+encoded picture::
 
-    {"ok": true, "width": 181, "height": 256, "content_type": "image/webp"}\\n<the bytes>
-    {"ok": false, "error": "RenderError", "code": "render_failed", "message": "..."}\\n
+    {"done": {"ok": true, "width": 181, "height": 256, "content_type": "image/webp", "length": 8556}}\\n<the bytes>
+    {"done": {"ok": false, "error": "RenderError", "message": "..."}}\\n
 
-The parent kills it after its time limit; a crash of PDFium (a signal) ends
-this process, not the worker's. It touches no database, no store and no
-setting.
+A child that does not answer within the renderer's ``timeout`` is killed
+(:class:`~.base.RenderTimeout`), one killed by a signal means PDFium crashed
+on the file (:class:`~.base.RenderError`); the next PDF starts a new child.
+The child touches no database, no store and no setting.
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
+import os
+import selectors
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import IO, Any, cast
-from urllib.parse import urlsplit
 
-from .base import PreviewUnsupported, RenderError, RenderTimeout, RenderUnavailable, VariantSpec
+from .base import PreviewUnsupported, Rendered, RenderError, RenderTimeout, RenderUnavailable, VariantSpec
 
 #: The errors that cross the process boundary, by name.
 ERRORS: dict[str, type[Exception]] = {
     error.__name__: error for error in (RenderError, PreviewUnsupported, RenderTimeout, RenderUnavailable)
 }
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
-class RangeFile(io.RawIOBase):
-    """A file of ``size`` bytes at ``url``, read by ranged GET requests on one kept-alive connection."""
+# -- the child's end ---------------------------------------------------------------------------------
 
-    def __init__(self, url: str, size: int, timeout: float = 60.0) -> None:
-        parts = urlsplit(url)
-        self.path = parts.path
+
+class PipeFile(io.RawIOBase):
+    """The parent's file of ``size`` bytes, read block by block over this process's pipes.
+
+    Each read sends ``{"read": [position, count]}`` on ``requests`` and takes
+    the answer on ``replies``: a line with the number of bytes that follow,
+    then those bytes (``-1``: the parent cannot give them; the read fails).
+    """
+
+    def __init__(self, size: int, requests: IO[bytes], replies: IO[bytes]) -> None:
         self.size = size
         self.position = 0
-        self.connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+        self.requests = requests
+        self.replies = replies
 
     def readable(self) -> bool:
         return True
@@ -64,41 +85,177 @@ class RangeFile(io.RawIOBase):
         wanted = min(len(buffer), self.size - self.position)
         if wanted <= 0:
             return 0
-        end = self.position + wanted - 1
-        self.connection.request("GET", self.path, headers={"Range": f"bytes={self.position}-{end}"})
-        response = self.connection.getresponse()
-        data = response.read()
-        if response.status != 206 or len(data) != wanted:
-            raise OSError(f"the file's server answered {response.status} with {len(data)} of {wanted} bytes")
-        buffer[:wanted] = data
-        self.position += wanted
-        return wanted
-
-    def close(self) -> None:
-        self.connection.close()
-        super().close()
+        self.requests.write(json.dumps({"read": [self.position, wanted]}).encode() + b"\n")
+        self.requests.flush()
+        count = int(self.replies.readline())
+        if count < 0:
+            raise OSError("the parent could not read the file")
+        data = self.replies.read(count)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
-def main(argv: list[str]) -> int:
+def draw(job: dict[str, Any], requests: IO[bytes], replies: IO[bytes]) -> tuple[dict[str, Any], bytes]:
+    """One job: the answer's header and the picture's bytes (none for an error)."""
     from .pdf import PdfRenderer
 
-    url, size, spec_json, max_pixels = argv[1], int(argv[2]), argv[3], int(argv[4])
-    spec = VariantSpec(**json.loads(spec_json))
-    out = sys.stdout.buffer
-    # Unbuffered: PDFium's own block reads are what is asked for, no more (a buffer read ahead of them).
-    with RangeFile(url, size) as raw:
-        stream = cast(IO[bytes], raw)
+    # Unbuffered: PDFium's own block reads are what is asked for, no more (a buffer would read ahead).
+    with PipeFile(int(job["size"]), requests, replies) as raw:
         try:
-            rendered = PdfRenderer(max_pixels=max_pixels, isolate=False).render_here(stream, spec)
+            renderer = PdfRenderer(max_pixels=int(job["max_pixels"]), isolate=False)
+            rendered = renderer.render_here(cast(IO[bytes], raw), VariantSpec(**job["spec"]))
         except tuple(ERRORS.values()) as exc:
-            code = getattr(exc, "code", "")
-            report = {"ok": False, "error": type(exc).__name__, "code": code, "message": str(exc)}
-            out.write(json.dumps(report).encode() + b"\n")
-            return 0
+            return {"ok": False, "error": type(exc).__name__, "message": str(exc)}, b""
+        except OSError as exc:  # the parent could not read the file: it knows why (its stream's error)
+            return {"ok": False, "error": "OSError", "message": str(exc)}, b""
     header = {"ok": True, "width": rendered.width, "height": rendered.height, "content_type": rendered.content_type}
-    out.write(json.dumps(header).encode() + b"\n" + rendered.data)
-    return 0
+    return {**header, "length": len(rendered.data)}, rendered.data
+
+
+def serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
+    """Answer each job line of ``jobs`` on ``answers``, until ``jobs`` ends (the parent went)."""
+    for line in iter(jobs.readline, b""):
+        header, data = draw(json.loads(line), answers, jobs)
+        answers.write(json.dumps({"done": header}).encode() + b"\n" + data)
+        answers.flush()
+
+
+# -- the parent's end --------------------------------------------------------------------------------
+
+
+class Child:
+    """The child process of one parent process: started on first use, killed on a timeout, started anew."""
+
+    def __init__(self, module: str = __name__) -> None:
+        #: The module the child runs (``python -m``): this one.
+        self.module = module
+        #: Held for a whole job: one PDF at a time per process, as PDFium in-process needed anyway.
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.owner = 0  # the pid that started it: a forked copy of the parent starts its own
+        self.errors: IO[bytes] | None = None
+        self.pending = b""
+
+    def draw(self, job: dict[str, Any], stream: IO[bytes], timeout: float, max_read_bytes: int) -> Rendered:
+        """Have the child draw ``job`` from ``stream`` within ``timeout`` seconds (call it holding :attr:`lock`).
+
+        The child asks for the blocks it needs; at most ``max_read_bytes`` are
+        given in all, after which its reads fail and the file is refused.
+        """
+        deadline = time.monotonic() + timeout
+        process = self._running()
+        assert process.stdin is not None
+        served = 0
+        try:
+            process.stdin.write(json.dumps(job).encode() + b"\n")
+            process.stdin.flush()
+            while True:
+                message = json.loads(self._read_line(deadline))
+                if "done" in message:
+                    header = message["done"]
+                    data = self._read_exactly(int(header.get("length", 0)), deadline)
+                    break
+                position, count = message["read"]
+                if served + count > max_read_bytes:
+                    process.stdin.write(b"-1\n")
+                    served = max_read_bytes + 1
+                else:
+                    stream.seek(position)
+                    block = stream.read(count)  # an error of the stream itself propagates (the child is stopped)
+                    served += len(block)
+                    process.stdin.write(b"%d\n" % len(block) + block)
+                process.stdin.flush()
+        except TimeoutError:
+            self.stop()
+            message = f"PDFium took more than {timeout:g} s to draw the first page; it was stopped."
+            raise RenderTimeout(message) from None
+        except (BrokenPipeError, EOFError, ValueError, KeyError, TypeError):
+            raise self._died() from None
+        except BaseException:
+            self.stop()  # mid-job (the stream failed): the child cannot be trusted to be in step any more
+            raise
+        if served > max_read_bytes:
+            raise RenderError(f"The PDF is too large to preview: more than {max_read_bytes:,} bytes of it read.")
+        if not header.get("ok"):
+            raise ERRORS.get(str(header.get("error")), RenderError)(str(header.get("message", "")))
+        width, height = int(header["width"]), int(header["height"])
+        return Rendered(data=data, width=width, height=height, content_type=str(header["content_type"]))
+
+    def stop(self) -> None:
+        if self.process is not None and self.owner == os.getpid():
+            self.process.kill()
+            self.process.wait()
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self.process, self.pending = None, b""
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is not None and self.owner == os.getpid() and self.process.poll() is None:
+            return self.process
+        if self.owner != os.getpid():
+            self.process = None  # a forked copy: the pipes are the parent's, not ours to use or close
+        self.stop()
+        # The package's own folder first: the child imports it from where this process did.
+        package_root = str(Path(__file__).resolve().parents[3])
+        env = {key: value for key, value in os.environ.items() if key.lower() not in _PROXY_VARIABLES}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if self.errors is not None:
+            self.errors.close()
+        self.errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            env=env,
+        )
+        self.owner = os.getpid()
+        return self.process
+
+    def _read_line(self, deadline: float) -> bytes:
+        while b"\n" not in self.pending:
+            self._read_more(deadline)
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line
+
+    def _read_exactly(self, length: int, deadline: float) -> bytes:
+        while len(self.pending) < length:
+            self._read_more(deadline)
+        data, self.pending = self.pending[:length], self.pending[length:]
+        return data
+
+    def _read_more(self, deadline: float) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        remaining = deadline - time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if remaining <= 0 or not selector.select(remaining):
+                raise TimeoutError
+        chunk = os.read(self.process.stdout.fileno(), 1024 * 1024)
+        if not chunk:
+            raise EOFError
+        self.pending += chunk
+
+    def _died(self) -> Exception:
+        """Why the child ended: PDFium crashed on the file (a signal), or it could not run (its environment)."""
+        assert self.process is not None
+        code = self.process.wait()
+        complaint = ""
+        if self.errors is not None:
+            self.errors.seek(0)
+            lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            complaint = lines[-1] if lines else ""
+        self.stop()
+        if code < 0:
+            return RenderError(f"The PDF made the renderer crash (signal {-code}); no preview.")
+        return RenderUnavailable(f"The PDF renderer's process failed: {complaint or f'exit status {code}'}")
+
+
+#: This process's child (one PDF at a time).
+CHILD = Child()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    serve(sys.stdin.buffer, sys.stdout.buffer)
