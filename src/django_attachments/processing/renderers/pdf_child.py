@@ -27,6 +27,7 @@ The child touches no database, no store and no setting.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -182,13 +183,24 @@ class Child:
         width, height = int(header["width"]), int(header["height"])
         return Rendered(data=data, width=width, height=height, content_type=str(header["content_type"]))
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = True) -> None:
+        """End the child: killed, or (``kill=False``, at exit) told to end by the end of its jobs."""
         if self.process is not None and self.owner == os.getpid():
-            self.process.kill()
+            if not kill and self.process.stdin is not None:
+                self.process.stdin.close()  # no more jobs: the child's loop ends
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.process.poll() is None:
+                self.process.kill()
             self.process.wait()
             for pipe in (self.process.stdin, self.process.stdout):
                 if pipe is not None:
                     pipe.close()
+        if self.errors is not None and (self.process is None or self.owner == os.getpid()):
+            self.errors.close()
+            self.errors = None
         self.process, self.pending = None, b""
 
     def _running(self) -> subprocess.Popen[bytes]:
@@ -201,8 +213,6 @@ class Child:
         package_root = str(Path(__file__).resolve().parents[3])
         env = {key: value for key, value in os.environ.items() if key.lower() not in _PROXY_VARIABLES}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        if self.errors is not None:
-            self.errors.close()
         self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module],
@@ -211,6 +221,8 @@ class Child:
             stderr=self.errors,
             env=env,
         )
+        if not self.owner:
+            atexit.register(self.stop, kill=False)  # once: no child or pipe left behind at exit
         self.owner = os.getpid()
         return self.process
 
