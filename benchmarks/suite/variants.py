@@ -372,7 +372,8 @@ def bench_rendering(ctx: Context) -> None:
             programs = [r["programs_kib"] for r in runs if r.get("programs_kib")]
             if programs:
                 table.notes.append(
-                    f"{sample.label}, {SHOWN[case]}: ffmpeg's peak RSS {mib_range(programs)} MiB (sampled every 5 ms; "
+                    f"{sample.label}, {SHOWN[case]}: its child process's peak RSS (ffmpeg; the PDF renderer's own "
+                    f"child) {mib_range(programs)} MiB (sampled every 5 ms; "
                     "not in the RSS columns, which are the Python process's)"
                 )
     table.notes.append(
