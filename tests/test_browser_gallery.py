@@ -79,10 +79,15 @@ def spread(image) -> float:
 
 
 def difference(one, other) -> float:
-    """The mean absolute difference of two pictures' pixels (0-255), compared at the first one's size."""
-    from PIL import ImageChops, ImageStat
+    """The mean absolute difference of two pictures' pixels (0-255), both averaged down to 16 pixels wide.
 
-    other = other.resize(one.size)
+    Averaged down, so that how the browser and Pillow each resample a sharp picture to the size shown (a
+    48-pixel admin thumbnail of a 256-pixel one) does not count; another picture, or a blank, still does.
+    """
+    from PIL import Image, ImageChops, ImageStat
+
+    size = (16, max(1, round(16 * one.height / one.width)))
+    one, other = (picture.convert("RGB").resize(size, Image.Resampling.BOX) for picture in (one, other))
     return sum(ImageStat.Stat(ImageChops.difference(one, other)).mean) / 3
 
 

@@ -293,3 +293,34 @@ def test_the_schema_describes_the_variant_endpoints_answers():
     responses = schema["paths"][path]["get"]["responses"]
     assert {"200", "202", "206", "302", "304", "404", "409", "503"} <= set(responses)
     assert "image/*" in responses["200"]["content"]
+
+
+def test_a_new_file_is_enqueued_once_and_a_link_of_a_stored_one_only_for_its_missing_eager_variants(
+    settings, staff, owners, disk_store, django_capture_on_commit_callbacks
+):
+    """A new blob's pipeline makes its eager variants: its own link enqueues nothing more (it raced the
+    pipeline's task before and could enqueue a second one)."""
+    settings.TASKS = DUMMY_TASKS
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": {**THUMB, "eager": True}}}
+    from django_attachments import tasks
+
+    backend = tasks.process_blob.using(backend="default").get_backend()
+    backend.clear()
+
+    def enqueued():
+        backend = tasks.process_blob.using(backend="default").get_backend()  # (a settings change makes a new one)
+        return [(r.args[0], r.args[1]) for r in backend.results if r.task.func is tasks.process_blob.func]
+
+    data = jpeg_bytes()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(staff, owners, data)
+    assert enqueued() == [(first["blob_id"], None)]  # the pipeline, every stage, once
+    tasks.process_blob.call(first["blob_id"])
+    assert Variant.objects.filter(blob_id=first["blob_id"], name="thumb").exists()
+    tasks.process_blob.using(backend="default").get_backend().clear()
+    xray = {**THUMB, "width": 48, "eager": True}  # another picture than "thumb" (the same one would be made)
+    spec = OwnerSpec(owner_type="patient", resolver=resolve_patient, variants={"xray": xray})
+    with attachment_registry.override(spec), django_capture_on_commit_callbacks(execute=True):
+        again = upload(staff["a"], "patient", owners.alice.pk, data, filename="again.jpg").json()
+    assert again["blob_id"] == first["blob_id"]
+    assert enqueued() == [(first["blob_id"], ["variants"])]  # the patient's "xray" is missing

@@ -19,7 +19,9 @@ blob_created = Signal()
 
 #: Sent when a blob is linked to an owner by a new attachment (not when an
 #: identical link already existed).
-#: Arguments: ``sender`` (the Attachment class), ``attachment``, ``user`` (or None).
+#: Arguments: ``sender`` (the Attachment class), ``attachment``, ``user`` (or None),
+#: ``new_blob`` (True when the blob was stored by this same upload, False when
+#: an existing blob was linked: a dedup hit, a link by id, known bytes).
 attachment_created = Signal()
 
 #: Sent for every attachment removed by ``unlink`` or ``unlink_all_for_owner``.

@@ -89,9 +89,11 @@ def enqueue(
 
 
 def enqueue_eager_variants(sender: Any, attachment: Any, **kwargs: Any) -> None:
-    """``attachment_created`` receiver: a link of a blob scanned already to an owner type with eager
-    variants the blob lacks enqueues the variants stage, once the link commits (a new blob's own
-    pipeline makes them otherwise)."""
+    """``attachment_created`` receiver: a link of an existing blob (scanned already) to an owner type with
+    eager variants the blob lacks enqueues the variants stage, once the link commits. A new blob's own
+    pipeline (``blob_created``) makes them: its link enqueues nothing more."""
+    if kwargs.get("new_blob"):
+        return
     owner_type = attachment.owner_type
 
     def check() -> None:

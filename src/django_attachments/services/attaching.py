@@ -231,7 +231,7 @@ def _record_blob(
             return None  # the caller reuses the winner's blob
         # After commit: a receiver that enqueues work (a scan, a preview) never sees a rolled-back blob.
         transaction.on_commit(functools.partial(_announce, blob))
-        return _link_locked(blob, link)
+        return _link_locked(blob, link, new_blob=True)
 
 
 def _announce(blob: Blob) -> None:
@@ -300,8 +300,11 @@ def _blob_id(blob: Any) -> UUID:
         raise BlobNotFound(f"No blob with id '{blob}'.") from None
 
 
-def _link_locked(blob: Blob, link: NewLink) -> tuple[Attachment, bool]:
-    """Get or create the attachment; (attachment, created). The caller holds the blob's row lock."""
+def _link_locked(blob: Blob, link: NewLink, *, new_blob: bool = False) -> tuple[Attachment, bool]:
+    """Get or create the attachment; (attachment, created). The caller holds the blob's row lock.
+
+    ``new_blob``: the blob was created in this transaction (said to ``attachment_created``'s receivers).
+    """
     lookup = dict(blob=blob, owner_type=link.owner_type, owner_id=link.owner_id, name=link.name)
     attachment = Attachment.objects.filter(**lookup).first()
     created = False
@@ -317,7 +320,7 @@ def _link_locked(blob: Blob, link: NewLink) -> tuple[Attachment, bool]:
                 raise
         else:
             created = True
-            attachment_created.send(sender=Attachment, attachment=attachment, user=link.user)
+            attachment_created.send(sender=Attachment, attachment=attachment, user=link.user, new_blob=new_blob)
     attachment.blob = blob
     return attachment, created
 
