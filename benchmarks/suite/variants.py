@@ -97,6 +97,8 @@ KINDS = {
     "dicom": Kind("dicom", f"{RENDERERS}.dicom.DicomRenderer", "dicom.py", ("renderer", "pydicom")),
     "video": Kind("video", f"{RENDERERS}.video.VideoRenderer", "video.py", ("renderer", "ffmpeg")),
 }
+#: What a case's child process is, by the kind of file (its memory is sampled apart from the Python process's).
+CHILD_PROCESS = {"video": "ffmpeg", "pdf": "the PDF renderer's child process"}
 SHOWN = {
     "renderer": "renderer",
     "pillow": "naive Pillow (anchor)",
@@ -372,8 +374,8 @@ def bench_rendering(ctx: Context) -> None:
             programs = [r["programs_kib"] for r in runs if r.get("programs_kib")]
             if programs:
                 table.notes.append(
-                    f"{sample.label}, {SHOWN[case]}: its child process's peak RSS (ffmpeg; the PDF renderer's own "
-                    f"child) {mib_range(programs)} MiB (sampled every 5 ms; "
+                    f"{sample.label}, {SHOWN[case]}: {CHILD_PROCESS.get(sample.kind.name, 'its child process')}'s "
+                    f"peak RSS {mib_range(programs)} MiB (sampled every 5 ms; "
                     "not in the RSS columns, which are the Python process's)"
                 )
     table.notes.append(
