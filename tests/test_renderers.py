@@ -1617,6 +1617,10 @@ def test_pdf_child_killed_by_a_signal_is_a_refusal_and_a_child_that_cannot_run_i
     with crashing.lock, pytest.raises(RenderError, match=r"made the renderer crash \(signal 11\)"):
         crashing.draw({"job": 1}, io.BytesIO(b""), timeout=30, max_read_bytes=1)
     assert crashing.process is None  # the next job starts a new one
+    babbling = Child(module="tests.pdf_child_babble")  # answers garbage and stays alive: killed, not waited on
+    with babbling.lock, pytest.raises(RenderUnavailable, match="process failed"):
+        babbling.draw({"job": 1}, io.BytesIO(b""), timeout=30, max_read_bytes=1)
+    assert babbling.process is None
     missing = Child(module="no_such_module")
     with missing.lock, pytest.raises(RenderUnavailable, match="No module named no_such_module"):
         missing.draw({"job": 1}, io.BytesIO(b""), timeout=30, max_read_bytes=1)

@@ -171,8 +171,10 @@ class Child:
             self.stop()
             message = f"PDFium took more than {timeout:g} s to draw the first page; it was stopped."
             raise RenderTimeout(message) from None
-        except (BrokenPipeError, EOFError, ValueError, KeyError, TypeError):
-            raise self._died() from None
+        except (BrokenPipeError, EOFError):  # it ended (or is ending): why?
+            raise self._died(out_of_step=False) from None
+        except (ValueError, KeyError, TypeError):  # it said something that is no message
+            raise self._died(out_of_step=True) from None
         except BaseException:
             self.stop()  # mid-job (the stream failed): the child cannot be trusted to be in step any more
             raise
@@ -250,17 +252,26 @@ class Child:
             raise EOFError
         self.pending += chunk
 
-    def _died(self) -> Exception:
-        """Why the child ended: PDFium crashed on the file (a signal), or it could not run (its environment)."""
+    def _died(self, *, out_of_step: bool) -> Exception:
+        """Why the child ended: PDFium crashed on the file (a signal), or it could not run (its environment).
+
+        ``out_of_step``: it is alive but said something that is no message; it is killed, not trusted.
+        """
         assert self.process is not None
-        code = self.process.wait()
+        if out_of_step:
+            self.process.kill()
+        try:
+            code = self.process.wait(timeout=5)  # its output ended: it is on its way out
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code, out_of_step = self.process.wait(), True
         complaint = ""
         if self.errors is not None:
             self.errors.seek(0)
             lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
             complaint = lines[-1] if lines else ""
         self.stop()
-        if code < 0:
+        if code < 0 and not out_of_step:  # a signal: PDFium crashed on the file, or ran out of memory
             return RenderError(f"The PDF made the renderer crash (signal {-code}); no preview.")
         return RenderUnavailable(f"The PDF renderer's process failed: {complaint or f'exit status {code}'}")
 
