@@ -697,3 +697,26 @@ def test_the_purge_command_removes_stale_variants_when_asked(
 
     summary = json.loads(out.getvalue())
     assert summary["stale_variants"]["removed"] == 1 and not Variant.objects.exists()
+
+
+def test_the_stale_purge_leaves_what_it_cannot_judge(
+    settings, staff, owners, disk_store, django_capture_on_commit_callbacks
+):
+    """A machine without a renderer, or a link to an owner type nobody registers now: not stale, kept."""
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": {**THUMB, "eager": True}}}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = upload_jpeg(staff["a"], owners)
+    variant = Variant.objects.get(blob_id=created["blob_id"])
+    # The purging process cannot render images (a cron host without Pillow's renderer configured).
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "RENDERERS": []}
+    assert services.purge_stale_variants().found == 0
+    settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "RENDERERS": None}
+    # Its owner type unregistered for now (its app may come back, with its own variants).
+    spec = attachment_registry.get("note")
+    attachment_registry.unregister("note")
+    try:
+        assert services.purge_stale_variants().found == 0
+    finally:
+        attachment_registry.register(spec)
+    assert Variant.objects.filter(pk=variant.pk).exists() and disk_store.exists(variant.storage_identifiers)
+    assert services.purge_stale_variants().found == 0  # and current, once all is back

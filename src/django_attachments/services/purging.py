@@ -370,9 +370,12 @@ def purge_stale_variants(
 
     A variant is stale when its digest is none of those its file's owner
     types declare now (the spec changed, the name was dropped, the renderer's
-    version or limits changed). Variants of an orphan blob are left to the
-    orphan purge. Run it once every process has the new settings: a process
-    still on the old ones would make the old variants again.
+    version or limits changed). Left alone: an orphan blob's variants (the
+    orphan purge's), a blob linked to an owner type nobody registers now, and
+    files whose type no renderer that can run in this process reads (see
+    :func:`~.variants.current_digests`). Run it once every process has the
+    new settings: a process still on the old ones would make the old
+    variants again.
     """
     from .variants import current_digests
 

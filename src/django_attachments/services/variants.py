@@ -522,13 +522,20 @@ def make_eager(blob: Blob, *, force: bool = False) -> list[MakeOutcome]:
 
 
 def current_digests(blob: Blob) -> set[str] | None:
-    """The digests of the variants the owner types ``blob`` is linked to declare now; None for an orphan."""
+    """The digests of the variants the owner types ``blob`` is linked to declare now.
+
+    None when this process cannot tell, and nothing may be judged stale: an
+    orphan (the orphan purge's), a blob linked to an owner type nobody
+    registers now (its app may come back, with its variants), or a type no
+    renderer that can run here reads (a machine without ffmpeg or pypdfium2
+    must not take every video's or PDF's variants for stale).
+    """
     owner_types = sorted(set(Attachment.objects.filter(blob=blob).values_list("owner_type", flat=True)))
-    if not owner_types:
+    if not owner_types or any(owner_type not in attachment_registry for owner_type in owner_types):
         return None
     renderer = renderer_for(blob.content_type)
     if renderer is None:
-        return set()
+        return None
     return {spec.digest(renderer) for owner_type in owner_types for spec in declared_specs(owner_type).values()}
 
 

@@ -126,7 +126,7 @@ class PdfRenderer(Renderer):
     """
 
     name = "pdf"
-    digest_options = ("max_pixels",)
+    digest_options = ("max_pixels", "max_read_bytes")
     version = "1"
     content_types = frozenset({"application/pdf"})
 

@@ -28,10 +28,12 @@ The child touches no database, no store and no setting.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,9 @@ ERRORS: dict[str, type[Exception]] = {
     error.__name__: error for error in (RenderError, PreviewUnsupported, RenderTimeout, RenderUnavailable)
 }
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+#: The signals that say PDFium crashed on the file (SIGKILL: the kernel's out-of-memory killer); any other
+#: (a stop signal sent to the child) says nothing about the file.
+CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE, signal.SIGKILL})
 
 
 # -- the child's end ---------------------------------------------------------------------------------
@@ -162,8 +167,7 @@ class Child:
                     process.stdin.write(b"-1\n")
                     served = max_read_bytes + 1
                 else:
-                    stream.seek(position)
-                    block = stream.read(count)  # an error of the stream itself propagates (the child is stopped)
+                    block = self._read_stream(stream, position, count)
                     served += len(block)
                     process.stdin.write(b"%d\n" % len(block) + block)
                 process.stdin.flush()
@@ -176,34 +180,47 @@ class Child:
         except (ValueError, KeyError, TypeError):  # it said something that is no message
             raise self._died(out_of_step=True) from None
         except BaseException:
-            self.stop()  # mid-job (the stream failed): the child cannot be trusted to be in step any more
+            self.stop()  # stopped mid-job (a worker's shutdown): the child is out of step
             raise
         if served > max_read_bytes:
             raise RenderError(f"The PDF is too large to preview: more than {max_read_bytes:,} bytes of it read.")
         if not header.get("ok"):
             raise ERRORS.get(str(header.get("error")), RenderError)(str(header.get("message", "")))
-        width, height = int(header["width"]), int(header["height"])
-        return Rendered(data=data, width=width, height=height, content_type=str(header["content_type"]))
+        try:
+            width, height, content_type = int(header["width"]), int(header["height"]), str(header["content_type"])
+        except (KeyError, TypeError, ValueError):
+            raise self._died(out_of_step=True) from None
+        return Rendered(data=data, width=width, height=height, content_type=content_type)
+
+    def _read_stream(self, stream: IO[bytes], position: int, count: int) -> bytes:
+        """A block of the caller's stream; its own error propagates as itself, the child stopped (out of step)."""
+        try:
+            stream.seek(position)
+            return stream.read(count)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, *, kill: bool = True) -> None:
         """End the child: killed, or (``kill=False``, at exit) told to end by the end of its jobs."""
-        if self.process is not None and self.owner == os.getpid():
-            if not kill and self.process.stdin is not None:
-                self.process.stdin.close()  # no more jobs: the child's loop ends
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.process.poll() is None:
-                self.process.kill()
-            self.process.wait()
-            for pipe in (self.process.stdin, self.process.stdout):
-                if pipe is not None:
-                    pipe.close()
-        if self.errors is not None and (self.process is None or self.owner == os.getpid()):
-            self.errors.close()
-            self.errors = None
-        self.process, self.pending = None, b""
+        try:
+            if self.process is not None and self.owner == os.getpid():
+                if not kill and self.process.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        self.process.stdin.close()  # no more jobs: the child's loop ends
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=5)
+                if self.process.poll() is None:
+                    self.process.kill()
+                self.process.wait()
+                for pipe in (self.process.stdin, self.process.stdout):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError):  # a reply buffered for a child gone: a broken pipe
+                            pipe.close()
+            if self.errors is not None and (self.process is None or self.owner == os.getpid()):
+                self.errors.close()
+        finally:
+            self.process, self.pending, self.errors = None, b"", None
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self.process is not None and self.owner == os.getpid() and self.process.poll() is None:
@@ -222,6 +239,9 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=self.errors,
             env=env,
+            # Its own session: a Ctrl-C or a stop signal sent to the worker's process group is the worker's to
+            # handle; it ends the child through its stdin (or a kill), never in the middle of a read.
+            start_new_session=True,
         )
         if not self.owner:
             atexit.register(self.stop, kill=False)  # once: no child or pipe left behind at exit
@@ -271,7 +291,7 @@ class Child:
             lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
             complaint = lines[-1] if lines else ""
         self.stop()
-        if code < 0 and not out_of_step:  # a signal: PDFium crashed on the file, or ran out of memory
+        if -code in CRASHES and not out_of_step:  # PDFium crashed on the file, or ran out of memory (killed)
             return RenderError(f"The PDF made the renderer crash (signal {-code}); no preview.")
         return RenderUnavailable(f"The PDF renderer's process failed: {complaint or f'exit status {code}'}")
 
@@ -280,5 +300,15 @@ class Child:
 CHILD = Child()
 
 
+def _forked() -> None:
+    """In a forked copy of the parent: a lock held by another thread at the fork would never be released."""
+    CHILD.lock = threading.Lock()
+    CHILD.process, CHILD.pending, CHILD.errors = None, b"", None
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (stdin closed, or killed)
     serve(sys.stdin.buffer, sys.stdout.buffer)
