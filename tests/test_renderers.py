@@ -36,6 +36,7 @@ from django_attachments.processing.renderers import (
     finish,
 )
 from tests import samples
+from tests.test_analyzers import OneWay  # a stream that reads but cannot seek
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -68,19 +69,6 @@ def close(pixel, colour, tolerance=40):
 
 def rgb(image, xy):
     return image.convert("RGB").getpixel(xy)
-
-
-class OneWay(io.RawIOBase):
-    """A stream that reads but cannot seek, like a store's RangeReader."""
-
-    def __init__(self, data):
-        self._data = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        return self._data.readinto(buffer)
 
 
 class FailingStream(io.BytesIO):
