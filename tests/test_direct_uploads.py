@@ -182,7 +182,8 @@ def test_start_send_complete(staff, owners, store, settings, pdf):
     upload = response.json()["upload"]
     assert set(upload) == {
         "id", "status", "owner_type", "owner_id", "name", "description", "filename", "size", "checksum",
-        "created_at", "expires_at", "error_code", "error", "method", "url", "headers", "complete_url",
+        "created_at", "expires_at", "error_code", "error", "method", "url", "headers", "multipart",
+        "attachment", "complete_url",
     }  # fmt: skip
     assert upload["status"] == "pending"
     assert (upload["owner_type"], upload["owner_id"]) == ("note", str(owners.alice_note.pk))
@@ -643,15 +644,18 @@ def test_object_parameters_are_signed_and_kept(staff, owners, settings, s3_serve
     assert (head["CacheControl"], head["Metadata"]) == ("max-age=60", {"a": "b"})
 
 
-def test_declared_size_beyond_one_presigned_put(staff, owners, store, settings):
+def test_declared_size_beyond_one_presigned_put_goes_in_parts_up_to_5_tib(staff, owners, store, settings):
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "MAX_UPLOAD_SIZE": None}
-    huge = 5 * 1024**3 + 1
+    huge = 5 * 1024**3 + 1  # more than one presigned PUT takes
     response = start(staff["a"], "patient", owners.alice.pk, b"", size=huge, checksum="ab" * 32)
-    if store.can_sign_uploads:
-        assert_error(response, 413, "file_too_large")  # one presigned PUT takes at most 5 GiB
-        assert not DirectUpload.objects.exists()
-    else:
-        assert response.status_code == 201 and response.json()["upload"]["size"] == huge
+    assert response.status_code == 201, response.json()
+    upload = response.json()["upload"]
+    assert upload["url"] is None and upload["multipart"]["part_size"] == 16 * 1024**2
+    assert upload["multipart"]["part_count"] == -(-huge // (16 * 1024**2))
+
+    response = start(staff["a"], "patient", owners.alice.pk, b"", size=5 * 1024**4 + 1, checksum="ab" * 32)
+    assert_error(response, 413, "file_too_large")  # S3's largest object
+    assert DirectUpload.objects.count() == 1
 
 
 # -- 12. purge --------------------------------------------------------------------------

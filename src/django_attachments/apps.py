@@ -9,7 +9,7 @@ class DjangoAttachmentsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks
-        from .signals import attachment_created, blob_created
+        from .signals import attachment_created, blob_created, upload_parts_received
 
         checks.register()
         # The pipeline starts for each new blob once its row commits (blob_created is sent on commit).
@@ -17,6 +17,10 @@ class DjangoAttachmentsConfig(AppConfig):
         # A blob linked to another owner type gets that owner type's eager variants.
         attachment_created.connect(
             _enqueue_eager_variants, dispatch_uid="django_attachments.tasks.enqueue_eager_variants"
+        )
+        # A multipart direct upload whose parts are all held is joined and read back by a task.
+        upload_parts_received.connect(
+            _enqueue_upload_verification, dispatch_uid="django_attachments.tasks.enqueue_upload_verification"
         )
 
 
@@ -31,3 +35,9 @@ def _enqueue_eager_variants(sender: object, attachment: object, **kwargs: object
     from .tasks import enqueue_eager_variants
 
     enqueue_eager_variants(sender, attachment=attachment, **kwargs)
+
+
+def _enqueue_upload_verification(sender: object, upload: object, **kwargs: object) -> None:
+    from .tasks import enqueue_upload_verification
+
+    enqueue_upload_verification(sender, upload=upload, **kwargs)

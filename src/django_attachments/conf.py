@@ -58,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
     # client must start sending the bytes, and complete the upload, before it
     # ends. A timedelta or a number of seconds.
     "UPLOAD_EXPIRY": timedelta(hours=1),
+    # Direct uploads larger than this many bytes are multipart: sent in parts,
+    # each signed with its own length and SHA-256, resumable.
+    "MULTIPART_THRESHOLD": 64 * 1024 * 1024,
+    # Bytes of each part of a multipart direct upload (5 MiB to 5 GiB); raised
+    # for a file that would otherwise need more than 10,000 parts.
+    "MULTIPART_PART_SIZE": 16 * 1024 * 1024,
     # Dotted path to a callable ``request -> str | None`` naming the caller's
     # tenant, for the API and the admin. None means single-tenant: every owner
     # is visible.
@@ -135,6 +141,10 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False, minimum: i
         raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must be {expected}, not {value!r}.")
     return value
 
+
+#: The bounds S3 sets on a part of a multipart upload (all but the last are at least the minimum).
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024**3
 
 #: The most scan attempts SCAN_MAX_ATTEMPTS may allow (retries wait at most a day each; enough for months).
 MAX_SCAN_ATTEMPTS = 100
@@ -369,6 +379,8 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "ORPHAN_GRACE_PERIOD": _duration,
     "URL_EXPIRY": _duration,
     "UPLOAD_EXPIRY": _duration,
+    "MULTIPART_THRESHOLD": lambda n, v: _bounded_int(n, v, MIN_PART_SIZE, MAX_PART_SIZE),
+    "MULTIPART_PART_SIZE": lambda n, v: _bounded_int(n, v, MIN_PART_SIZE, MAX_PART_SIZE),
     "TENANT_RESOLVER": _callable_path,
     "ADMIN_CROSS_TENANT": _callable_path,
     "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),

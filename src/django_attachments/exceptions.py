@@ -65,6 +65,10 @@ class AttachmentError(Exception):
         if field is not None:
             self.field = field
 
+    def extra(self) -> dict[str, Any]:
+        """Facts a client acts on beside ``code``, added to the API's error body (e.g. the parts missing)."""
+        return {}
+
 
 _STATUS_BY_CODE[AttachmentError.code] = AttachmentError.status_code
 
@@ -322,6 +326,64 @@ class UploadClosed(DirectUploadError):
     code = "upload_closed"
     status_code = 409
     other_codes = ("upload_exists",)
+
+
+class PartsMissing(UploadMissing):
+    """A multipart upload was completed while the storage lacks some of its parts (``missing``).
+
+    The ticket stays open: send those parts, then complete again.
+    """
+
+    code = "parts_missing"
+
+    def __init__(self, message: str, *, missing: list[int]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+    def extra(self) -> dict[str, Any]:
+        return {"missing": self.missing}
+
+
+class PartMismatch(UploadMismatch):
+    """A part the storage holds is not the one its request was signed for (length or SHA-256); ``number`` names it."""
+
+    code = "part_mismatch"
+
+    def __init__(self, message: str, *, number: int | None = None) -> None:
+        super().__init__(message)
+        self.number = number
+
+    def extra(self) -> dict[str, Any]:
+        return {} if self.number is None else {"part": self.number}
+
+
+class PartConflict(DirectUploadError):
+    """A part's SHA-256 is fixed once a request was signed for it: asking again with another is refused."""
+
+    code = "part_conflict"
+    status_code = 409
+
+
+class UploadCancelled(DirectUploadError):
+    """The upload was cancelled by its client; its bytes are gone."""
+
+    code = "upload_cancelled"
+    status_code = 409
+
+
+class UploadVerifying(DirectUploadError):
+    """The upload's bytes are all there and being verified; ask again shortly (``upload`` is the ticket).
+
+    Not done yet rather than wrong: the API's completion answers it 202 with
+    the ticket and ``Retry-After``; elsewhere it is a 409.
+    """
+
+    code = "upload_verifying"
+    status_code = 409
+
+    def __init__(self, message: str, *, upload: Any = None) -> None:
+        super().__init__(message)
+        self.upload = upload
 
 
 class UploadFailed(DirectUploadError):

@@ -242,9 +242,16 @@ class DirectUpload(models.Model):
     """
 
     PENDING = "pending"
+    #: A multipart upload whose parts are all held: its object is being joined and read back.
+    VERIFYING = "verifying"
     COMPLETED = "completed"
     FAILED = "failed"
-    STATUS_CHOICES = [(PENDING, _("pending")), (COMPLETED, _("completed")), (FAILED, _("failed"))]
+    STATUS_CHOICES = [
+        (PENDING, _("pending")),
+        (VERIFYING, _("verifying")),
+        (COMPLETED, _("completed")),
+        (FAILED, _("failed")),
+    ]
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     status = models.CharField(_("status"), max_length=16, choices=STATUS_CHOICES, default=PENDING)
@@ -257,9 +264,28 @@ class DirectUpload(models.Model):
     filename = models.CharField(_("filename"), max_length=FILENAME_MAX_LENGTH)
     declared_content_type = models.CharField(_("declared content type"), max_length=255, blank=True, default="")
     size = models.PositiveBigIntegerField(_("declared size in bytes"))
-    checksum = models.CharField(_("declared SHA-256"), max_length=64, validators=[_sha256_hex])
+    checksum = models.CharField(
+        _("declared SHA-256"),
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[_sha256_hex],
+        help_text=_("Required for a single request; optional for a multipart upload, whose parts carry their own."),
+    )
     storage = models.CharField(_("storage alias"), max_length=64)
     storage_identifiers = models.JSONField(_("storage identifiers"), default=dict)
+    multipart_id = models.CharField(
+        _("multipart upload id"),
+        max_length=1024,
+        blank=True,
+        default="",
+        help_text=_("The storage's id of the multipart upload; empty for an upload in one request."),
+    )
+    part_size = models.PositiveBigIntegerField(
+        _("part size"), null=True, blank=True, help_text=_("Bytes of every part but the last (multipart only).")
+    )
+    claim_token = models.CharField(_("verification claim"), max_length=32, blank=True, default="")
+    claimed_at = models.DateTimeField(_("verification claimed at"), null=True, blank=True)
     received_checksum = models.CharField(
         _("received SHA-256"),
         max_length=64,
@@ -302,6 +328,47 @@ class DirectUpload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} -> {self.owner_type}:{self.owner_id} ({self.status})"
+
+    @property
+    def is_multipart(self) -> bool:
+        return bool(self.multipart_id)
+
+    @property
+    def part_count(self) -> int | None:
+        """How many parts a multipart upload has (every one ``part_size`` bytes but the last); None otherwise."""
+        if not self.part_size:
+            return None
+        return max(1, -(-self.size // self.part_size))
+
+    def part_length(self, number: int) -> int:
+        """The exact length of part ``number`` (from 1) of a multipart upload."""
+        assert self.part_size
+        return min(self.part_size, self.size - (number - 1) * self.part_size)
+
+
+class UploadPart(models.Model):
+    """A part of a multipart upload that a client was given a signed request for: its length and SHA-256.
+
+    The storage says which parts it holds (``ListParts``); this row says what
+    each must be. A part's checksum is fixed once signed, so that every part
+    the storage holds is the one recorded here (the storage checked the
+    signed checksum against the bytes), and completion can hand the storage
+    the checksums it requires.
+    """
+
+    upload = models.ForeignKey(DirectUpload, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField(_("part number"))
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    checksum = models.CharField(_("SHA-256"), max_length=64, validators=[_sha256_hex])
+    created_at = models.DateTimeField(_("signed at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("upload part")
+        verbose_name_plural = _("upload parts")
+        constraints = [models.UniqueConstraint(fields=["upload", "number"], name="django_att_upload_part_unique")]
+
+    def __str__(self) -> str:
+        return f"part {self.number} of {self.upload_id}"
 
 
 class VariantQuerySet(models.QuerySet):

@@ -29,6 +29,12 @@ attachment_created = Signal()
 #: Arguments: ``sender`` (the Attachment class), ``attachment``.
 attachment_deleted = Signal()
 
+#: Sent when every part of a multipart direct upload is held and the ticket
+#: turns ``verifying``, after that commits: the task that joins and reads the
+#: object back listens (and a command sends it again for a lost task).
+#: Arguments: ``sender`` (the DirectUpload class), ``upload``.
+upload_parts_received = Signal()
+
 #: Sent for every blob the purge removes, after its row is deleted and its
 #: bytes' deletion was tried.
 #: Arguments: ``sender`` (the Blob class), ``blob`` (no longer in the database),

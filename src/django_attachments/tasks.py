@@ -35,7 +35,7 @@ from .conf import app_settings
 from .exceptions import NoPreview, VariantNotFound
 from .models import Blob
 from .policy import parseable_scans
-from .services import processing, variants
+from .services import multipart, processing, variants
 
 try:  # Django 6.0+
     from django.tasks import task  # type: ignore[import-not-found,unused-ignore]
@@ -163,4 +163,30 @@ def enqueue_variant(
         logger.exception("Could not enqueue the %r variant of blob %s.", name, blob_id)
         if digest is not None:
             variants.release_queued(blob_id, digest)
+        return None
+
+
+@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+def verify_upload(upload_id: str) -> dict[str, Any]:
+    """Join a multipart direct upload's parts, read the object back and record it; the outcome as a dict.
+
+    Safe twice or at once (the first run claims the ticket). After a storage
+    failure the claim is released; the client's next completion, or
+    ``process_attachments --pending``, announces it again.
+    """
+    return multipart.verify_upload(upload_id).as_dict()
+
+
+def enqueue_upload_verification(sender: Any, upload: Any, **kwargs: Any) -> Any:
+    """``upload_parts_received`` receiver (sent on commit): hand the ticket to :data:`verify_upload`.
+
+    A backend that refuses the task is logged; the ticket stays ``verifying``
+    and the client's next completion (or the command) announces it again once
+    its lease has passed.
+    """
+    try:
+        configured = verify_upload.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+        return configured.enqueue(str(upload.pk))
+    except Exception:
+        logger.exception("Could not enqueue the verification of direct upload %s.", upload.pk)
         return None

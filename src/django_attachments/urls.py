@@ -5,8 +5,10 @@
 Names (namespace ``django_attachments``): ``api-root`` (the prefix itself:
 the endpoints, for callers the API's permission classes let in),
 ``attachment-list``, ``attachment-detail``, ``attachment-download``; for direct
-uploads ``upload-list`` (start), ``upload-detail``, ``upload-complete`` and
-``upload-content`` (the body, where the storage cannot sign a URL).
+uploads ``upload-list`` (start), ``upload-detail`` (also DELETE: cancel),
+``upload-complete``, ``upload-parts`` (a multipart upload's parts) and, where
+the storage cannot sign a URL, ``upload-content`` (the body) and
+``upload-part`` (one part's body).
 """
 
 from typing import Any
@@ -15,7 +17,7 @@ from django.urls import path
 from rest_framework import routers
 
 from .api import access, errors
-from .api.direct import DirectUploadViewSet, UploadContentView
+from .api.direct import DirectUploadViewSet, UploadContentView, UploadPartView
 from .api.views import AttachmentViewSet
 
 app_name = "django_attachments"
@@ -52,5 +54,6 @@ router.register("attachments", AttachmentViewSet, basename="attachment")
 urlpatterns = [
     # No trailing slash: `curl -T FILE URL` appends the file's name to a URL whose path ends in one.
     path("attachments/uploads/<str:pk>/content", UploadContentView.as_view(), name="upload-content"),
+    path("attachments/uploads/<str:pk>/parts/<int:number>", UploadPartView.as_view(), name="upload-part"),
     *router.urls,
 ]

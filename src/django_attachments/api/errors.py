@@ -48,7 +48,9 @@ def to_api_error(exc: errors.AttachmentError) -> exceptions.APIException:
 
 def handle_exception(exc: Exception, context: dict[str, Any]) -> Any:
     """DRF's exception handler, plus service errors and a top-level ``code``."""
+    extra: dict[str, Any] = {}
     if isinstance(exc, errors.AttachmentError):
+        extra = exc.extra()
         exc = to_api_error(exc)
     elif isinstance(exc, Http404):
         # The same body for a missing, another tenant's, a hidden or a malformed id.
@@ -62,4 +64,5 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Any:
             codes = next(iter(codes.values())) if isinstance(codes, dict) else codes[0]
         if isinstance(codes, str):
             response.data["code"] = codes
+        response.data.update(extra)
     return response

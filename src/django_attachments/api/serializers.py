@@ -311,7 +311,11 @@ class StartUploadSerializer(_OwnerFields):
     size = StrictIntegerField(min_value=0, max_value=2**63 - 1, help_text="Exact size in bytes.")
     checksum = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$",
-        help_text="SHA-256 of the bytes, hexadecimal.",
+        required=False,
+        allow_null=True,
+        help_text="SHA-256 of the bytes, hexadecimal. Required up to MULTIPART_THRESHOLD bytes (sent in one "
+        "request); optional above it (sent in parts, each with its own SHA-256; the server reads the whole "
+        "back), where it enables the known-bytes shortcut.",
         error_messages={"invalid": "Enter a SHA-256 digest in hexadecimal (64 characters)."},
     )
     content_type = StrictCharField(
@@ -335,6 +339,12 @@ class DirectUploadSerializer(serializers.ModelSerializer):
         "Browsers set Content-Length themselves."
     )
     complete_url = serializers.SerializerMethodField()
+    checksum = serializers.SerializerMethodField(help_text="The declared SHA-256 (null when none was declared).")
+    multipart = serializers.SerializerMethodField(
+        help_text="For an upload sent in parts: the part size, the number of parts and where to ask for each "
+        "part's signed request (and what the storage holds); null for an upload sent in one request."
+    )
+    attachment = serializers.SerializerMethodField(help_text="The attachment's id once completed, else null.")
 
     class Meta:
         model = DirectUpload
@@ -355,6 +365,8 @@ class DirectUploadSerializer(serializers.ModelSerializer):
             "method",
             "url",
             "headers",
+            "multipart",
+            "attachment",
             "complete_url",
         ]
         read_only_fields = fields
@@ -381,6 +393,74 @@ class DirectUploadSerializer(serializers.ModelSerializer):
 
     def get_complete_url(self, upload: DirectUpload) -> str:
         return self.context["complete_url_for"](upload)
+
+    def get_checksum(self, upload: DirectUpload) -> str | None:
+        return upload.checksum or None
+
+    def get_multipart(self, upload: DirectUpload) -> dict[str, Any] | None:
+        if not upload.is_multipart:
+            return None
+        return {
+            "part_size": upload.part_size,
+            "part_count": upload.part_count,
+            "parts_url": self.context["parts_url_for"](upload),
+        }
+
+    def get_attachment(self, upload: DirectUpload) -> str | None:
+        return str(upload.attachment_id) if upload.attachment_id else None
+
+
+class PartChecksumSerializer(serializers.Serializer):
+    number = StrictIntegerField(min_value=1, max_value=10_000)
+    checksum = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        help_text="SHA-256 of the part's bytes, hexadecimal.",
+        error_messages={"invalid": "Enter a SHA-256 digest in hexadecimal (64 characters)."},
+    )
+
+
+class SignPartsSerializer(serializers.Serializer):
+    """application/json: the parts to sign, each with its SHA-256 (at most 100 at once)."""
+
+    parts = PartChecksumSerializer(many=True, allow_empty=False)
+
+
+class PartSerializer(serializers.Serializer):
+    """A part the storage holds."""
+
+    number = serializers.IntegerField()
+    size = serializers.IntegerField()
+    checksum = serializers.CharField(help_text="SHA-256 of the part, hexadecimal.")
+
+
+class SignedPartSerializer(PartSerializer):
+    """A part's signed request: send exactly ``size`` bytes with ``method``, ``url`` and every one of ``headers``."""
+
+    method = serializers.CharField()
+    url = serializers.CharField()
+    headers = serializers.DictField(child=serializers.CharField())
+
+
+class SignedPartsSerializer(serializers.Serializer):
+    parts = SignedPartSerializer(many=True)
+    expires_at = serializers.DateTimeField()
+
+
+class HeldPartsSerializer(serializers.Serializer):
+    part_size = serializers.IntegerField()
+    part_count = serializers.IntegerField()
+    parts = PartSerializer(many=True)
+
+
+class CompleteUploadSerializer(serializers.Serializer):
+    """application/json, optional: the whole file's SHA-256, where it was not declared at the start."""
+
+    checksum = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": "Enter a SHA-256 digest in hexadecimal (64 characters)."},
+    )
 
 
 class StartedUploadSerializer(serializers.Serializer):

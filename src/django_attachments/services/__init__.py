@@ -15,6 +15,7 @@
     services.purge_orphans()                  # blobs nothing links to, past the grace period
     services.purge_strays()                   # objects no blob references, past the grace period
     services.purge_uploads()                  # direct uploads never completed, past their expiry
+    services.purge_incomplete_uploads()       # multipart uploads no ticket knows (they cost money on S3)
     services.find_dangling(delete=True)       # links whose owner no longer resolves
     services.verify_blobs()                   # every blob's bytes still there, still the same
 
@@ -41,8 +42,25 @@ from .attaching import (
     unlink_all_for_owner,
     update_attachment,
 )
-from .direct import StartedUpload, complete_upload, get_upload, receive_upload, start_upload, upload_target
-from .purging import PurgeResult, find_dangling, purge_orphans, purge_stale_variants, purge_strays, purge_uploads
+from .direct import (
+    StartedUpload,
+    cancel_upload,
+    complete_upload,
+    get_upload,
+    receive_upload,
+    start_upload,
+    upload_target,
+)
+from .multipart import held_parts, receive_part, sign_parts, verify_upload
+from .purging import (
+    PurgeResult,
+    find_dangling,
+    purge_incomplete_uploads,
+    purge_orphans,
+    purge_stale_variants,
+    purge_strays,
+    purge_uploads,
+)
 from .verifying import VerifyResult, verify_blobs
 
 __all__ = [
@@ -51,17 +69,22 @@ __all__ = [
     "attach",
     "attachments_for",
     "blob_url",
+    "cancel_upload",
     "complete_upload",
     "find_dangling",
     "get_upload",
+    "held_parts",
     "link",
     "open_blob",
+    "purge_incomplete_uploads",
     "purge_orphans",
     "purge_stale_variants",
     "purge_strays",
     "purge_uploads",
+    "receive_part",
     "receive_upload",
     "resolve_owner",
+    "sign_parts",
     "start_upload",
     "unlink",
     "unlink_all_for_owner",
@@ -69,5 +92,6 @@ __all__ = [
     "upload_target",
     "VerifyResult",
     "verify_blobs",
+    "verify_upload",
     "variants",
 ]

@@ -47,17 +47,20 @@ from ..exceptions import (
     ObjectExists,
     ObjectMissing,
     StorageError,
+    UploadCancelled,
     UploadClosed,
     UploadExpired,
     UploadFailed,
     UploadMismatch,
     UploadMissing,
     UploadNotFound,
+    UploadVerifying,
 )
 from ..filenames import sanitize_filename
 from ..models import Attachment, Blob, DirectUpload
 from ..registry import OwnerSpec
 from ..stores import BaseStore, Identifiers, UploadTarget, get_store
+from . import multipart
 from .attaching import NewBlob, NewLink, _answer, _discard, _link_locked, _user_or_none, adopt_and_link, prepare_link
 from .holders import referenced
 
@@ -90,7 +93,7 @@ def start_upload(
     owner_id: Any,
     filename: str,
     size: int,
-    checksum: str,
+    checksum: str | None = None,
     name: str = "",
     description: str = "",
     content_type: str | None = None,
@@ -118,7 +121,16 @@ def start_upload(
     blob_tenant, blob_subject = policy.blob_keys(owner_type, owner)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
         raise InvalidValue(f"size must be a whole number of bytes, not {size!r}.", field="size")
-    if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
+    in_parts = size > app_settings.MULTIPART_THRESHOLD
+    if checksum is None or checksum == "":
+        if not in_parts:
+            raise InvalidValue(
+                f"checksum (the file's SHA-256) is required for files up to {app_settings.MULTIPART_THRESHOLD} "
+                "bytes, which are sent in one request.",
+                field="checksum",
+            )
+        checksum = ""
+    elif not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
         raise InvalidValue("checksum must be a SHA-256 digest in hexadecimal (64 characters).", field="checksum")
     checksum = checksum.lower()
     if not isinstance(filename, str):
@@ -135,6 +147,8 @@ def start_upload(
         # Known bytes: link them now (locked, so a purge cannot take the blob meanwhile).
         blob = (
             Blob.objects.select_for_update().filter(tenant=blob_tenant, subject=blob_subject, checksum=checksum).first()
+            if checksum
+            else None
         )
         if blob is not None and (may_use_known is None or may_use_known(blob)):
             policy.check_available(blob)
@@ -147,12 +161,18 @@ def start_upload(
             return StartedUpload(attachment=_answer(attachment, created), upload=None)
 
     store = get_store(app_settings.STORAGE)
-    if store.max_upload_target_size is not None and size > store.max_upload_target_size and store.can_sign_uploads:
+    identifiers = store.reserve()
+    multipart_id, part_size = "", None
+    if in_parts and store.can_multipart:
+        multipart_id, part_size = multipart.begin(store, identifiers, size)
+    elif store.max_upload_target_size is not None and size > store.max_upload_target_size and store.can_sign_uploads:
         raise FileTooLarge(
             f"Direct uploads to this storage take at most {store.max_upload_target_size} bytes; "
             "upload larger files through the API.",
             limit=store.max_upload_target_size,
         )
+    elif not checksum:
+        raise InvalidValue("checksum (the file's SHA-256) is required by this storage.", field="checksum")
     upload = DirectUpload.objects.create(
         owner_type=link.owner_type,
         owner_id=link.owner_id,
@@ -165,7 +185,9 @@ def start_upload(
         size=size,
         checksum=checksum,
         storage=store.alias,
-        storage_identifiers=store.reserve(),
+        storage_identifiers=identifiers,
+        multipart_id=multipart_id,
+        part_size=part_size,
         created_by=link.user,
         expires_at=_now() + app_settings.UPLOAD_EXPIRY,
     )
@@ -178,7 +200,7 @@ def upload_target(upload: DirectUpload) -> UploadTarget | None:
     Valid until the ticket expires.
     """
     store = get_store(upload.storage)
-    if not store.can_sign_uploads:
+    if not store.can_sign_uploads or upload.is_multipart:
         return None
     remaining = max(1, int((upload.expires_at - _now()).total_seconds()))
     return store.upload_target(
@@ -220,6 +242,8 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
         raise UploadClosed(f"This upload is {upload.status}; it takes no more bytes.")
     if upload.expires_at <= _now():
         raise UploadExpired("This upload has expired; start a new one.")
+    if upload.is_multipart:
+        raise UploadClosed("This upload is sent in parts, each to its own URL; ask for them at its parts URL.")
     if length != upload.size:
         # As S3 refuses a presigned PUT whose signed Content-Length differs: the ticket stays usable.
         raise UploadMismatch(
@@ -299,6 +323,7 @@ def _discard_unreferenced(store: BaseStore, ticket: DirectUpload) -> None:
     name = ticket.storage_identifiers.get("name")
     if name not in referenced(store.alias, [name], besides=ticket):
         _discard(store, ticket.storage_identifiers)
+    multipart.abandon(store, ticket)
 
 
 # -- 3. complete -----------------------------------------------------------------
@@ -312,17 +337,27 @@ class _Verified:
     identifiers: Identifiers
 
 
-def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> Attachment:
+def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, checksum: str | None = None) -> Attachment:
     """Verify the upload's object and record it: the attachment (``was_created`` tells if new).
 
     Raises UploadNotFound; UploadMissing while no bytes have arrived (the
-    ticket stays open); UploadFailed when they are not what was declared, the
-    type is refused, the owner is gone or the ticket expired (the object is
-    deleted, the ticket closed, and completing again raises the same). A
-    completed ticket answers its attachment again.
+    ticket stays open; PartsMissing for a multipart upload lacking parts);
+    UploadFailed when they are not what was declared, the type is refused,
+    the owner is gone or the ticket expired (the object is deleted, the
+    ticket closed, and completing again raises the same). A completed ticket
+    answers its attachment again.
+
+    A multipart upload (see :mod:`.multipart`) is verified by a task, which
+    reads the object back: this raises UploadVerifying until it has run
+    (at once, with an inline task backend). ``checksum``, the whole file's
+    SHA-256, may be given here when it was not at the start.
     """
     pk = _upload_id(upload_id)
-    failure: UploadFailed  # set where the ticket fails; raised once that is committed
+    if checksum is not None and (not isinstance(checksum, str) or not _SHA256.fullmatch(checksum)):
+        raise InvalidValue("checksum must be a SHA-256 digest in hexadecimal (64 characters).", field="checksum")
+    declared = checksum.lower() if checksum else None
+    started = _now()
+    failure: UploadFailed | None = None
     with transaction.atomic():
         # The row lock makes a second completion of the same ticket, or a PUT of its
         # bytes (receive_upload), wait; a second completion then answers from the first.
@@ -333,53 +368,147 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None) -> 
             return _completed(upload)
         if upload.status == DirectUpload.FAILED:
             raise UploadFailed(upload.error, code=upload.error_code)
-        store = get_store(upload.storage)
-        try:
-            if upload.expires_at <= _now():
-                raise UploadExpired("This upload expired before it was completed; start a new one.")
-            spec, owner = policy.resolve_owner(upload.owner_type, upload.owner_id, tenant=tenant)
-            policy.check_owner_holds(
-                upload.owner_type,
-                owner,
-                tenant=upload.tenant,
-                subject=upload.subject,
-                why=f"The {upload.owner_type} {upload.owner_id!r} changed tenant or subject since the upload began.",
-            )
-            verified = _verify(store, upload, spec)
-        except (UploadMissing, StorageError):
-            raise  # nothing to undo: the ticket stays open (a storage failure: the client may retry)
-        except AttachmentError as exc:
-            failure = _fail(store, upload, exc)
+        if upload.status == DirectUpload.VERIFYING:
+            multipart.nudge(upload)
         else:
-            new_blob = NewBlob(
-                checksum=verified.checksum,
-                size=verified.size,
-                content_type=verified.content_type,
-                tenant=upload.tenant,
-                subject=upload.subject,
-                filename=upload.filename,
-                metadata={
-                    "declared_content_type": upload.declared_content_type or None,
-                    "direct_upload": str(upload.pk),
-                },
-            )
-            link = NewLink(
-                owner_type=upload.owner_type,
-                owner_id=upload.owner_id,
-                name=upload.name,
-                description=upload.description,
-                user=_user_or_none(user) or upload.created_by,
-                filename=upload.filename,
-            )
+            store = get_store(upload.storage)
+            if declared and upload.checksum and declared != upload.checksum and not upload.is_multipart:
+                raise InvalidValue(
+                    f"The checksum {declared} differs from the {upload.checksum} declared when the upload began.",
+                    field="checksum",
+                )
             try:
-                attachment, created = adopt_and_link(store, verified.identifiers, new_blob, link)
-            except BlobUnavailable as exc:  # the same bytes, held back: these are no better
+                if upload.expires_at <= _now():
+                    raise UploadExpired("This upload expired before it was completed; start a new one.")
+                spec = _check_owner(upload, tenant)
+                if upload.is_multipart:
+                    multipart.receive_all(upload, declared)
+                else:
+                    verified = _verify(store, upload, spec)
+            except (UploadMissing, StorageError, InvalidValue):
+                raise  # nothing to undo: the ticket stays open (a storage failure: the client may retry)
+            except AttachmentError as exc:
                 failure = _fail(store, upload, exc)
             else:
-                upload.status, upload.attachment, upload.completed_at = DirectUpload.COMPLETED, attachment, _now()
-                upload.save(update_fields=["status", "attachment", "completed_at"])
-                return _answer(attachment, created)
-    raise failure
+                if not upload.is_multipart:
+                    try:
+                        attachment, created = _record(store, upload, verified, user)
+                    except BlobUnavailable as exc:  # the same bytes, held back: these are no better
+                        failure = _fail(store, upload, exc)
+                    else:
+                        return _answer(attachment, created)
+    if failure is not None:
+        raise failure
+    # A multipart upload: its verification was announced on commit; an inline task backend has run it.
+    upload.refresh_from_db()
+    if upload.status == DirectUpload.COMPLETED:
+        attachment = _completed(upload)
+        return _answer(attachment, attachment.created_at >= started)
+    if upload.status == DirectUpload.FAILED:
+        raise UploadFailed(upload.error, code=upload.error_code)
+    if upload.status == DirectUpload.PENDING:  # the verification found parts gone: send them again
+        return complete_upload(pk, tenant=tenant, user=user)
+    raise UploadVerifying(
+        "All the parts are there; the file is being verified. Complete again in a moment.", upload=upload
+    )
+
+
+def _check_owner(upload: DirectUpload, tenant: Any) -> OwnerSpec:
+    """The owner still resolves (for ``tenant``) and still holds the upload's tenant and subject; its spec."""
+    spec, owner = policy.resolve_owner(upload.owner_type, upload.owner_id, tenant=tenant)
+    policy.check_owner_holds(
+        upload.owner_type,
+        owner,
+        tenant=upload.tenant,
+        subject=upload.subject,
+        why=f"The {upload.owner_type} {upload.owner_id!r} changed tenant or subject since the upload began.",
+    )
+    return spec
+
+
+def _record(store: BaseStore, upload: DirectUpload, verified: _Verified, user: Any) -> tuple[Attachment, bool]:
+    """Under the ticket's lock: the blob (deduplicated) and the attachment of verified bytes; the ticket completed."""
+    new_blob = NewBlob(
+        checksum=verified.checksum,
+        size=verified.size,
+        content_type=verified.content_type,
+        tenant=upload.tenant,
+        subject=upload.subject,
+        filename=upload.filename,
+        metadata={
+            "declared_content_type": upload.declared_content_type or None,
+            "direct_upload": str(upload.pk),
+        },
+    )
+    link = NewLink(
+        owner_type=upload.owner_type,
+        owner_id=upload.owner_id,
+        name=upload.name,
+        description=upload.description,
+        user=_user_or_none(user) or upload.created_by,
+        filename=upload.filename,
+    )
+    attachment, created = adopt_and_link(store, verified.identifiers, new_blob, link)
+    upload.status, upload.attachment, upload.completed_at = DirectUpload.COMPLETED, attachment, _now()
+    upload.claim_token = ""
+    upload.save(update_fields=["status", "attachment", "completed_at", "claim_token"])
+    return attachment, created
+
+
+def finish_verified(upload_id: Any, token: str, read: multipart.ReadBack | AttachmentError) -> multipart.VerifyOutcome:
+    """Record a multipart upload read back by the verification holding claim ``token``, or fail its ticket.
+
+    The same checks as a single upload's completion (the owner, the declared
+    size and SHA-256, the sniffed type), then the same recording.
+    """
+    failure: AttachmentError | None = None
+    with transaction.atomic():
+        upload = _lock_ticket(upload_id)
+        if upload is None or upload.status != DirectUpload.VERIFYING or upload.claim_token != token:
+            return multipart.VerifyOutcome(str(upload_id), "busy")
+        store = get_store(upload.storage)
+        try:
+            if isinstance(read, AttachmentError):
+                raise read
+            spec = _check_owner(upload, None)
+            if read.size != upload.size:
+                raise UploadMismatch(
+                    f"The storage holds {read.size} bytes for this upload; {upload.size} were declared.",
+                    code="size_mismatch",
+                )
+            if upload.checksum and read.checksum != upload.checksum:
+                raise UploadMismatch(
+                    f"The bytes received have SHA-256 {read.checksum}, not the {upload.checksum} declared.",
+                    code="checksum_mismatch",
+                )
+            policy.check_file(spec, size=read.size, content_type=None)
+            content_type = ingest.sniff(read.head)
+            policy.check_content_type(spec, content_type, size=read.size)
+            verified = _Verified(read.size, read.checksum, content_type, read.identifiers)
+            _record(store, upload, verified, None)
+        except AttachmentError as exc:
+            failure = exc
+            _fail(store, upload, exc)
+        else:
+            transaction.on_commit(functools.partial(multipart.abandon, store, upload))
+    if failure is not None:
+        return multipart.VerifyOutcome(str(upload_id), "failed", f"{failure.code}: {failure}")
+    return multipart.VerifyOutcome(str(upload_id), "completed")
+
+
+def cancel_upload(upload_id: Any, *, tenant: Any = None) -> DirectUpload:
+    """Cancel a pending upload at its client's request: the ticket fails (``upload_cancelled``), its bytes go.
+
+    UploadClosed for one that is verifying, completed or failed already.
+    """
+    with transaction.atomic():
+        upload = _lock_ticket(_upload_id(upload_id), tenant)
+        if upload is None:
+            raise UploadNotFound(f"No upload with id '{upload_id}'.")
+        if upload.status != DirectUpload.PENDING:
+            raise UploadClosed(f"This upload is {upload.status}; it cannot be cancelled.")
+        _fail(get_store(upload.storage), upload, UploadCancelled("The upload was cancelled by its client."))
+    return upload
 
 
 def _fail(store: BaseStore, upload: DirectUpload, exc: AttachmentError) -> UploadFailed:

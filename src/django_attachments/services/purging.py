@@ -18,6 +18,12 @@
   tickets are kept for the grace period, so that a repeated completion is
   answered from the record, then removed. A pending ticket's object is not
   stray, whatever its age.
+  An expired multipart upload's parts are dropped with it (``AbortMultipartUpload``),
+  and so is one still ``verifying`` long after its expiry whose task is lost.
+- **Incomplete multipart uploads** no ticket knows, older than the grace period
+  (at least :data:`STRAY_MIN_AGE`): what a crash between beginning one and
+  recording its ticket leaves. On S3 they cost storage and appear in no
+  listing of objects.
 - **Dangling links**: attachments whose owner no longer resolves (deleted by
   a bulk query or a cascade that sent no signal). Reported; removed on request.
 
@@ -35,7 +41,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, ProtectedError
+from django.db.models import Count, ProtectedError, Q
 from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
@@ -44,8 +50,10 @@ from ..models import Attachment, Blob, DirectUpload, Variant
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
 from ..stores import StoredObject, get_store
+from ..stores.storage_api import multipart_prefix
 from .attaching import unlink_all_for_owner
 from .holders import referenced
+from .multipart import VERIFY_LEASE
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +259,9 @@ def purge_strays(
         except AttachmentsImproperlyConfigured as exc:
             result.failures.append(str(exc))
             continue
-        old_enough = (obj for obj in store.list() if _aware(obj.modified) < cutoff)
+        # Parts waiting to be joined are no blob's: the multipart purge judges them, by their ticket.
+        parts = multipart_prefix()
+        old_enough = (obj for obj in store.list() if _aware(obj.modified) < cutoff and not obj.name.startswith(parts))
         try:
             for batch in _batches(old_enough, batch_size):
                 if limit is not None:
@@ -305,8 +315,12 @@ def purge_uploads(
     """
     result = PurgeResult("uploads", dry_run=dry_run)
     now = django_timezone.now()
-    expired = DirectUpload.objects.filter(status=DirectUpload.PENDING, expires_at__lt=now).order_by("expires_at", "pk")
-    closed = DirectUpload.objects.exclude(status=DirectUpload.PENDING).filter(completed_at__lt=_cutoff(older_than))
+    # Pending past expiry; or verifying past expiry with no live claim (its task is lost: nothing will finish it).
+    stale = Q(status=DirectUpload.PENDING) | Q(status=DirectUpload.VERIFYING, claimed_at__lt=now - VERIFY_LEASE)
+    expired = DirectUpload.objects.filter(stale, expires_at__lt=now).order_by("expires_at", "pk")
+    closed = DirectUpload.objects.filter(status__in=[DirectUpload.COMPLETED, DirectUpload.FAILED]).filter(
+        completed_at__lt=_cutoff(older_than)
+    )
     if dry_run:
         for upload in (expired[:limit] if limit else expired).iterator(chunk_size=batch_size):
             _count_upload(result, upload, on_item)
@@ -322,9 +336,7 @@ def purge_uploads(
             if not batch:
                 break
             # Deleted only if still pending and expired: a completion committed meanwhile keeps its ticket.
-            DirectUpload.objects.filter(
-                pk__in=[upload.pk for upload in batch], status=DirectUpload.PENDING, expires_at__lt=now
-            ).delete()
+            DirectUpload.objects.filter(stale, pk__in=[upload.pk for upload in batch], expires_at__lt=now).delete()
         _delete_upload_objects(batch, result, on_item)
     closed_ids = list(closed.values_list("pk", flat=True)[: None if limit is None else max(0, limit - result.found)])
     for ids in _batches(closed_ids, batch_size):
@@ -349,11 +361,84 @@ def _delete_upload_objects(uploads: list[DirectUpload], result: PurgeResult, on_
         held = referenced(alias, [upload.storage_identifiers.get("name") for upload in group])
         doomed = [upload.storage_identifiers for upload in group if upload.storage_identifiers.get("name") not in held]
         failed = _delete_objects(alias, doomed, result, "expired uploads")
+        store = get_store(alias)
+        for upload in group:
+            if upload.is_multipart:
+                try:
+                    store.abort_multipart(upload.storage_identifiers, upload.multipart_id)
+                except StorageError as exc:  # no ticket knows it now: the next run finds it as incomplete
+                    result.failures.append(f"storage {alias!r}: parts of upload {upload.pk}: {exc}")
         for upload in group:
             _count_upload(result, upload, on_item)
             if upload.storage_identifiers.get("name") not in failed:
                 result.removed += 1
                 result.bytes += upload.size  # as declared: the object may hold fewer bytes, or none
+
+
+def purge_incomplete_uploads(
+    *,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+    on_item: OnItem | None = None,
+    allow_young: bool = False,
+    **_: Any,
+) -> PurgeResult:
+    """Abort multipart uploads under the key prefix that no open ticket knows, older than the grace period.
+
+    The grace period is at least :data:`STRAY_MIN_AGE` unless ``allow_young``:
+    an upload is begun a moment before its ticket is recorded.
+    """
+    result = PurgeResult("multipart", dry_run=dry_run)
+    grace = _grace(older_than)
+    cutoff = django_timezone.now() - (grace if allow_young else max(grace, STRAY_MIN_AGE))
+    aliases = set(DirectUpload.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
+    for alias in sorted(aliases):
+        try:
+            store = get_store(alias)
+        except AttachmentsImproperlyConfigured as exc:
+            result.failures.append(str(exc))
+            continue
+        if not store.can_multipart:
+            continue
+        try:
+            candidates = [u for u in store.list_multipart() if _aware(u.started) < cutoff]
+            for batch in _batches(candidates, 500):
+                ids = [u.upload_id for u in batch]
+                known = set(
+                    DirectUpload.objects.filter(
+                        storage=alias,
+                        multipart_id__in=ids,
+                        status__in=[DirectUpload.PENDING, DirectUpload.VERIFYING],
+                    ).values_list("multipart_id", flat=True)
+                )
+                for upload in batch:
+                    if upload.upload_id in known:
+                        continue
+                    if limit is not None and result.found >= limit:
+                        return result
+                    identifiers = store.identifiers_for(upload.name) if upload.name else {"storage": alias}
+                    size = _held_bytes(store, identifiers, upload.upload_id)
+                    result.found += 1
+                    result.bytes += size
+                    if on_item:
+                        on_item(
+                            "incomplete upload",
+                            {"storage": alias, "name": upload.name, "upload_id": upload.upload_id, "size": size},
+                        )
+                    if not dry_run:
+                        store.abort_multipart(identifiers, upload.upload_id)
+                        result.removed += 1
+        except StorageError as exc:
+            result.failures.append(f"storage {alias!r}: {exc}")
+    return result
+
+
+def _held_bytes(store: Any, identifiers: dict[str, Any], upload_id: str) -> int:
+    try:
+        return sum(part.size for part in store.list_parts(identifiers, upload_id))
+    except StorageError:
+        return 0
 
 
 # -- stale variants --------------------------------------------------------------

@@ -27,6 +27,7 @@ each store class names a frozen dataclass of them, with their defaults, in
 
 from __future__ import annotations
 
+import builtins
 import io
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -87,6 +88,29 @@ class UploadTarget:
     method: str
     url: str
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part a multipart upload holds (:meth:`BaseStore.list_parts`), or one to join (``complete_multipart``).
+
+    ``checksum`` is the part's SHA-256 (hex): where the store reports one when
+    listing, and always when completing (the one its request was signed with).
+    """
+
+    number: int
+    size: int
+    etag: str = ""
+    checksum: str | None = None
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A multipart upload begun under the key prefix, neither completed nor aborted (``list_multipart``)."""
+
+    name: str
+    upload_id: str
+    started: datetime
 
 
 @dataclass(frozen=True)
@@ -286,8 +310,9 @@ class BaseStore:
     #: moving blobs between storages). No built-in store does yet.
     can_copy = False
     #: Whether the multipart operations (:meth:`start_multipart`,
-    #: :meth:`part_target`, :meth:`complete_multipart`, :meth:`abort_multipart`)
-    #: work (for resumable uploads). No built-in store does yet.
+    #: :meth:`part_target`, :meth:`save_part`, :meth:`list_parts`,
+    #: :meth:`complete_multipart`, :meth:`abort_multipart`,
+    #: :meth:`list_multipart`) work (for resumable direct uploads).
     can_multipart = False
     #: The largest object :meth:`upload_target` can take (None: no limit of its own).
     max_upload_target_size: int | None = None
@@ -457,36 +482,61 @@ class BaseStore:
         raise self._not_implemented("copy_from", "can_copy")
 
     # -- optional: multipart uploads (for resumable uploads) ---------------------------
+    # A multipart upload writes the reserved object (:meth:`reserve`) in parts
+    # that a client sends, in any order and more than once, each bound to its
+    # exact length and SHA-256. Where :attr:`can_sign_uploads`, the client
+    # sends them to the storage (:meth:`part_target`); elsewhere the API
+    # receives them and hands them to :meth:`save_part`.
 
     def start_multipart(self, identifiers: Identifiers, *, content_type: str) -> str:
-        """Begin a multipart upload to a reserved name (:meth:`reserve`); return the upload's id.
-
-        Where :attr:`can_multipart`.
-        """
+        """Begin a multipart upload to a reserved name; return the upload's id. Where :attr:`can_multipart`."""
         raise self._not_implemented("start_multipart", "can_multipart")
 
     def part_target(
         self, identifiers: Identifiers, upload_id: str, *, number: int, size: int, checksum: str, expires: int
-    ) -> UploadTarget:
+    ) -> UploadTarget | None:
         """A signed request a client sends part ``number`` (from 1) with, bound to its ``size`` and ``checksum``.
 
-        Where :attr:`can_multipart`.
+        None where the store cannot sign (the API then takes the part and calls :meth:`save_part`).
         """
-        raise self._not_implemented("part_target", "can_multipart")
+        if not self.can_multipart:
+            raise self._not_implemented("part_target", "can_multipart")
+        return None
 
-    def complete_multipart(
-        self, identifiers: Identifiers, upload_id: str, parts: Sequence[Mapping[str, Any]]
-    ) -> Identifiers:
-        """Join the uploaded ``parts`` into the object, never overwriting one already there.
+    def save_part(
+        self, identifiers: Identifiers, upload_id: str, *, number: int, content: File, size: int, checksum: str
+    ) -> UploadedPart:
+        """Keep part ``number``, whose ``size`` and ``checksum`` the caller verified (stores that cannot sign).
 
-        ``parts`` as the part requests' answers gave them (number, ETag,
-        checksum). Where :attr:`can_multipart`.
+        A part already held with that checksum is kept as it is (the same bytes).
+        """
+        raise self._not_implemented("save_part", "can_multipart")
+
+    def list_parts(self, identifiers: Identifiers, upload_id: str) -> builtins.list[UploadedPart]:
+        """The parts the upload holds whole, by number.
+
+        Raises :class:`~django_attachments.exceptions.ObjectMissing` when the
+        upload is unknown (completed or aborted).
+        """
+        raise self._not_implemented("list_parts", "can_multipart")
+
+    def complete_multipart(self, identifiers: Identifiers, upload_id: str, parts: Sequence[UploadedPart]) -> ObjectStat:
+        """Join ``parts`` (numbers 1..N, each with its checksum) into the reserved object; what it then is.
+
+        Never overwrites an object there (:class:`~django_attachments.exceptions.ObjectExists`);
+        :class:`~django_attachments.exceptions.ObjectMissing` when the upload
+        is unknown. The stat's ``checksum`` is the whole object's SHA-256 where
+        the store read the bytes to join them, else None.
         """
         raise self._not_implemented("complete_multipart", "can_multipart")
 
     def abort_multipart(self, identifiers: Identifiers, upload_id: str) -> None:
-        """Drop an unfinished multipart upload and the parts it holds. Where :attr:`can_multipart`."""
+        """Drop an unfinished multipart upload and the parts it holds; an unknown upload is no error."""
         raise self._not_implemented("abort_multipart", "can_multipart")
+
+    def list_multipart(self) -> Iterator[IncompleteUpload]:
+        """Every multipart upload begun under the key prefix and not completed nor aborted."""
+        raise self._not_implemented("list_multipart", "can_multipart")
 
 
 def wrap_errors(action: str, name: str, exc: Exception) -> StorageError:

@@ -1,7 +1,9 @@
 """``manage.py purge_orphan_attachments``: remove orphan blobs, stray objects and dangling links.
 
 Every run also removes direct uploads that expired before they were completed
-(their tickets and objects), and closed tickets older than the grace period.
+(their tickets, objects and parts), closed tickets older than the grace
+period, and multipart uploads that no ticket knows (older than the grace
+period, and at least an hour: ``multipart`` in the summary).
 
 ::
 
@@ -85,7 +87,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-young-strays",
             action="store_true",
-            help=f"Let --stray delete objects younger than {STRAY_MIN_AGE} (only with uploads stopped).",
+            help=f"Let --stray delete objects, and the purge abort multipart uploads no ticket knows, younger than "
+            f"{STRAY_MIN_AGE} (only with uploads stopped).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -102,7 +105,11 @@ class Command(BaseCommand):
         common = {"batch_size": options["batch_size"], "limit": options["limit"], "on_item": self.on_item}
         aged = {"older_than": options["older_than"], "dry_run": options["dry_run"]}
         try:
-            results = [services.purge_orphans(**aged, **common), services.purge_uploads(**aged, **common)]
+            results = [
+                services.purge_orphans(**aged, **common),
+                services.purge_uploads(**aged, **common),
+                services.purge_incomplete_uploads(**aged, **common, allow_young=options["allow_young_strays"]),
+            ]
             if options["stray"]:
                 results.append(services.purge_strays(**aged, **common, allow_young=options["allow_young_strays"]))
             if options["stale_variants"]:
