@@ -258,3 +258,122 @@ def test_first_requests_for_a_lazy_variant_render_it_once(server):
     assert not problems, "\n".join(problems[:10]) + "\n" + server.log.read_text(errors="replace")[-4000:]
     verified = server.manage("verify_attachments", "--json")
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
+
+
+# -- multipart uploads: parts sent twice, completions, and a cancel, all at once -----------------
+
+MULTIPART_ROUNDS = int(os.environ.get("LIVE_MULTIPART_ROUNDS", "15"))
+PART = 5 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def multipart_server(tmp_path_factory):
+    """The example project with multipart uploads from 5 MiB up, in parts of 5 MiB (S3's smallest)."""
+    database = "postgres" if os.environ.get("DJANGO_ATTACHMENTS_TEST_PG") else "sqlite"
+    env = {"ATTACHMENTS_MULTIPART_THRESHOLD": str(PART), "ATTACHMENTS_MULTIPART_PART_SIZE": str(PART)}
+    with example_server(tmp_path_factory.mktemp("race-multipart"), database=database, env=env) as server:
+        saved = dict(SESSION)
+        SESSION.clear()
+        SESSION.update(log_in(server.url))
+        yield server
+        SESSION.clear()
+        SESSION.update(saved)
+
+
+def multipart_race(base_url: str, ticket: dict, parts: list, pieces: list, *, cancel: bool) -> list:
+    """Each part sent twice, three completing clients and maybe a cancel, released at once; their answers."""
+    answers: list[tuple[str, int, object]] = []
+    barrier = threading.Barrier(2 * len(parts) + 3 + (1 if cancel else 0))
+    complete_path = urlsplit(ticket["complete_url"]).path
+
+    def send(part: dict) -> None:
+        barrier.wait()
+        status, body = put(part, pieces[part["number"] - 1])
+        answers.append(("put", status, body[:200]))
+
+    def complete() -> None:
+        barrier.wait()
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            status, body = api_json(base_url, "POST", complete_path)
+            code = body.get("code") if isinstance(body, dict) else None
+            if (status == 202 or (status == 400 and code == "parts_missing")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            answers.append(("complete", status, body))
+            return
+
+    def cancel_it() -> None:
+        barrier.wait()
+        time.sleep(random.random() * 0.05)
+        status, body = api_json(base_url, "DELETE", f"/api/attachments/uploads/{ticket['id']}/")
+        answers.append(("cancel", status, body))
+
+    threads = [threading.Thread(target=send, args=(part,)) for part in parts * 2]
+    threads += [threading.Thread(target=complete) for _ in range(3)]
+    if cancel:
+        threads.append(threading.Thread(target=cancel_it))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_parts_sent_twice_racing_completions_and_a_cancel_never_make_a_wrong_blob(multipart_server):
+    """Each round: both parts sent twice at once (two tabs), three clients completing again and again, and
+    in every third round a fourth cancelling. Either the upload completes (one 201, the other answers 200,
+    the blob is exactly the file) or it is cancelled (every later answer 409); never a 5xx."""
+    server = multipart_server
+    owner_id = patient_id(server.url)
+    rng = random.Random(17)
+    completed: list[tuple[str, bytes]] = []
+    problems: list[str] = []
+
+    for round_number in range(MULTIPART_ROUNDS):
+        data = os.urandom(PART + rng.randrange(1, 2 * 1024 * 1024))
+        status, started = api_json(
+            server.url,
+            "POST",
+            "/api/attachments/uploads/",
+            {"owner_type": "patient", "owner_id": owner_id, "filename": f"mp-{round_number}.bin", "size": len(data)},
+        )
+        assert status == 201 and started["upload"]["multipart"], started
+        ticket = started["upload"]
+        pieces = [data[:PART], data[PART:]]
+        wanted = [{"number": n, "checksum": hashlib.sha256(p).hexdigest()} for n, p in enumerate(pieces, 1)]
+        status, signed = api_json(
+            server.url, "POST", urlsplit(ticket["multipart"]["parts_url"]).path, {"parts": wanted}
+        )
+        assert status == 200, signed
+        answers = multipart_race(server.url, ticket, signed["parts"], pieces, cancel=round_number % 3 == 2)
+
+        if any(status >= 500 for _, status, _ in answers):
+            problems.append(f"round {round_number}: a 5xx: {answers}")
+            continue
+        completions = sorted(status for kind, status, _ in answers if kind == "complete")
+        cancelled = any(kind == "cancel" and status == 204 for kind, status, _ in answers)
+        if cancelled:
+            # Completions that came before the cancel may have answered 400 parts_missing; after it, 409.
+            if any(status in (200, 201) for kind, status, _ in answers if kind == "complete"):
+                problems.append(f"round {round_number}: cancelled, yet completed: {answers}")
+            continue
+        if completions != [200, 200, 201]:
+            problems.append(f"round {round_number}: completions {completions}: {answers}")
+            continue
+        bodies = [body for kind, status, body in answers if kind == "complete"]
+        attachment = next(body["attachment"] for body in bodies if body["upload"]["status"] == "completed")
+        assert all(body["attachment"]["id"] == attachment["id"] for body in bodies)
+        assert attachment["checksum"] == hashlib.sha256(data).hexdigest()
+        completed.append((attachment["download_url"], data))
+
+    assert not problems, "\n".join(problems[:10]) + "\n" + server.log.read_text(errors="replace")[-4000:]
+    for url, data in completed:
+        status, body = request(server.url, "GET", urlsplit(url).path)
+        assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest(), (url, status)
+    verified = server.manage("verify_attachments", "--json")
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
+    purge = server.manage(
+        "purge_orphan_attachments", "--json", "--dry-run", "--older-than", "0s", "--allow-young-strays"
+    )
+    assert purge.returncode == 0 and json.loads(purge.stdout)["multipart"]["found"] == 0, purge.stdout

@@ -448,3 +448,23 @@ def test_a_join_that_died_midway_is_joined_again(staff, owners, disk_store, sett
     with store.open(blob.storage_identifiers) as stream:
         assert hashlib.sha256(b"".join(stream.chunks())).hexdigest() == sha256(big_file)
     assert incomplete(store) == []
+
+
+def test_process_attachments_finishes_a_verification_whose_task_was_lost(staff, owners, store, settings, big_file):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    settings.TASKS = DUMMY_TASKS  # the task is queued, and never runs
+    upload = begin(staff["a"], owners, big_file)
+    send_parts(staff["a"], upload, big_file)
+    assert complete(staff["a"], upload).status_code == 202
+    out = io.StringIO()
+    call_command("process_attachments", "--json", stdout=out)
+    assert json.loads(out.getvalue())["uploads"] == []  # queued a moment ago: the worker's, not ours
+    DirectUpload.objects.filter(pk=upload["id"]).update(claimed_at=timezone.now() - timedelta(minutes=6))
+    out = io.StringIO()
+    call_command("process_attachments", "--json", stdout=out)
+    assert json.loads(out.getvalue())["uploads"] == [{"id": upload["id"], "status": "completed"}]
+    assert complete(staff["a"], upload).status_code == 200

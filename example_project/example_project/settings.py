@@ -178,6 +178,9 @@ LOGGING = {
 
 DJANGO_ATTACHMENTS = {
     "MAX_UPLOAD_SIZE": int(os.environ.get("ATTACHMENTS_MAX_UPLOAD_SIZE", 25 * 1024 * 1024)),
+    # Direct uploads above this size go in parts (resumable; each part's SHA-256 checked by the storage).
+    "MULTIPART_THRESHOLD": int(os.environ.get("ATTACHMENTS_MULTIPART_THRESHOLD", 64 * 1024 * 1024)),
+    "MULTIPART_PART_SIZE": int(os.environ.get("ATTACHMENTS_MULTIPART_PART_SIZE", 16 * 1024 * 1024)),
     # Without a scanner every file is served as soon as it is stored (its scan_state "not_scanned"); with
     # one, a file is served once the scanner passed it, and a file it finds a threat in is quarantined.
     "SCANNER": (

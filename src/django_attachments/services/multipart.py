@@ -233,14 +233,22 @@ def receive_part(upload: DirectUpload, number: int, stream: IO[bytes], *, length
                 code="checksum_mismatch",
             )
         spool.flush()
-        get_store(upload.storage).save_part(
-            upload.storage_identifiers,
-            upload.multipart_id,
-            number=number,
-            content=spool,
-            size=length,
-            checksum=checksum,
-        )
+        from .direct import _lock_ticket
+
+        # Kept under the ticket's lock, which completion and cancelling take too: a part that
+        # arrives once the parts are being joined, or dropped, is refused rather than left behind.
+        with transaction.atomic():
+            ticket = _lock_ticket(upload.pk)
+            if ticket is None or ticket.status != DirectUpload.PENDING:
+                raise UploadClosed("This upload was closed while the part arrived; nothing was kept.")
+            get_store(upload.storage).save_part(
+                upload.storage_identifiers,
+                upload.multipart_id,
+                number=number,
+                content=spool,
+                size=length,
+                checksum=checksum,
+            )
 
 
 # -- 3. what the storage holds -------------------------------------------------------

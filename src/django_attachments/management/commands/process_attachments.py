@@ -4,7 +4,8 @@ What a dead worker left, the backlog of a scanner or an analyzer configured
 after the files came, a re-scan with new signatures or a re-analysis after an
 analyzer's upgrade::
 
-    manage.py process_attachments                    # what is due (pending, failed): what workers left
+    manage.py process_attachments                    # what is due (pending, failed): what workers left,
+                                                     # and multipart uploads whose verification was lost
     manage.py process_attachments --scan             # the scan only: what is due, and the blobs stored
                                                      # before the scanner came (not scanned)
     manage.py process_attachments --analyze          # the analyzers only: what is due, and the blobs never
@@ -47,9 +48,9 @@ from django.db.models import QuerySet
 
 from ...conf import app_settings
 from ...exceptions import NoPreview, VariantNotFound
-from ...models import AnalysisState, Blob, ScanState
+from ...models import AnalysisState, Blob, DirectUpload, ScanState
 from ...registry import attachment_registry
-from ...services import processing, variants
+from ...services import multipart, processing, variants
 from ..progress import Progress
 from .purge_orphan_attachments import positive
 
@@ -136,6 +137,8 @@ class Summary:
     errors: list[dict[str, Any]] = field(default_factory=list)
     #: Blobs the task backend refused (--enqueue); they stay due.
     not_enqueued: list[str] = field(default_factory=list)
+    #: {"id", "status"}: multipart direct uploads whose verification a lost task left (pending selection only).
+    uploads: list[dict[str, Any]] = field(default_factory=list)
     #: The last blob handled: ``--after`` it resumes the run.
     last_blob: str | None = None
     interrupted: bool = False
@@ -163,6 +166,7 @@ class Summary:
             "failed": self.failed,
             "analysis_failed": self.analysis_failed,
             "refused": self.refused,
+            "uploads": self.uploads,
             "variants": self.variants,
             "errors": self.errors,
             "not_enqueued": self.not_enqueued,
@@ -300,6 +304,8 @@ class Command(BaseCommand):
         progress.update(0, force=True)  # at once: the first blob may take a while
         try:
             with self.stop_after_current_blob():
+                if selection == "pending" and not names:
+                    self.finish_uploads(summary, enqueue=options["enqueue"])
                 for pk in self.blob_ids(queryset, limit=options["limit"], batch_size=options["batch_size"]):
                     if names:
                         self.variants_one(pk, names, forced, summary, enqueue=options["enqueue"])
@@ -387,6 +393,22 @@ class Command(BaseCommand):
                 yield pk
                 handed += 1
             last = batch[-1]
+
+    def finish_uploads(self, summary: Summary, *, enqueue: bool) -> None:
+        """Verify the multipart direct uploads whose task was lost (verifying, unclaimed past the lease)."""
+        from ... import tasks
+
+        stalled = DirectUpload.objects.filter(status=DirectUpload.VERIFYING).order_by("created_at")
+        for upload in stalled.iterator():
+            if not multipart.is_stalled(upload):
+                continue
+            if enqueue:
+                queued = tasks.enqueue_upload_verification(DirectUpload, upload=upload)
+                status = "enqueued" if queued is not None else "not_enqueued"
+            else:
+                status = multipart.verify_upload(upload.pk).status
+            summary.uploads.append({"id": str(upload.pk), "status": status})
+            self.line(f"upload {upload.pk}: {status}")
 
     def process_one(self, pk: Any, stages: list[str], forced: bool, summary: Summary) -> None:
         # A forced re-scan that cannot run leaves a clean blob as it was: what it was tells the two apart.
@@ -589,6 +611,8 @@ class Command(BaseCommand):
         if summary.interrupted:
             text = f"[interrupted] {text}"
         self.stdout.write(text)
+        for item in summary.uploads:
+            self.stdout.write(f"  multipart upload verified: {item['id']} ({item['status']})")
         for item in summary.infected:
             self.stdout.write(f"  infected: {item['id']} ({item['signature']})")
         for item in summary.refused:
