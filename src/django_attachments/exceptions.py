@@ -364,6 +364,16 @@ class PartConflict(DirectUploadError):
     status_code = 409
 
 
+class UploadLost(DirectUploadError):
+    """The storage no longer holds the upload's parts (aborted outside this app: a lifecycle rule, an operator).
+
+    The ticket fails; start a new upload.
+    """
+
+    code = "upload_lost"
+    status_code = 410
+
+
 class UploadCancelled(DirectUploadError):
     """The upload was cancelled by its client; its bytes are gone."""
 

@@ -365,10 +365,23 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, che
         if upload is None:
             raise UploadNotFound(f"No upload with id '{upload_id}'.")
         if upload.status == DirectUpload.COMPLETED:
-            return _completed(upload)
+            attachment = _completed(upload)
+            if declared and attachment.blob.checksum != declared:
+                raise UploadMismatch(
+                    f"This upload was completed with bytes of SHA-256 {attachment.blob.checksum}, not {declared}.",
+                    code="checksum_mismatch",
+                )
+            return attachment
         if upload.status == DirectUpload.FAILED:
             raise UploadFailed(upload.error, code=upload.error_code)
         if upload.status == DirectUpload.VERIFYING:
+            if declared and upload.checksum and declared != upload.checksum:
+                raise InvalidValue(
+                    f"The checksum {declared} differs from the {upload.checksum} declared before.", field="checksum"
+                )
+            if declared and not upload.checksum:  # checked when the verification records the upload
+                upload.checksum = declared
+                upload.save(update_fields=["checksum"])
             multipart.nudge(upload)
         else:
             store = get_store(upload.storage)

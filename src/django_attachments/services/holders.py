@@ -61,8 +61,11 @@ def blobs(alias: str, names: list[str], besides: Any) -> Iterable[str]:
 
 @register_holder
 def pending_uploads(alias: str, names: list[str], besides: Any) -> Iterable[str]:
-    """A pending direct upload holds its reserved object, whatever its age: its bytes may be arriving."""
-    queryset = DirectUpload.objects.filter(storage=alias, status=DirectUpload.PENDING).with_object_names(names)
+    """A pending direct upload holds its reserved object, whatever its age: its bytes may be arriving; so
+    does one being verified (a multipart upload joined into it and read back)."""
+    queryset = DirectUpload.objects.filter(
+        storage=alias, status__in=[DirectUpload.PENDING, DirectUpload.VERIFYING]
+    ).with_object_names(names)
     if isinstance(besides, DirectUpload):
         queryset = queryset.exclude(pk=besides.pk)
     return queryset.values_list("object_name", flat=True)

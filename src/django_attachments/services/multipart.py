@@ -33,6 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
@@ -56,6 +57,7 @@ from ..exceptions import (
     StorageError,
     UploadClosed,
     UploadExpired,
+    UploadLost,
     UploadMismatch,
 )
 from ..models import DirectUpload, UploadPart
@@ -241,14 +243,17 @@ def receive_part(upload: DirectUpload, number: int, stream: IO[bytes], *, length
             ticket = _lock_ticket(upload.pk)
             if ticket is None or ticket.status != DirectUpload.PENDING:
                 raise UploadClosed("This upload was closed while the part arrived; nothing was kept.")
-            get_store(upload.storage).save_part(
-                upload.storage_identifiers,
-                upload.multipart_id,
-                number=number,
-                content=spool,
-                size=length,
-                checksum=checksum,
-            )
+            try:
+                get_store(upload.storage).save_part(
+                    upload.storage_identifiers,
+                    upload.multipart_id,
+                    number=number,
+                    content=spool,
+                    size=length,
+                    checksum=checksum,
+                )
+            except ObjectMissing:
+                raise _lost() from None
 
 
 # -- 3. what the storage holds -------------------------------------------------------
@@ -268,17 +273,24 @@ def _held(store: BaseStore, upload: DirectUpload) -> dict[int, UploadedPart]:
     return held
 
 
+def _lost() -> UploadLost:
+    return UploadLost(
+        "The storage no longer holds this upload's parts (it was aborted outside this application); start a new upload."
+    )
+
+
 def held_parts(upload: DirectUpload) -> list[UploadedPart]:
     """The whole parts the storage holds for a multipart upload, by number, with their SHA-256.
 
-    Empty once the upload is no longer pending (its parts are joined, or dropped).
+    Empty once the upload is no longer pending (its parts are joined, or
+    dropped); UploadLost (410) when the storage forgot a pending one.
     """
     if not upload.is_multipart or upload.status != DirectUpload.PENDING:
         return []
     try:
         held = _held(get_store(upload.storage), upload)
     except ObjectMissing:
-        return []
+        raise _lost() from None
     return [held[number] for number in sorted(held)]
 
 
@@ -298,7 +310,7 @@ def receive_all(upload: DirectUpload, checksum: str | None) -> None:
     try:
         held = _held(store, upload)
     except ObjectMissing:
-        held = {}
+        raise _lost() from None  # the ticket fails: no part can be sent to it any more
     missing = [number for number in range(1, (upload.part_count or 0) + 1) if number not in held]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
@@ -460,10 +472,11 @@ class ReadBack:
 def _read_back(store: BaseStore, upload: DirectUpload, stat: Any, claim: _Claim) -> ReadBack:
     """The object's size, SHA-256 and first bytes: the whole object is read unless the join computed them.
 
-    Where the store does not verify the checksums sent with parts and the
-    client declared no whole SHA-256, each part is hashed too and compared
-    with the one it was signed with: the bytes are then the client's, part by
-    part, whatever the store let through.
+    Each part is hashed too and compared with the SHA-256 it was signed with:
+    the bytes are then the client's, part by part, whatever the store let
+    through (S3 checks the signed checksums; some compatible services keep a
+    part without checking). Where the join read the parts (local disk), the
+    API checked each part as it arrived.
     """
     if stat.size != upload.size:
         raise UploadMismatch(
@@ -474,29 +487,49 @@ def _read_back(store: BaseStore, upload: DirectUpload, stat: Any, claim: _Claim)
         from .direct import _read_head
 
         return ReadBack(stat.size, stat.checksum, _read_head(store, stat.identifiers, stat.size), stat.identifiers)
-    check_parts = not upload.checksum and not getattr(store, "trust_reported_checksums", False)
-    expected = dict(UploadPart.objects.filter(upload=upload).values_list("number", "checksum")) if check_parts else {}
+    expected = dict(UploadPart.objects.filter(upload=upload).values_list("number", "checksum"))
     hasher = ingest.Hasher(app_settings.SNIFF_BYTES)
-    part_size = upload.part_size or 1
-    part_hasher, number, in_part = ingest.Hasher(0), 1, 0
-    with store.open(stat.identifiers) as stream:
+    parts = _PartHashes(upload.part_size or 1, expected)
+    # The parts are hashed in a second thread, beside the whole object's SHA-256 (hashlib lets go
+    # of the GIL): the read-back takes little longer than one hash, on two cores.
+    with store.open(stat.identifiers) as stream, ThreadPoolExecutor(1) as helper:
+        pending = None
         for chunk in stream.chunks():
+            if pending is not None:
+                pending.result()
+            pending = helper.submit(parts.update, chunk)
             hasher.update(chunk)
             claim.renew()
-            if not check_parts:
-                continue
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), part_size - in_part)
-                part_hasher.update(view[:take])
-                view, in_part = view[take:], in_part + take
-                if in_part == part_size:
-                    _check_part(number, part_hasher, expected)
-                    part_hasher, number, in_part = ingest.Hasher(0), number + 1, 0
-    if check_parts and in_part:
-        _check_part(number, part_hasher, expected)
+        if pending is not None:
+            pending.result()
+    parts.finish()
     digest = hasher.digest()
     return ReadBack(digest.size, digest.checksum, digest.head, stat.identifiers)
+
+
+class _PartHashes:
+    """Each part's SHA-256, from the object's bytes fed in order, checked against the one it was signed with."""
+
+    def __init__(self, part_size: int, expected: dict[int, str]) -> None:
+        self.part_size, self.expected = part_size, expected
+        self.hasher, self.number, self.filled = ingest.Hasher(0), 1, 0
+
+    def update(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), self.part_size - self.filled)
+            self.hasher.update(view[:take])
+            view, self.filled = view[take:], self.filled + take
+            if self.filled == self.part_size:
+                self._check()
+
+    def finish(self) -> None:
+        if self.filled:
+            self._check()
+
+    def _check(self) -> None:
+        _check_part(self.number, self.hasher, self.expected)
+        self.hasher, self.number, self.filled = ingest.Hasher(0), self.number + 1, 0
 
 
 def _check_part(number: int, hasher: ingest.Hasher, expected: dict[int, str]) -> None:

@@ -164,15 +164,22 @@ class StorageAPIStore(BaseStore):
     def save_part(
         self, identifiers: Identifiers, upload_id: str, *, number: int, content: File, size: int, checksum: str
     ) -> UploadedPart:
+        if not self.storage.exists(self._marker(upload_id)):
+            raise ObjectMissing(f"Storage {self.alias!r} has no multipart upload {upload_id!r}.")
         name = f"{self._parts_folder(upload_id)}/{number:05d}.{checksum}"
         part = UploadedPart(number=number, size=size, checksum=checksum)
-        try:
-            if self.storage.exists(name) and self.storage.size(name) == size:
-                return part  # the same bytes: its name is their SHA-256
-            self.save(content, size=size, checksum=checksum, content_type="application/octet-stream", name=name)
-        except ObjectExists:
-            pass  # sent twice at once: the other copy is the same bytes
-        return part
+        for _ in range(2):
+            try:
+                if self.storage.exists(name):
+                    if self.storage.size(name) == size:
+                        return part  # the same bytes: its name is their SHA-256
+                    # Cut short (a write that died midway): it is no part; this one replaces it.
+                    self.delete({"storage": self.alias, "name": name})
+                self.save(content, size=size, checksum=checksum, content_type="application/octet-stream", name=name)
+                return part
+            except ObjectExists:
+                continue  # sent twice at once: look again at what the other copy left
+        raise StorageError(f"Could not keep part {number} of upload {upload_id!r}: its name stays taken.")
 
     def _held(self, upload_id: str) -> builtins.list[tuple[UploadedPart, str]]:
         folder = self._parts_folder(upload_id)
