@@ -443,6 +443,24 @@ def test_a_pdf_of_random_bytes_is_corrupt():
     assert str(caught.value) == CORRUPT_PDF
 
 
+def test_junk_behind_a_pdf_header_is_refused_from_its_tail_not_searched_backwards():
+    """pypdf looks for %%EOF line by line back through the whole file: through a store read by ranges,
+    a request every few dozen bytes. The tail is read once instead."""
+
+    class Counting(io.BytesIO):
+        reads = 0
+
+        def read(self, size=-1):
+            Counting.reads += 1
+            return super().read(size)
+
+    data = b"%PDF-1.7\n" + random.Random(2).randbytes(10 * 1024 * 1024)
+    with pytest.raises(AnalysisError) as caught:
+        PdfAnalyzer().analyze(Counting(data))
+    assert str(caught.value) == CORRUPT_PDF
+    assert Counting.reads <= 3
+
+
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.1])
 def test_a_truncated_pdf_is_corrupt(keep):
     data = pdf_file(300).getvalue()

@@ -77,6 +77,7 @@ class PdfAnalyzer(Analyzer):
     def analyze(self, stream: IO[bytes]) -> Metadata:
         pypdf = _pypdf()
         self.check_stream(stream)
+        _check_end_marker(stream)
         guard = ReadGuard(stream, max_read=self.max_read_size)
         metadata: Metadata = {
             "pdf.pages": None,
@@ -110,6 +111,27 @@ class PdfAnalyzer(Analyzer):
                 f"{self.max_read_size:,} bytes that can be read at once to repair it."
             ) from guard.refused
         return metadata
+
+
+#: How far from its end a PDF's ``%%EOF`` may be (the format says 1,024 bytes; files with trailing junk exist).
+EOF_SEARCH_BYTES = 1024 * 1024
+
+
+def _check_end_marker(stream: IO[bytes]) -> None:
+    """Refuse, with one read of its tail, a "PDF" with no ``%%EOF`` near its end.
+
+    pypdf would look for the marker line by line backwards through the whole
+    file: through a store read by ranges, a request every few dozen bytes
+    (160,000 of them for 10 MiB of junk behind a PDF header).
+    """
+    size = stream.seek(0, 2)
+    stream.seek(max(0, size - EOF_SEARCH_BYTES))
+    tail = b""
+    while chunk := stream.read(EOF_SEARCH_BYTES - len(tail)):
+        tail += chunk
+    stream.seek(0)
+    if b"%%EOF" not in tail:  # truncated, or junk behind a PDF header
+        raise AnalysisError("The file is not a readable PDF: it is corrupt or truncated.")
 
 
 def _read(pypdf: Any, stream: ReadGuard, metadata: Metadata, *, strict: bool) -> None:
