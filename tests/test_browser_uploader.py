@@ -350,17 +350,13 @@ def test_resume_store_does_nothing_without_indexeddb(modules):
 USERNAME, PASSWORD = "north", "north-demo"  # staff of "Northside Dental", from seed_demo
 PART_SIZE = 5 * MiB  # S3's smallest part, so that tens of MiB make several parts
 
-# The example project's settings with multipart uploads from 5 MiB on, in parts of 5 MiB.
-LIVE_SETTINGS = f"""
-from example_project.settings import *  # noqa: F403
-
-DJANGO_ATTACHMENTS = {{
-    **DJANGO_ATTACHMENTS,  # noqa: F405
-    "MULTIPART_THRESHOLD": {PART_SIZE},
-    "MULTIPART_PART_SIZE": {PART_SIZE},
-    "MAX_UPLOAD_SIZE": {1024 * MiB},
-}}
-"""
+# The example project's settings, through its environment: multipart uploads from 5 MiB on, in parts of
+# 5 MiB, files up to 1 GiB.
+LIVE_ENV = {
+    "ATTACHMENTS_MULTIPART_THRESHOLD": str(PART_SIZE),
+    "ATTACHMENTS_MULTIPART_PART_SIZE": str(PART_SIZE),
+    "ATTACHMENTS_MAX_UPLOAD_SIZE": str(1024 * MiB),
+}
 
 # The page the uploads run on: one of the live server's own (its origin's session cookie, CSRF token and
 # IndexedDB; a page the browser made up itself would have no address, and Chromium would keep it from
@@ -402,10 +398,7 @@ START_UPLOAD = """async (options) => {
 def live(request, tmp_path_factory):
     """The example project served live with multipart uploads from 5 MiB, on local disk or SeaweedFS."""
     workdir = tmp_path_factory.mktemp(f"live-{request.param}")
-    settings_dir = workdir / "settings"
-    settings_dir.mkdir()
-    (settings_dir / "uploader_live_settings.py").write_text(LIVE_SETTINGS)
-    env = {"DJANGO_SETTINGS_MODULE": "uploader_live_settings", "PYTHONPATH": str(settings_dir)}
+    env = dict(LIVE_ENV)
     endpoint = None
     if request.param.startswith("s3-"):  # the browser PUTs to presigned URLs of another origin (it allows any)
         s3_server = get_s3_server(request, request.param.removeprefix("s3-"))
