@@ -143,7 +143,7 @@ def test_a_verification_that_died_after_joining_is_finished_by_the_next(staff, o
     # forgets an upload it completed, so the next run finds the object itself and reads it back.
     settings.TASKS = DUMMY_TASKS
     upload = verifying(staff["a"], owners, big_file)
-    multipart._join(store, row(upload))
+    multipart._join(store, row(upload), multipart._Claim(upload["id"], ""))
     assert incomplete(store) == []
     assert services.verify_upload(upload["id"]).status == "completed"
     [blob] = Blob.objects.all()
@@ -159,7 +159,9 @@ def test_an_object_being_verified_is_not_swept_as_stray(staff, owners, disk_stor
     settings.TASKS = DUMMY_TASKS
     upload = verifying(staff["a"], owners, big_file)
     ticket_row = row(upload)
-    multipart._join(disk_store, ticket_row)  # the task's first step; its read-back is still to come
+    multipart._join(
+        disk_store, ticket_row, multipart._Claim(upload["id"], "")
+    )  # the task's first step; its read-back is still to come
     name = ticket_row.storage_identifiers["name"]
     # Older than the sweep's floor: a read-back (or a worker's queue) that took that long; on a
     # service that dates a multipart object from the start of its upload, at once.

@@ -21,6 +21,7 @@ import pytest
 from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
+from django_attachments import exceptions as services_errors
 from django_attachments import services
 from django_attachments.models import Attachment, Blob, DirectUpload, UploadPart
 from django_attachments.services import multipart
@@ -468,3 +469,60 @@ def test_process_attachments_finishes_a_verification_whose_task_was_lost(staff, 
     call_command("process_attachments", "--json", stdout=out)
     assert json.loads(out.getvalue())["uploads"] == [{"id": upload["id"], "status": "completed"}]
     assert complete(staff["a"], upload).status_code == 200
+
+
+def test_a_recording_that_loses_a_race_is_retried_not_failed(staff, owners, store, settings, big_file, monkeypatch):
+    from django_attachments.services import attaching
+
+    settings.TASKS = DUMMY_TASKS
+    upload = begin(staff["a"], owners, big_file)
+    send_parts(staff["a"], upload, big_file)
+    assert complete(staff["a"], upload).status_code == 202
+    with monkeypatch.context() as patched:
+        patched.setattr(attaching, "_record_blob", lambda *args, **kwargs: None)  # a concurrent upload always wins
+        assert services.verify_upload(upload["id"]).status == "retry"
+    assert row(upload).status == "verifying" and not Blob.objects.exists()
+    assert multipart.is_stalled(row(upload))  # released: the next completion announces it again at once
+    assert services.verify_upload(upload["id"]).status == "completed"
+
+
+def test_signing_parts_keeps_a_ticket_in_progress_open(staff, owners, store, settings, big_file):
+    upload = begin(staff["a"], owners, big_file)
+    soon = timezone.now() + timedelta(minutes=1)
+    DirectUpload.objects.filter(pk=upload["id"]).update(expires_at=soon)
+    response = sign(staff["a"], upload, big_file, [1])
+    assert response.status_code == 200
+    extended = row(upload).expires_at
+    assert extended > soon + timedelta(minutes=50)  # UPLOAD_EXPIRY (an hour) from now
+    assert response.json()["expires_at"].startswith(extended.isoformat()[:16])
+
+
+def test_signing_parts_of_a_ticket_purged_meanwhile_is_a_clear_error(staff, owners, store, big_file):
+    upload = begin(staff["a"], owners, big_file)
+    ticket_row = row(upload)
+    DirectUpload.objects.filter(pk=ticket_row.pk).delete()  # the purge, between the look-up and the signing
+    with pytest.raises(services_errors.UploadExpired):
+        services.sign_parts(ticket_row, [(1, "0" * 64)])
+    assert not UploadPart.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_verification_keeps_its_claim_alive_while_it_works(staff, owners, disk_store, settings, monkeypatch):
+    settings.TASKS = DUMMY_TASKS
+    data = b"\x00\x01" + os.urandom(PART + 10)
+    upload = begin(staff["a"], owners, data)
+    send_parts(staff["a"], upload, data)
+    assert complete(staff["a"], upload).status_code == 202
+    monkeypatch.setattr(multipart, "_RENEW_EVERY", 0.05)
+    claim = multipart._claim(upload["id"])
+    old = timezone.now() - timedelta(minutes=4)
+    DirectUpload.objects.filter(pk=upload["id"]).update(claimed_at=old)
+    with claim.kept_alive():
+        import time
+
+        time.sleep(0.5)  # a long join or read-back
+    assert row(upload).claimed_at > old + timedelta(minutes=3) and not claim.lost
+    DirectUpload.objects.filter(pk=upload["id"]).update(claim_token="someone else")
+    with claim.kept_alive():
+        time.sleep(0.3)
+    assert claim.lost  # taken over: the run stops before recording anything

@@ -369,6 +369,7 @@ def test_json_is_one_object_and_nothing_else(owners, disk_store, scanner, infect
         "failed": [],
         "analysis_failed": [{"id": str(broken.pk), "analyzers": {"pdf": "analysis_failed"}}],
         "refused": [],
+        "uploads": [],
         "variants": [],
         "errors": [],
         "not_enqueued": [],

@@ -47,6 +47,7 @@ from ..exceptions import (
     ObjectExists,
     ObjectMissing,
     StorageError,
+    TryAgain,
     UploadCancelled,
     UploadClosed,
     UploadExpired,
@@ -358,6 +359,11 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, che
     declared = checksum.lower() if checksum else None
     started = _now()
     failure: UploadFailed | None = None
+    # A multipart upload's parts, asked of the storage before the ticket is locked (SQLite's lock is the
+    # whole database's): a request to S3, or more for thousands of parts.
+    peek = DirectUpload.objects.for_tenant(tenant).filter(pk=pk).first()
+    listed = peek is not None and peek.is_multipart and peek.status == DirectUpload.PENDING
+    held = multipart.list_held(peek) if listed and peek is not None else None
     with transaction.atomic():
         # The row lock makes a second completion of the same ticket, or a PUT of its
         # bytes (receive_upload), wait; a second completion then answers from the first.
@@ -395,7 +401,8 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, che
                     raise UploadExpired("This upload expired before it was completed; start a new one.")
                 spec = _check_owner(upload, tenant)
                 if upload.is_multipart:
-                    multipart.receive_all(upload, declared)
+                    # Not pending a moment ago (a verification that found parts gone reopened it): ask now.
+                    multipart.receive_all(upload, declared, held if listed else multipart.list_held(upload))
                 else:
                     verified = _verify(store, upload, spec)
             except (UploadMissing, StorageError, InvalidValue):
@@ -468,13 +475,20 @@ def _record(store: BaseStore, upload: DirectUpload, verified: _Verified, user: A
     return attachment, created
 
 
-def finish_verified(upload_id: Any, token: str, read: multipart.ReadBack | AttachmentError) -> multipart.VerifyOutcome:
+def finish_verified(
+    upload_id: Any,
+    token: str,
+    read: multipart.ReadBack | AttachmentError,
+    *,
+    on_retry: Callable[[], None] | None = None,
+) -> multipart.VerifyOutcome:
     """Record a multipart upload read back by the verification holding claim ``token``, or fail its ticket.
 
     The same checks as a single upload's completion (the owner, the declared
     size and SHA-256, the sniffed type), then the same recording.
     """
     failure: AttachmentError | None = None
+    retry: AttachmentError | None = None
     with transaction.atomic():
         upload = _lock_ticket(upload_id)
         if upload is None or upload.status != DirectUpload.VERIFYING or upload.claim_token != token:
@@ -498,12 +512,20 @@ def finish_verified(upload_id: Any, token: str, read: multipart.ReadBack | Attac
             content_type = ingest.sniff(read.head)
             policy.check_content_type(spec, content_type, size=read.size)
             verified = _Verified(read.size, read.checksum, content_type, read.identifiers)
-            _record(store, upload, verified, None)
+            with transaction.atomic():  # a savepoint: a failed recording leaves the ticket as it was
+                _record(store, upload, verified, None)
+        except (TryAgain, StorageError) as exc:  # for now (a concurrent upload of the same bytes): again later
+            retry = exc
         except AttachmentError as exc:
             failure = exc
             _fail(store, upload, exc)
         else:
             transaction.on_commit(functools.partial(multipart.abandon, store, upload))
+    if retry is not None:
+        logger.warning("Recording direct upload %s failed for now; it will be retried: %s", upload_id, retry)
+        if on_retry is not None:
+            on_retry()
+        return multipart.VerifyOutcome(str(upload_id), "retry", str(retry))
     if failure is not None:
         return multipart.VerifyOutcome(str(upload_id), "failed", f"{failure.code}: {failure}")
     return multipart.VerifyOutcome(str(upload_id), "completed")

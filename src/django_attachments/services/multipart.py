@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
 from django.core.files.uploadedfile import TemporaryUploadedFile
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from .. import ingest
@@ -55,6 +56,7 @@ from ..exceptions import (
     PartMismatch,
     PartsMissing,
     StorageError,
+    TryAgain,
     UploadClosed,
     UploadExpired,
     UploadLost,
@@ -161,18 +163,22 @@ def sign_parts(upload: DirectUpload, parts: Iterable[tuple[Any, Any]]) -> list[P
     check_open(upload)
     wanted = _checked_parts(upload, parts)
     rows = [UploadPart(upload=upload, number=n, size=upload.part_length(n), checksum=c) for n, c in wanted.items()]
-    try:
-        with transaction.atomic():
-            UploadPart.objects.bulk_create(rows, ignore_conflicts=True)
-    except IntegrityError:  # the ticket was deleted meanwhile (the purge)
-        raise UploadExpired("This upload has expired; start a new one.") from None
-    recorded = dict(UploadPart.objects.filter(upload=upload, number__in=list(wanted)).values_list("number", "checksum"))
-    for number, checksum in sorted(wanted.items()):
-        if recorded.get(number) != checksum:
-            raise PartConflict(
-                f"Part {number} was signed with SHA-256 {recorded.get(number)}; a part's checksum cannot change. "
-                "If the file changed, start a new upload."
-            )
+    with transaction.atomic():
+        # Under the ticket's lock, which the purge and a cancel take too: the ticket cannot be
+        # deleted under the new rows (a foreign key SQLite would only check at commit).
+        ticket = _locked_open(upload)
+        UploadPart.objects.bulk_create(rows, ignore_conflicts=True)
+        recorded = dict(
+            UploadPart.objects.filter(upload=upload, number__in=list(wanted)).values_list("number", "checksum")
+        )
+        for number, checksum in sorted(wanted.items()):
+            if recorded.get(number) != checksum:
+                raise PartConflict(
+                    f"Part {number} was signed with SHA-256 {recorded.get(number)}; a part's checksum cannot "
+                    "change. If the file changed, start a new upload."
+                )
+        _extend(ticket)
+    upload.expires_at = ticket.expires_at
     store = get_store(upload.storage)
     remaining = max(1, int((upload.expires_at - timezone.now()).total_seconds()))
     return [
@@ -191,6 +197,26 @@ def sign_parts(upload: DirectUpload, parts: Iterable[tuple[Any, Any]]) -> list[P
         )
         for number, checksum in sorted(wanted.items())
     ]
+
+
+def _locked_open(upload: DirectUpload) -> DirectUpload:
+    """Inside a transaction: the ticket locked, and still pending and unexpired (else the error to answer)."""
+    from .direct import _lock_ticket
+
+    ticket = _lock_ticket(upload.pk)
+    if ticket is None:
+        raise UploadExpired("This upload has expired; start a new one.")
+    check_open(ticket)
+    return ticket
+
+
+def _extend(ticket: DirectUpload) -> None:
+    """A multipart upload in progress stays open ``UPLOAD_EXPIRY`` past its last part signed or received:
+    a large file over a slow line takes longer than one expiry, and its client is still at work."""
+    later = timezone.now() + app_settings.UPLOAD_EXPIRY
+    if later > ticket.expires_at:
+        ticket.expires_at = later
+        ticket.save(update_fields=["expires_at"])
 
 
 # -- 2. parts the API receives (stores that cannot sign) --------------------------------
@@ -235,14 +261,11 @@ def receive_part(upload: DirectUpload, number: int, stream: IO[bytes], *, length
                 code="checksum_mismatch",
             )
         spool.flush()
-        from .direct import _lock_ticket
-
         # Kept under the ticket's lock, which completion and cancelling take too: a part that
         # arrives once the parts are being joined, or dropped, is refused rather than left behind.
         with transaction.atomic():
-            ticket = _lock_ticket(upload.pk)
-            if ticket is None or ticket.status != DirectUpload.PENDING:
-                raise UploadClosed("This upload was closed while the part arrived; nothing was kept.")
+            ticket = _locked_open(upload)
+            _extend(ticket)
             try:
                 get_store(upload.storage).save_part(
                     upload.storage_identifiers,
@@ -294,10 +317,22 @@ def held_parts(upload: DirectUpload) -> list[UploadedPart]:
     return [held[number] for number in sorted(held)]
 
 
-def receive_all(upload: DirectUpload, checksum: str | None) -> None:
-    """Inside complete_upload's lock: every part is held, so verifying begins (on commit).
+def list_held(upload: DirectUpload) -> dict[int, UploadedPart] | None:
+    """What the storage holds of a multipart upload, asked before completion locks the ticket (so that no
+    database lock is held while the storage answers); None when the storage has forgotten the upload."""
+    try:
+        return _held(get_store(upload.storage), upload)
+    except ObjectMissing:
+        return None
 
-    Raises PartsMissing (the ticket stays open) naming the parts still to send.
+
+def receive_all(upload: DirectUpload, checksum: str | None, held: dict[int, UploadedPart] | None) -> None:
+    """Inside complete_upload's lock: every part is held (``held``, from :func:`list_held` just before), so
+    verifying begins (on commit). Parts held a moment ago are held still: nothing removes a part of a
+    pending upload but a cancel or the purge, which close the ticket first.
+
+    Raises PartsMissing (the ticket stays open) naming the parts still to send, UploadLost when
+    the storage forgot the upload.
     """
     if checksum:
         if upload.checksum and upload.checksum != checksum:
@@ -306,11 +341,8 @@ def receive_all(upload: DirectUpload, checksum: str | None) -> None:
                 field="checksum",
             )
         upload.checksum = checksum
-    store = get_store(upload.storage)
-    try:
-        held = _held(store, upload)
-    except ObjectMissing:
-        raise _lost() from None  # the ticket fails: no part can be sent to it any more
+    if held is None:
+        raise _lost()  # the ticket fails: no part can be sent to it any more
     missing = [number for number in range(1, (upload.part_count or 0) + 1) if number not in held]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (", ..." if len(missing) > 20 else "")
@@ -372,17 +404,43 @@ class _LostClaim(Exception):
 class _Claim:
     def __init__(self, upload_id: Any, token: str) -> None:
         self.upload_id, self.token = upload_id, token
-        self._renewed = time.monotonic()
+        self.lost = False
 
-    def renew(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._renewed < _RENEW_EVERY:
-            return
+    def renew(self) -> None:
         kept = DirectUpload.objects.filter(
             pk=self.upload_id, status=DirectUpload.VERIFYING, claim_token=self.token
         ).update(claimed_at=timezone.now())
         if not kept:
+            self.lost = True
+
+    def check(self) -> None:
+        """Raise _LostClaim when the claim was lost (taken over, the ticket closed or gone)."""
+        if self.lost:
             raise _LostClaim()
-        self._renewed = time.monotonic()
+
+    @contextmanager
+    def kept_alive(self) -> Iterator[None]:
+        """Renew the claim every ``_RENEW_EVERY`` seconds from a thread, while the join and the read-back
+        run (a join of a large upload on local disk, or a read-back, outlasts the lease)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            try:
+                while not stop.wait(_RENEW_EVERY):
+                    try:
+                        self.renew()
+                    except DatabaseError:
+                        logger.warning("Could not renew the verification claim of upload %s", self.upload_id)
+            finally:
+                connections.close_all()  # this thread's own connections
+
+        thread = threading.Thread(target=beat, name=f"verify-{self.upload_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def release(self) -> None:
         """Give the claim up so that the next announcement (or the next complete) starts again at once."""
@@ -409,35 +467,43 @@ def verify_upload(upload_id: Any) -> VerifyOutcome:
     ticket, a second finds it claimed (``busy``). A storage failure releases
     the claim (``retry``); completing again, or the next run, starts over.
     """
-    from .direct import finish_verified  # the single upload's recording, shared
-
     claim = _claim(upload_id)
     if claim is None:
         return VerifyOutcome(str(upload_id), "busy")
     upload = DirectUpload.objects.get(pk=upload_id)
     store = get_store(upload.storage)
+    try:
+        with claim.kept_alive():
+            return _verify_claimed(upload, store, claim)
+    except _LostClaim:
+        return VerifyOutcome(str(upload_id), "busy")
+
+
+def _verify_claimed(upload: DirectUpload, store: BaseStore, claim: _Claim) -> VerifyOutcome:
+    from .direct import finish_verified  # the single upload's recording, shared
+
+    upload_id = upload.pk
     verified: ReadBack | AttachmentError
     try:
         try:
-            stat = _join(store, upload)
+            stat = _join(store, upload, claim)
         except PartsMissing as exc:
             DirectUpload.objects.filter(pk=upload.pk, claim_token=claim.token).update(
                 status=DirectUpload.PENDING, claim_token="", claimed_at=None
             )
             return VerifyOutcome(str(upload_id), "waiting", str(exc))
         verified = _read_back(store, upload, stat, claim)
-    except _LostClaim:
-        return VerifyOutcome(str(upload_id), "busy")
-    except StorageError as exc:
-        logger.warning("Verifying direct upload %s failed on the storage; it will be retried: %s", upload_id, exc)
+    except (StorageError, TryAgain) as exc:
+        logger.warning("Verifying direct upload %s failed for now; it will be retried: %s", upload_id, exc)
         claim.release()
         return VerifyOutcome(str(upload_id), "retry", str(exc))
     except AttachmentError as exc:
         verified = exc
-    return finish_verified(upload.pk, claim.token, verified)
+    claim.check()
+    return finish_verified(upload.pk, claim.token, verified, on_retry=claim.release)
 
 
-def _join(store: BaseStore, upload: DirectUpload) -> Any:
+def _join(store: BaseStore, upload: DirectUpload, claim: _Claim) -> Any:
     """Complete the storage's multipart upload (again, after a crash, where it must); the object's stat."""
     try:
         held = _held(store, upload)
@@ -456,7 +522,10 @@ def _join(store: BaseStore, upload: DirectUpload) -> Any:
         return store.complete_multipart(upload.storage_identifiers, upload.multipart_id, parts)
     except ObjectExists:
         # Parts still held and an object there: a join that died midway (the parts go only once
-        # the ticket is closed). The reserved name is this ticket's alone: join again.
+        # the ticket is closed). The reserved name is this ticket's alone: join again, if the
+        # claim is still ours (another run may be joining it now).
+        claim.renew()
+        claim.check()
         store.delete(upload.storage_identifiers)
         return store.complete_multipart(upload.storage_identifiers, upload.multipart_id, parts)
 
@@ -499,7 +568,7 @@ def _read_back(store: BaseStore, upload: DirectUpload, stat: Any, claim: _Claim)
                 pending.result()
             pending = helper.submit(parts.update, chunk)
             hasher.update(chunk)
-            claim.renew()
+            claim.check()
         if pending is not None:
             pending.result()
     parts.finish()
