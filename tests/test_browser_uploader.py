@@ -17,10 +17,12 @@ in parts of 5 MiB: a multipart upload whose progress bar moves within parts
 (``page.route(...).abort()``), the page reloaded and the same file picked
 again, which resumes the ticket and sends only the parts the storage lacks
 (the part PUTs counted); a part corrupted on its way (same length, one byte
-changed), refused by the storage and sent again; a small file in one PUT, the
+changed), refused by the storage and sent again; a remembered ticket
+cancelled meanwhile, forgotten and started over; a small file in one PUT, the
 same bytes again (nothing sent) and a start refused for want of a checksum;
-abort() half-way. Each checks the attachment's SHA-256 against the file's and
-the download against it. A few-hundred-MiB upload runs last.
+abort() half-way. Every upload that completes is checked: the attachment's
+SHA-256 is the file's and, but for the largest, so is its download's. The
+largest, a few hundred MiB, runs last, with the page's heap sampled.
 
 Headless Chromium, as in ``tests/test_browser.py``, whose ``page`` fixture
 this module shares.
@@ -622,6 +624,39 @@ def test_upload_cut_off_resumes_after_a_reload_without_sending_parts_again(page,
     sending = [event for event in page.evaluate("window.events") if event["phase"] == "sending"]
     assert sending[0]["sent"] == sending[0]["verified"] == sending[0]["hashed"] == held
     assert min(event["sent"] for event in sending) == held
+    assert resume_records(page) == []
+
+
+def test_a_remembered_ticket_that_failed_meanwhile_is_forgotten_and_the_upload_starts_over(page, live, tmp_path):
+    size = 3 * PART_SIZE + 99
+    path, data = random_file(tmp_path, "panoramic.bin", size)
+    exchanges = live_page(page, live)
+    cdp = page.context.new_cdp_session(page)
+    throttle(cdp, 4 * MiB)  # the parts take seconds: time to cancel the ticket before they all arrive
+    upload(page, path, live, concurrency=1, singlePutMax=PART_SIZE)
+    page.wait_for_function(f"window.events.some((event) => event.verified >= {PART_SIZE})")
+    # Cancelled elsewhere (another tab, an admin) while its parts go: the upload fails, its record stays.
+    (first,) = resume_records(page)
+    csrf = next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == "csrftoken")
+    ticket = f"{live.api}uploads/{first['ticketId']}/"
+    assert page.request.delete(ticket, headers={"X-CSRFToken": csrf}).status == 204
+    failed = outcome(page)
+    assert "error" in failed, failed
+    assert [record["ticketId"] for record in resume_records(page)] == [first["ticketId"]]
+
+    throttle(cdp, None)
+    page.reload()
+    page.evaluate(ADD_INPUT)
+    exchanges.clear()
+    upload(page, path, live, singlePutMax=PART_SIZE)
+    done = outcome(page)
+    assert "attachment" in done, done
+    check_attached(page, live, done["attachment"], data, "panoramic.bin")
+    # Asked about, found failed, forgotten: a new ticket, every part sent to it.
+    calls = [(method, status) for method, _, status in exchanges.api]
+    assert calls[:2] == [("GET", 200), ("POST", 201)], exchanges.api
+    assert sorted(number for number, _ in exchanges.parts) == [1, 2, 3, 4]
+    assert page.evaluate("window.uploader.ticket.id") != first["ticketId"]
     assert resume_records(page) == []
 
 
