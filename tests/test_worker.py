@@ -67,6 +67,9 @@ def project_env(workdir: Path, clamd: servers.Clamd) -> dict[str, str]:
         "CLAMD_SOCKET": clamd.socket,
         "ATTACHMENTS_MAX_UPLOAD_SIZE": str(1024**3),
         "WORKER_INFECTED_LOG": str(workdir / "infected.log"),
+        # Direct uploads of more than 5 MiB go in parts of 5 MiB: multipart uploads of a few MiB.
+        "ATTACHMENTS_MULTIPART_THRESHOLD": str(5 * 1024 * 1024),
+        "ATTACHMENTS_MULTIPART_PART_SIZE": str(5 * 1024 * 1024),
     }
 
 
@@ -513,3 +516,49 @@ def test_thumbnails_are_made_by_the_pipeline_and_previews_on_request_on_both_bac
             ["django_attachments.tasks.make_variant"],
         )
         assert made and all(row["status"] == "SUCCESSFUL" for row in made), made
+
+
+def test_a_multipart_upload_is_verified_by_the_pipeline_on_both_backends(pipeline):
+    """Its parts joined and read back inside the completing request on the immediate backend (201 at once);
+    by a worker on the database backend, the client polling (202 with Retry-After) meanwhile."""
+    from urllib.parse import urlsplit
+
+    backend, project = pipeline
+    browser = browser_for(project)
+    patient = patient_id(project, "N-0001" if backend == "immediate" else "N-0002")
+    part = 5 * 1024 * 1024
+    data = b"%PDF-1.4\n" + random.Random(f"multipart-{backend}").randbytes(2 * part + 777)
+    status, started = browser.json(
+        "POST",
+        "/api/attachments/uploads/",
+        {"owner_type": "patient", "owner_id": patient, "filename": f"mp-{backend}.bin", "size": len(data)},
+    )
+    assert status == 201 and started["upload"]["multipart"]["part_count"] == 3, started
+    ticket = started["upload"]
+    pieces = [data[i : i + part] for i in range(0, len(data), part)]
+    wanted = [{"number": n, "checksum": hashlib.sha256(p).hexdigest()} for n, p in enumerate(pieces, 1)]
+    status, signed = browser.json("POST", urlsplit(ticket["multipart"]["parts_url"]).path, {"parts": wanted})
+    assert status == 200, signed
+    for target in signed["parts"]:
+        url = urlsplit(target["url"])
+        status, _, raw = browser.request(
+            "PUT", f"{url.path}?{url.query}", body=pieces[target["number"] - 1], headers=target["headers"]
+        )
+        assert status == 204, raw[:300]
+    complete_path = urlsplit(ticket["complete_url"]).path
+    status, answer = browser.json("POST", complete_path, {})
+    if backend == "immediate":
+        assert status == 201, answer
+    else:
+        assert status == 202 and answer["upload"]["status"] == "verifying", answer
+        project.start_worker("verify")
+        status, answer = wait_for(
+            "the verification", lambda: (reply := browser.json("POST", complete_path, {}))[0] == 200 and reply
+        )
+        ran = project.db.rows(
+            f"SELECT status FROM {TASK_TABLE} WHERE task_path = %s", ["django_attachments.tasks.verify_upload"]
+        )
+        assert ran and all(row["status"] == "SUCCESSFUL" for row in ran), ran
+    assert answer["attachment"]["checksum"] == hashlib.sha256(data).hexdigest(), answer
+    assert answer["upload"]["status"] == "completed"
+    project.wait_settled([answer["attachment"]["blob_id"]])  # then scanned and analyzed as any upload
