@@ -238,7 +238,15 @@ def describe_uploads(viewset: type[T]) -> type[T]:
     """Attach the OpenAPI description to the direct-uploads viewset."""
     if extend_schema_view is None:
         return viewset
-    from .serializers import DirectUploadSerializer, StartedUploadSerializer, StartUploadSerializer
+    from .serializers import (
+        CompleteUploadSerializer,
+        DirectUploadSerializer,
+        HeldPartsSerializer,
+        SignedPartsSerializer,
+        SignPartsSerializer,
+        StartedUploadSerializer,
+        StartUploadSerializer,
+    )
 
     return extend_schema_view(
         create=extend_schema(
@@ -248,7 +256,9 @@ def describe_uploads(viewset: type[T]) -> type[T]:
                 "checked as for an upload. If the caller's tenant already holds these bytes for the owner's "
                 "subject, the attachment is made at once (`upload` is null). Otherwise `upload` says where and "
                 "how to send the bytes (`method`, `url`, `headers`: send every header as given) and where to "
-                "complete. 201 when something new was made, 200 when the attachment already existed."
+                "complete. 201 when something new was made, 200 when the attachment already existed. Above "
+                "MULTIPART_THRESHOLD the ticket is multipart (`multipart`: part size, part count, parts URL), and "
+                "`checksum` may be left out."
             ),
             request={"application/json": StartUploadSerializer},
             responses={
@@ -269,11 +279,38 @@ def describe_uploads(viewset: type[T]) -> type[T]:
                 "`upload_missing` while no bytes have arrived (the upload stays open). 201 with the new "
                 "attachment; 200 when completed before."
             ),
-            request=None,
+            request={"application/json": CompleteUploadSerializer},
             responses={
                 201: StartedUploadSerializer,
                 200: StartedUploadSerializer,
+                202: OpenApiResponse(
+                    StartedUploadSerializer,
+                    description="A multipart upload whose parts are all there is being verified (the object read "
+                    "back); complete again after Retry-After.",
+                ),
                 **_errors(400, 401, 403, 404, 409, 410, 413, 415, 503),
             },
         ),
+        destroy=extend_schema(
+            summary="Cancel a pending direct upload: its bytes (or parts) are dropped",
+            responses={204: None, **_errors(401, 403, 404, 409)},
+        ),
+        parts=[
+            extend_schema(
+                methods=["GET"],
+                summary="The parts of a multipart upload the storage holds (to resume)",
+                responses={200: HeldPartsSerializer, **_errors(401, 403, 404, 410)},
+            ),
+            extend_schema(
+                methods=["POST"],
+                summary="Signed requests for parts of a multipart upload, each bound to its length and SHA-256",
+                description=(
+                    "At most 100 parts at once, by number (from 1) with each part's SHA-256. Send each part with "
+                    "exactly its method, URL and headers; a part may be sent again, in any order. A part's "
+                    "checksum is fixed once signed (409 `part_conflict`)."
+                ),
+                request={"application/json": SignPartsSerializer},
+                responses={200: SignedPartsSerializer, **_errors(400, 401, 403, 404, 409, 410)},
+            ),
+        ],
     )(viewset)
