@@ -16,7 +16,8 @@ in parts of 5 MiB: a multipart upload whose progress bar moves within parts
 (on a link throttled to 16 MiB/s); the parts' network cut half-way
 (``page.route(...).abort()``), the page reloaded and the same file picked
 again, which resumes the ticket and sends only the parts the storage lacks
-(the part PUTs counted); a part corrupted on its way (same length, one byte
+(the part PUTs counted), and a completed ticket still remembered is only
+completed again; a part corrupted on its way (same length, one byte
 changed), refused by the storage and sent again; a remembered ticket
 cancelled meanwhile, forgotten and started over; a small file in one PUT, the
 same bytes again (nothing sent) and a start refused for want of a checksum;
@@ -624,6 +625,25 @@ def test_upload_cut_off_resumes_after_a_reload_without_sending_parts_again(page,
     sending = [event for event in page.evaluate("window.events") if event["phase"] == "sending"]
     assert sending[0]["sent"] == sending[0]["verified"] == sending[0]["hashed"] == held
     assert min(event["sent"] for event in sending) == held
+    assert resume_records(page) == []
+
+    # Had the page gone between the last part and forgetting the ticket, the record would still be there:
+    # the ticket, completed, is completed again, which answers its attachment; nothing is sent.
+    page.evaluate(
+        """async (record) => {
+            const { ResumeStore } = await import("/static/django_attachments/resume.js");
+            await new ResumeStore().put(record);
+        }""",
+        record,
+    )
+    exchanges.clear()
+    upload(page, path, live, singlePutMax=PART_SIZE)
+    again = outcome(page)
+    assert again["attachment"]["id"] == done["attachment"]["id"]
+    assert exchanges.puts == [] and [(method, status) for method, _, status in exchanges.api] == [
+        ("GET", 200),
+        ("POST", 200),
+    ]
     assert resume_records(page) == []
 
 

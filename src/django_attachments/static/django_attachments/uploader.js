@@ -230,10 +230,17 @@ export class Uploader extends EventTarget {
     const multipart = ticket && ticket.multipart;
     const open = ticket && ticket.status === "pending" && Date.parse(ticket.expires_at) > Date.now();
     if (ticket && (ticket.status === "completed" || ticket.status === "verifying")) {
+      // Sent in full on an earlier page: completing again answers its attachment, or why it failed.
       this.ticket = ticket;
       this.checksum = record.checksum || null;
       this.accepted = this.file.size;
-      const attachment = await this.complete();
+      let attachment;
+      try {
+        attachment = await this.complete();
+      } catch (error) {
+        if (!(error.status >= 400 && error.status < 500)) throw error;
+        attachment = null; // failed when verified, or its attachment removed since: start over
+      }
       await this.store?.delete(this.key);
       return attachment;
     }
