@@ -51,7 +51,17 @@ times (project / anchor; above 1 means the project is slower):
     RSS, bytes read); 200 concurrent first requests for one lazy variant on a
     live server (one render, the same bytes for all) -- anchor: the same
     requests once it is made; a stored variant served -- anchor: the
-    download of an original of its size (``suite/variants.py``).
+    download of an original of its size (``suite/variants.py``);
+11. multipart direct uploads (``multipart``): a 2 GiB file (80 MiB with
+    ``--quick``; ``--multipart-size``) sent in parts through the API of a live
+    server to SeaweedFS (parts hashed with SHA-256, signed in batches and PUT
+    to their presigned URLs while later parts are hashed; then completion,
+    which reads the object back) -- anchors: boto3's ``upload_file`` of the
+    same file to the same bucket, with the default ``TransferConfig`` and with
+    SHA-256 checksums; the transfer and the verification timed apart, CPU
+    time of this process, of SeaweedFS and of the Django worker; on local
+    disk too, next to one API upload (``suite/multipart.py``; skipped without
+    SeaweedFS).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -80,6 +90,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -101,6 +112,7 @@ from suite.config import (  # noqa: E402
     GIB,
     KIB,
     LIST_COUNTS,
+    MIB,
     QUICK_LIST_COUNTS,
     QUICK_S3_SIZES,
     QUICK_SIZES,
@@ -114,6 +126,9 @@ from suite.dedup import bench_dedup  # noqa: E402
 from suite.direct import bench_direct  # noqa: E402
 from suite.download import bench_download  # noqa: E402
 from suite.listing import bench_list  # noqa: E402
+from suite.multipart import DEFAULT_SIZE as MULTIPART_SIZE  # noqa: E402
+from suite.multipart import QUICK_SIZE as QUICK_MULTIPART_SIZE  # noqa: E402
+from suite.multipart import bench_multipart  # noqa: E402
 from suite.payloads import Pool  # noqa: E402
 from suite.processes import database_env, have_gunicorn, moto_server, project_server  # noqa: E402
 from suite.purge import bench_purge  # noqa: E402
@@ -122,7 +137,7 @@ from suite.scanning import bench_scan  # noqa: E402
 from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
-BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants"]
+BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -134,6 +149,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         help="measured runs per figure, median reported (default 3; 1 with --quick; variants: 5, 3 with --quick)",
+    )
+    parser.add_argument(
+        "--multipart-size", help="the multipart benchmark's file (default: 2G; 80M with --quick; above 64M)"
     )
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables as Markdown to FILE")
     parser.add_argument(
@@ -166,6 +184,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    args.multipart_size = (
+        parse_size(args.multipart_size)
+        if args.multipart_size
+        else (QUICK_MULTIPART_SIZE if args.quick else MULTIPART_SIZE)
+    )
+    if args.multipart_size <= 64 * MIB:
+        parser.error("--multipart-size must be above 64 MiB (the default MULTIPART_THRESHOLD)")
     args.dedup_size = max(args.s3_sizes) if args.s3_sizes else max(args.sizes)
     args.list_counts = QUICK_LIST_COUNTS if args.quick else LIST_COUNTS
     if args.server == "auto":
@@ -192,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     needed = (2 * args.repeat + 2) * max(args.sizes) + largest
     if "direct" in args.only:  # an API upload and a direct one kept per run
         needed += 2 * args.repeat * max(args.sizes)
+    if "multipart" in args.only:  # the file, a repeat's objects on SeaweedFS, parts and object on disk
+        needed += 7 * args.multipart_size
     if free < needed:
         log(f"warning: {workdir} has {free / GIB:.1f} GiB free; this run may need about {needed / GIB:.1f} GiB")
     log(f"work folder {workdir}; server: {args.server}; sizes: {', '.join(map(fmt_size, args.sizes))}; "
@@ -265,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("analyze", bench_analyze),
                 ("scan", bench_scan),
                 ("variants", bench_variants),
+                ("multipart", functools.partial(bench_multipart, env=base_env)),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):
