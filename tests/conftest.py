@@ -48,8 +48,8 @@ MAIN_S3_SERVER = "seaweedfs"
 #: The stores of a test that takes ``store_alias`` unless it asks for more (see the module docstring).
 COMMON_STORE_KINDS = ["disk", f"s3-{MAIN_S3_SERVER}"]
 #: Modules whose store-parametrised tests all run on every S3 server, as if marked ``all_s3_servers``:
-#: the direct-upload tests send their bytes to presigned URLs.
-ALL_S3_SERVERS_MODULES = frozenset({"tests.test_direct_uploads"})
+#: the direct-upload tests send their bytes (and parts) to presigned URLs.
+ALL_S3_SERVERS_MODULES = frozenset({"tests.test_direct_uploads", "tests.test_multipart_uploads"})
 #: The keys of SeaweedFS's only identity; it refuses any request not signed with them.
 SEAWEEDFS_KEYS = {"access_key": "seaweedfs-tests", "secret_key": "seaweedfs-tests-secret"}
 

@@ -243,7 +243,7 @@ def test_sizes_at_the_edges(staff, owners, store, capture, size, parts):
     data = b"\x00\x01\x02" + os.urandom(size - 3)
     if parts is None:
         response = start(staff["a"], "patient", owners.alice.pk, data, checksum=None)
-        assert_error(response, 400, "invalid")  # one request: the checksum is required
+        assert_error(response, 400, "checksum_required")  # one request: the checksum is required
         upload = start(staff["a"], "patient", owners.alice.pk, data).json()["upload"]
         assert upload["multipart"] is None and upload["url"]
         return

@@ -276,6 +276,20 @@ class InvalidValue(AttachmentError, ValueError):
     status_code = 400
 
 
+class ChecksumRequired(InvalidValue):
+    """A direct upload sent in one request must declare its SHA-256 (``multipart_threshold``: above it, not)."""
+
+    code = "checksum_required"
+    field = "checksum"
+
+    def __init__(self, message: str, *, threshold: int | None = None) -> None:
+        super().__init__(message)
+        self.threshold = threshold
+
+    def extra(self) -> dict[str, Any]:
+        return {} if self.threshold is None else {"multipart_threshold": self.threshold}
+
+
 class SlotTaken(AttachmentError, ValueError):
     """The owner already has this file in that slot."""
 

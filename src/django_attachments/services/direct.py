@@ -41,6 +41,7 @@ from ..conf import app_settings
 from ..exceptions import (
     AttachmentError,
     BlobUnavailable,
+    ChecksumRequired,
     FileTooLarge,
     InvalidFile,
     InvalidValue,
@@ -125,10 +126,10 @@ def start_upload(
     in_parts = size > app_settings.MULTIPART_THRESHOLD
     if checksum is None or checksum == "":
         if not in_parts:
-            raise InvalidValue(
+            raise ChecksumRequired(
                 f"checksum (the file's SHA-256) is required for files up to {app_settings.MULTIPART_THRESHOLD} "
                 "bytes, which are sent in one request.",
-                field="checksum",
+                threshold=app_settings.MULTIPART_THRESHOLD,
             )
         checksum = ""
     elif not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
@@ -173,7 +174,7 @@ def start_upload(
             limit=store.max_upload_target_size,
         )
     elif not checksum:
-        raise InvalidValue("checksum (the file's SHA-256) is required by this storage.", field="checksum")
+        raise ChecksumRequired("checksum (the file's SHA-256) is required by this storage.")
     upload = DirectUpload.objects.create(
         owner_type=link.owner_type,
         owner_id=link.owner_id,
@@ -541,7 +542,8 @@ def cancel_upload(upload_id: Any, *, tenant: Any = None) -> DirectUpload:
         if upload is None:
             raise UploadNotFound(f"No upload with id '{upload_id}'.")
         if upload.status != DirectUpload.PENDING:
-            raise UploadClosed(f"This upload is {upload.status}; it cannot be cancelled.")
+            state = {DirectUpload.VERIFYING: "being verified"}.get(upload.status, f"already {upload.status}")
+            raise UploadClosed(f"This upload is {state}; it cannot be cancelled.")
         _fail(get_store(upload.storage), upload, UploadCancelled("The upload was cancelled by its client."))
     return upload
 

@@ -382,7 +382,7 @@ def purge_incomplete_uploads(
     limit: int | None = None,
     on_item: OnItem | None = None,
     allow_young: bool = False,
-    **_: Any,
+    batch_size: int = 500,
 ) -> PurgeResult:
     """Abort multipart uploads under the key prefix that no open ticket knows, older than the grace period.
 
@@ -403,7 +403,7 @@ def purge_incomplete_uploads(
             continue
         try:
             candidates = [u for u in store.list_multipart() if _aware(u.started) < cutoff]
-            for batch in _batches(candidates, 500):
+            for batch in _batches(candidates, batch_size):
                 ids = [u.upload_id for u in batch]
                 known = set(
                     DirectUpload.objects.filter(
