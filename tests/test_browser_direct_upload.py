@@ -1,113 +1,33 @@
-"""The example project's direct upload page in a real browser: its SHA-256, then the whole flow.
+"""The example project's direct upload page in a real browser: the whole flow, through the packaged uploader.
 
-The SHA-256 the page computes (incrementally, one ``file.slice()`` at a time)
-is checked against :mod:`hashlib` on edge lengths around the 64-byte block and
-the 56-byte padding boundary, and on a file read in several odd-sized chunks;
-those tests load the script into an empty page, no server needed. The
-end-to-end test logs in as a clinic's staff on the live example project (on
-local disk, and on S3 served by moto and by SeaweedFS), uploads a PNG, uploads it again (the
-deduplicated short-cut: no bytes sent), and uploads files whose type the owner
-refuses, checking what the page shows, the HTTP exchanges it makes and what
-the API lists afterwards. Headless Chromium, as in ``tests/test_browser.py``,
-whose ``page`` fixture this module shares.
+The page drives the app's uploader (``django_attachments/uploader.js``, whose
+SHA-256, parts and resume are tested in ``tests/test_browser_uploader.py``).
+Here the page itself is tested: it logs in as a clinic's staff on the live
+example project (on local disk, and on S3 served by moto and by SeaweedFS),
+uploads a PNG, uploads it again (the deduplicated short-cut: no bytes sent),
+and uploads files whose type the owner refuses, checking what the page shows,
+the HTTP exchanges it makes and what the API lists afterwards. Its multipart
+uploads, progress bar and Cancel are in ``tests/test_browser_admin_uploader.py``.
+Headless Chromium, as in ``tests/test_browser.py``, whose ``page`` fixture
+this module shares.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import re
 
 import pytest
 
 from tests import test_browser
 from tests.conftest import PNG_BYTES, STORE_KINDS, get_s3_server
-from tests.live import EXAMPLE_DIR, example_server
+from tests.live import example_server
 
 page = test_browser.page  # the fixture: headless Chromium, with a screenshot of any failure
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = EXAMPLE_DIR / "demo" / "static" / "demo" / "direct_upload.js"
 USERNAME, PASSWORD = "north", "north-demo"  # staff of "Northside Dental", from seed_demo
-MiB = 1024 * 1024
-
-# Hash bytes handed over from Python: as one Blob read in chunks, and fed to
-# Sha256.update() in uneven pieces (1, 2, 3, ... bytes), which crosses the
-# 64-byte block boundary at every possible offset.
-HASH_IN_BROWSER = """async ([encoded, chunkSize]) => {
-    const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
-    const whole = await window.directUpload.hashBlob(new Blob([bytes]), { chunkSize });
-    const hash = new window.directUpload.Sha256();
-    for (let offset = 0, step = 1; offset < bytes.length; offset += step, step++) {
-        hash.update(bytes.subarray(offset, offset + step));
-    }
-    return [whole, hash.hexdigest()];
-}"""
-
-
-@pytest.fixture
-def script_page(page):
-    """An empty page with the direct upload script loaded (it wires no form there)."""
-    page.set_content('<input type="file" id="file">')
-    page.add_script_tag(path=str(SCRIPT))
-    assert page.evaluate("typeof window.directUpload.Sha256") == "function"
-    return page
-
-
-def test_sha256_matches_hashlib_at_block_and_padding_edges(script_page):
-    for size in [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000]:
-        data = os.urandom(size)
-        expected = hashlib.sha256(data).hexdigest()
-        for chunk_size in (1, 7, 64, 4 * MiB):
-            whole, pieces = script_page.evaluate(HASH_IN_BROWSER, [base64.b64encode(data).decode(), chunk_size])
-            assert whole == expected, f"{size} bytes read in chunks of {chunk_size}"
-            assert pieces == expected, f"{size} bytes fed in uneven pieces"
-
-
-def test_sha256_of_known_vectors(script_page):
-    vectors = [b"", b"abc", b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", b"a" * 1_000_000]
-    for data in vectors:
-        whole, pieces = script_page.evaluate(HASH_IN_BROWSER, [base64.b64encode(data).decode(), 4 * MiB])
-        assert whole == pieces == hashlib.sha256(data).hexdigest()
-
-
-@pytest.mark.parametrize("chunk_size", [4 * MiB, MiB + 5, 1_000_003])
-def test_sha256_of_a_file_read_in_several_chunks(script_page, tmp_path, chunk_size):
-    """A real File from a file input, 4 MiB + 3 bytes: a size that is no multiple of 64, over several slices."""
-    data = os.urandom(4 * MiB + 3)
-    path = tmp_path / "random.bin"
-    path.write_bytes(data)
-    script_page.set_input_files("#file", str(path))
-    result = script_page.evaluate(
-        """async (chunkSize) => {
-            const file = document.getElementById("file").files[0];
-            const seen = [];
-            const digest = await window.directUpload.hashBlob(file, {
-                chunkSize, onProgress: (done, total) => seen.push([done, total]),
-            });
-            return { digest, seen };
-        }""",
-        chunk_size,
-    )
-    assert result["digest"] == hashlib.sha256(data).hexdigest()
-    chunks = -(-len(data) // chunk_size)
-    assert len(result["seen"]) == chunks
-    assert result["seen"][-1] == [len(data), len(data)]
-
-
-def test_sha256_refuses_more_bytes_once_finished(script_page):
-    error = script_page.evaluate(
-        """() => {
-            const hash = new window.directUpload.Sha256();
-            hash.update(new Uint8Array([1, 2, 3]));
-            hash.hexdigest();
-            try { hash.update(new Uint8Array([4])); } catch (error) { return error.message; }
-            return null;
-        }"""
-    )
-    assert error and "finished" in error
 
 
 # -- The whole flow, against the live example project --------------------------------

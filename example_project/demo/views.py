@@ -1,10 +1,11 @@
 """The demo's pages, for the staff of a clinic, logged in with their session; the work is the API's.
 
 - The direct upload page: the browser hashes a file, sends its bytes straight
-  to the storage, the API verifies them. All the work happens in
-  ``demo/direct_upload.js``; the view lists the owners the user may attach to
-  (the patients, plan items and clinical notes of their clinic) and the slots
-  each owner type takes.
+  to the storage (in one request, or in parts above ``MULTIPART_THRESHOLD``),
+  the API verifies them. ``demo/direct_upload.js`` drives the app's packaged
+  uploader (``django_attachments/uploader.js``); the view lists the owners
+  the user may attach to (the patients, plan items and clinical notes of
+  their clinic) and the slots each owner type takes.
 - A patient's gallery: their files' thumbnails, each opening its preview.
   ``demo/gallery.js`` lists the files through the API and asks for each
   variant at the URL the API gives, waiting out a 202 (a worker making it) as
@@ -25,6 +26,7 @@ from patients.owners import OWNER_TYPE as PATIENT
 from treatment_plan.models import PlanItem
 from treatment_plan.owners import OWNER_TYPE as PLAN_ITEM
 
+from django_attachments.conf import app_settings
 from django_attachments.registry import attachment_registry
 
 
@@ -57,6 +59,9 @@ def direct_upload(request: HttpRequest) -> HttpResponse:
             "clinical_notes": [(f"{CLINICAL_NOTE}:{note.pk}", f"{note.patient}: {note}") for note in notes],
             "slots": slots,
             "uploads_url": reverse("django_attachments:upload-list"),
+            # The uploader hashes files up to the server's threshold before it starts (single-PUT tickets
+            # need their SHA-256); larger ones go in parts, each hashed on its way.
+            "multipart_threshold": app_settings.MULTIPART_THRESHOLD,
         },
     )
 
