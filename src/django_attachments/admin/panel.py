@@ -11,7 +11,10 @@ slot, description, created; their malware scan where a scanner is configured;
 their thumbnails, linked to their previews, where variants are declared: see
 :mod:`django_attachments.admin.thumbnails`) with download links -- none for a
 file the download would refuse, infected or not yet scanned -- and lets staff
-who may change the owner upload files and unlink them. Everything goes through
+who may change the owner upload files and unlink them; where the API's direct
+uploads are served, they may also drop files on the panel, which go straight to
+the storage with a progress bar each (see :mod:`django_attachments.admin.dropzone`).
+Everything goes through
 :mod:`django_attachments.services`, so the owner type's slots, size and type
 limits and the deduplication apply exactly as in the API.
 
@@ -57,7 +60,7 @@ from ..models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, Attachment, ScanSt
 from ..policy import may_attach, may_view, resolve_owner
 from ..registry import attachment_registry
 from ..uploadhandlers import limit_body
-from . import display, thumbnails
+from . import display, dropzone, thumbnails
 from .tenancy import admin_tenant
 
 logger = logging.getLogger(__name__)
@@ -261,11 +264,25 @@ class AttachmentsAdminMixin(_AdminBase):
                 "show_thumbnails": show_thumbnails,
                 "can_change": can_change,
                 "form": self._panel_form(obj) if can_change else None,
+                "dropzone": self.get_attachments_dropzone(request, obj, access) if can_change else None,
                 "upload_url": self._url("attachments_upload", object_id),
                 "upload_form_id": UPLOAD_FORM_ID,
                 "unlink_form_id": UNLINK_FORM_ID,
             }
         }
+
+    def get_attachments_dropzone(self, request: HttpRequest, obj: Any, access: OwnerAccess) -> dict | None:
+        """The drop zone's settings for a user who may change ``obj``'s files; None: the form alone.
+
+        See :mod:`django_attachments.admin.dropzone`: offered where the API's
+        direct uploads are served and would take this user's upload.
+        """
+        return dropzone.dropzone(
+            request,
+            owner_type=self.get_attachments_owner_type(obj),
+            owner_id=self.get_attachments_owner_id(obj),
+            tenant=access.tenant,
+        )
 
     def _thumbnail(self, object_id: str, attachment: Attachment) -> str:
         return thumbnails.cell(
