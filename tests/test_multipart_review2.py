@@ -1,7 +1,6 @@
 """A second adversarial review of multipart direct uploads: the verification's heartbeat, its retries.
 
-Each test here reproduces a defect found in review and is marked ``xfail``
-(strict) until it is fixed: it fails now, and will say so once it passes.
+Each test here reproduced a defect found in review (it failed before its fix).
 The helpers and the 5 MiB part size are those of tests/test_multipart_uploads.py.
 """
 
@@ -72,10 +71,6 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
     return predicate()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found in review: the heartbeat keeps using a connection the database dropped; it never renews again",
-)
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_renews_the_claim_after_its_database_connection_was_dropped(
     staff, owners, disk_store, settings, monkeypatch

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from django.core.files.uploadedfile import TemporaryUploadedFile
-from django.db import DatabaseError, connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from .. import ingest
@@ -76,8 +77,11 @@ MAX_OBJECT_SIZE = 5 * 1024**4
 MAX_PARTS_PER_REQUEST = 100
 #: How long a verification's claim lasts without renewal; the reader renews it as it goes.
 VERIFY_LEASE = timedelta(minutes=5)
-#: How often a verification renews its claim while it reads.
+#: How often a verification renews its claim while it works.
 _RENEW_EVERY = 30.0
+#: How long a verification may go without progress (one read-back chunk; the whole join) before its
+#: claim is left to lapse: a storage read that hangs does not hold the ticket for ever.
+_STALL_LIMIT = 3600.0
 _MiB = 1024 * 1024
 
 
@@ -401,10 +405,22 @@ class _LostClaim(Exception):
     """Another run took the claim over (ours lapsed): this one stops, having recorded nothing."""
 
 
+def _drop_connections() -> None:
+    """Forget this thread's database connections, however broken: the next query opens a new one."""
+    for wrapper in connections.all(initialized_only=True):
+        try:
+            wrapper.close()
+        except Exception:  # noqa: S110 (closing a connection the server dropped may fail too)
+            pass
+        # Django keeps an in-memory SQLite connection open on close(): let go of it all the same.
+        wrapper.connection = None
+
+
 class _Claim:
     def __init__(self, upload_id: Any, token: str) -> None:
         self.upload_id, self.token = upload_id, token
         self.lost = False
+        self._progress = time.monotonic()
 
     def renew(self) -> None:
         kept = DirectUpload.objects.filter(
@@ -414,23 +430,38 @@ class _Claim:
             self.lost = True
 
     def check(self) -> None:
-        """Raise _LostClaim when the claim was lost (taken over, the ticket closed or gone)."""
+        """Raise _LostClaim when the claim was lost (taken over, the ticket closed or gone); else note progress."""
         if self.lost:
             raise _LostClaim()
+        self._progress = time.monotonic()
 
     @contextmanager
     def kept_alive(self) -> Iterator[None]:
         """Renew the claim every ``_RENEW_EVERY`` seconds from a thread, while the join and the read-back
-        run (a join of a large upload on local disk, or a read-back, outlasts the lease)."""
+        run (a join of a large upload on local disk, or a read-back, outlasts the lease).
+
+        Renewed only while the work moves (each chunk read back notes it; a join counts as one step
+        of at most ``_STALL_LIMIT``): a read hung on the storage lets the claim lapse, for another run.
+        Not inside a caller's transaction: the heartbeat would wait for the row this claim locked
+        until that transaction ends, and the end would wait for the heartbeat.
+        """
+        if connection.in_atomic_block:
+            yield
+            return
         stop = threading.Event()
 
         def beat() -> None:
             try:
                 while not stop.wait(_RENEW_EVERY):
+                    if time.monotonic() - self._progress > _STALL_LIMIT:
+                        continue  # stuck: let the lease lapse
                     try:
                         self.renew()
-                    except DatabaseError:
-                        logger.warning("Could not renew the verification claim of upload %s", self.upload_id)
+                    except Exception:  # a dropped connection, most likely: a new one next time
+                        logger.warning(
+                            "Could not renew the verification claim of upload %s", self.upload_id, exc_info=True
+                        )
+                        _drop_connections()
             finally:
                 connections.close_all()  # this thread's own connections
 
@@ -518,6 +549,7 @@ def _join(store: BaseStore, upload: DirectUpload, claim: _Claim) -> Any:
     if missing:
         raise PartsMissing(f"The storage lost parts {missing[:20]} of this upload.", missing=missing)
     parts = [held[number] for number in range(1, count + 1)]
+    claim.check()  # the join is one step of progress, however long it takes
     try:
         return store.complete_multipart(upload.storage_identifiers, upload.multipart_id, parts)
     except ObjectExists:
