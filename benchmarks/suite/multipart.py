@@ -56,6 +56,7 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -583,7 +584,7 @@ def bench_multipart(ctx: Context, env: dict[str, str]) -> None:
     try:
         from tests.servers import weed_binary
 
-        weed_binary()
+        weed = weed_binary()
     except RuntimeError as exc:
         table = Table("multipart", "Multipart direct uploads", f"skipped: {exc}", ["-"])
         log(f"  multipart: skipped: {exc}")
@@ -600,6 +601,7 @@ def bench_multipart(ctx: Context, env: dict[str, str]) -> None:
     warm = None if ctx.args.quick else ScratchFile(folder / "warm.bin", WARM_SIZE)
     log(f"  multipart: wrote {fmt_size(size)} in {time.perf_counter() - started:.1f} s")
     hashing = hash_rates(file)
+    hashing += "; " + versions(weed)
     # The tests' client is the same flow unpipelined: for information, in a full run.
     tests = MultipartClient is not None and not ctx.args.quick
     cases = [OURS] + ([TESTS] if tests else []) + [ANCHOR, ANCHOR_SHA]
@@ -664,6 +666,19 @@ def hash_rates(file: ScratchFile) -> str:
     return shown
 
 
+def versions(weed: str) -> str:
+    """SeaweedFS's, boto3's and s3transfer's versions, for the table's notes."""
+    import boto3
+    import s3transfer
+
+    words = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=30).stdout.split()
+    # "version 8000GB 4.48 pypi linux amd64": the build's largest volume, then the release
+    seaweedfs = (
+        f"SeaweedFS {words[2]} ({words[1]} build)" if words[:1] == ["version"] and len(words) > 2 else "SeaweedFS"
+    )
+    return f"{seaweedfs}, boto3 {boto3.__version__}, s3transfer {s3transfer.__version__}"
+
+
 def note_tracebacks(server: Server) -> None:
     if "Traceback" in server.logfile.read_text(errors="replace"):
         log(f"  note: {server.logfile.name} has tracebacks; see it with --keep")
@@ -696,6 +711,12 @@ def work_s(o: Outcome) -> float:
     """CPU seconds of every process involved (this one, SeaweedFS, the worker), over both phases."""
     phases = [o.transfer] + ([o.verify] if o.verify else [])
     return sum((p.client_cpu or 0.0) + (p.store_cpu or 0.0) + (p.worker_cpu or 0.0) for p in phases)
+
+
+def transfer_work_s(o: Outcome) -> float:
+    """CPU seconds of every process involved, over the transfer."""
+    p = o.transfer
+    return (p.client_cpu or 0.0) + (p.store_cpu or 0.0) + (p.worker_cpu or 0.0)
 
 
 def ratios(runs: list[list[Outcome]], case: str, reference: str, key: Callable[[Outcome], float]) -> list[float]:
@@ -749,17 +770,18 @@ def report_s3(ctx: Context, size: int, runs: list[list[Outcome]], cases: list[st
         "CPU seconds (user + system, all threads; median (min–max) over the repeats) of this process (the client), "
         "of SeaweedFS (one `weed server` process: master, volume, filer, S3 gateway) and of the Django worker, "
         "during the transfer and during the verification; RSS+ is the peak RSS growth over the phase, the largest "
-        "over the repeats. `all CPU s` adds the three processes over both phases: the work each way costs the "
-        "machine, which the load of other processes does not change as much as it changes wall times.",
+        "over the repeats. `transfer CPU s` adds the three processes over the transfer, `all CPU s` over both "
+        "phases: the work each way costs the machine, which the load of other processes changes less than it "
+        "changes wall times (ratios paired per repeat).",
         ["case", "client CPU s", "client RSS+ MiB", "SeaweedFS CPU s", "worker CPU s", "worker RSS+ MiB",
-         "verify: worker CPU s", "verify: worker RSS+ MiB", "verify: SeaweedFS CPU s", "all CPU s",
-         "all CPU / upload_file", "parts"],
+         "verify: worker CPU s", "verify: worker RSS+ MiB", "verify: SeaweedFS CPU s", "transfer CPU s",
+         "transfer CPU / upload_file", "all CPU s", "all CPU / upload_file", "parts"],
     )  # fmt: skip
     for case in cases:
         done = [o for run in runs for o in run if o.case == case and o.ok]
         if not done:
             times.rows.append([case, fmt_size(size)] + ["-"] * 10)
-            costs.rows.append([case] + ["-"] * 11)
+            costs.rows.append([case] + ["-"] * 13)
             continue
         transfer, totals = [transfer_s(o) for o in done], [total_s(o) for o in done]
         verify = [o.verify for o in done if o.verify]
@@ -775,6 +797,8 @@ def report_s3(ctx: Context, size: int, runs: list[list[Outcome]], cases: list[st
              cpu([o.transfer.store_cpu for o in done]), cpu([o.transfer.worker_cpu for o in done]),
              fmt_mib(worst([o.transfer.worker_rss for o in done])), cpu([v.worker_cpu for v in verify]),
              fmt_mib(worst([v.worker_rss for v in verify])), cpu([v.store_cpu for v in verify]),
+             cpu([transfer_work_s(o) for o in done]),
+             paired(runs, case, ANCHOR, transfer_work_s) if case != ANCHOR else "-",
              cpu([work_s(o) for o in done]), paired(runs, case, ANCHOR, work_s) if case != ANCHOR else "-",
              str(done[0].parts) if done[0].parts else "-"]
         )  # fmt: skip
