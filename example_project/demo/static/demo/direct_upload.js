@@ -124,9 +124,10 @@ function setUp(form) {
   });
   form.elements.owner.dispatchEvent(new Event("change"));
 
+  let aborting = null; // abort()'s promise: settled once the ticket is cancelled
   cancel.addEventListener("click", () => {
     cancel.disabled = true;
-    uploader?.abort(); // start() rejects "aborted" once the ticket is cancelled
+    aborting = uploader?.abort() ?? null; // start() rejects "aborted" at once
   });
 
   form.addEventListener("submit", async (event) => {
@@ -135,12 +136,17 @@ function setUp(form) {
     const owner = form.elements.owner.value;
     const separator = owner.indexOf(":");
     submit.disabled = true;
+    aborting = null;
     cancel.disabled = false;
     cancel.hidden = false;
     try {
       await upload(file, owner.slice(0, separator), owner.slice(separator + 1), slotInput.value.trim());
     } catch (error) {
-      if (error.code === "aborted") setStatus("cancelled", "Cancelled: the ticket was cancelled, nothing was attached.");
+      if (error.code === "aborted") {
+        setStatus("working", "Cancelling…");
+        await aborting;
+        setStatus("cancelled", "Cancelled: the ticket was cancelled, nothing was attached.");
+      }
       else showError(error);
     } finally {
       submit.disabled = false;

@@ -91,8 +91,7 @@ function setUp(zone) {
       try {
         await this.uploader.start();
       } catch (error) {
-        if (error.code === "aborted") this.finish("cancelled", words.cancelled);
-        else this.fail(error);
+        if (error.code !== "aborted") this.fail(error); // aborted: cancel() says so once the ticket is cancelled
         return;
       }
       this.bar.value = 1;
@@ -130,7 +129,9 @@ function setUp(zone) {
         return;
       }
       this.setState("cancelling", `${words.cancelling}…`);
-      await this.uploader.abort(); // start() then rejects "aborted": run() says cancelled
+      await this.uploader.abort(); // settles once the ticket is cancelled (DELETE) and forgotten
+      // Unless the upload was done before the abort could stop it: the file is attached then.
+      if (this.row.dataset.state !== "done") this.finish("cancelled", words.cancelled);
     }
 
     fail(error) {
