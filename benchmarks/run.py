@@ -1,6 +1,6 @@
 """Benchmarks of django_attachments, each next to what a project writes by hand.
 
-    .venv/bin/python benchmarks/run.py                      # the full suite (~30 min, ~10 GiB of scratch disk)
+    .venv/bin/python benchmarks/run.py                      # the full suite (~50 min, ~20 GiB of scratch disk)
     .venv/bin/python benchmarks/run.py --quick              # tiny sizes, one repeat: a minute or two (CI)
     .venv/bin/python benchmarks/run.py --sizes 10M,100M,1G --repeat 3 --markdown /tmp/bench.md
     .venv/bin/python -m tests.pgcluster -- .venv/bin/python benchmarks/run.py   # on PostgreSQL
