@@ -49,6 +49,9 @@ BOUND_MIB = 64
 FREE_SPACE_NEEDED = 3.5 * GIB
 #: Per socket operation: a guard against a hung server, not a speed assertion.
 SOCKET_TIMEOUT = 600
+#: These direct uploads test the one-request flow: above the 64 MiB default they would go in parts
+#: (tests/test_live_multipart.py), so the threshold is raised to its maximum.
+ONE_REQUEST = {"ATTACHMENTS_MULTIPART_THRESHOLD": str(5 * GIB)}
 USERNAME, PASSWORD = "north", "north-demo"  # staff of "Northside Dental", from seed_demo
 AUTH = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
 
@@ -203,7 +206,7 @@ def patient_of_north(base_url: str) -> str:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
 def test_live_upload_of_1_gib_keeps_server_memory_flat(workdir):
-    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp")}
+    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp"), **ONE_REQUEST}
     with example_server(workdir, env=env) as server:
         pid, url = server.pid, server.url
 
@@ -328,7 +331,7 @@ def test_live_direct_upload_of_1_gib_keeps_server_memory_flat(workdir):
     The body is streamed to a temporary file and hashed while it is written,
     so completing reads only the first bytes (to sniff the type) back.
     """
-    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp")}
+    env = {"ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB), "TMPDIR": str(workdir / "tmp"), **ONE_REQUEST}
     with example_server(workdir, env=env) as server:
         pid, url = server.pid, server.url
         owner_id = patient_of_north(url)
@@ -395,6 +398,7 @@ def test_live_direct_upload_to_s3_is_verified_by_streaming_with_flat_memory(work
         env = {
             "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
             "TMPDIR": str(workdir / "tmp"),
+            **ONE_REQUEST,
             "STORAGE_BACKEND": "s3",
             "AWS_STORAGE_BUCKET_NAME": bucket,
             "AWS_S3_ENDPOINT_URL": endpoint,
