@@ -26,7 +26,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import IO, Any
 from uuid import UUID
@@ -255,23 +256,7 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
     store = get_store(upload.storage)
     if store.exists(upload.storage_identifiers):
         raise UploadClosed("The bytes of this upload were already received; complete it.", code="upload_exists")
-    hasher = ingest.Hasher()
-    with TemporaryUploadedFile("upload", "application/octet-stream", length, None) as spool:
-        remaining = length
-        while remaining:
-            try:
-                chunk = stream.read(min(app_settings.CHUNK_SIZE, remaining))
-            except OSError as exc:
-                raise InvalidFile(f"Could not read the body: {exc}") from exc
-            if not chunk:
-                break
-            hasher.update(chunk)
-            spool.write(chunk)
-            remaining -= len(chunk)
-        digest = hasher.digest()
-        if digest.size != length:
-            raise InvalidFile(f"The body ended after {digest.size} of its {length} bytes; nothing was kept.")
-        spool.flush()
+    with spool_body(stream, length, "upload") as (spool, digest):
         # Putting the bytes in place and recording them is one step under the
         # ticket's lock, which completion takes too: it sees either no object, or
         # the object with its checksum, never our object before we recorded it. A
@@ -304,6 +289,32 @@ def receive_upload(upload: DirectUpload, stream: IO[bytes], *, length: int) -> N
             # (nothing unverified becomes a blob), and the expiry purge removes it.
             ticket.received_checksum = digest.checksum
             ticket.save(update_fields=["received_checksum"])
+
+
+@contextmanager
+def spool_body(stream: IO[bytes], length: int, name: str) -> Iterator[tuple[TemporaryUploadedFile, ingest.Digest]]:
+    """``length`` bytes of a request body in a temporary file, hashed on the way: memory stays at one chunk.
+
+    InvalidFile when the body cannot be read or ends early (nothing is kept).
+    """
+    hasher = ingest.Hasher()
+    with TemporaryUploadedFile(name, "application/octet-stream", length, None) as spool:
+        remaining = length
+        while remaining:
+            try:
+                chunk = stream.read(min(app_settings.CHUNK_SIZE, remaining))
+            except OSError as exc:
+                raise InvalidFile(f"Could not read the body: {exc}") from exc
+            if not chunk:
+                break
+            hasher.update(chunk)
+            spool.write(chunk)
+            remaining -= len(chunk)
+        digest = hasher.digest()
+        if digest.size != length:
+            raise InvalidFile(f"The body ended after {digest.size} of its {length} bytes; nothing was kept.")
+        spool.flush()
+        yield spool, digest
 
 
 def _lock_ticket(pk: Any, tenant: Any = None) -> DirectUpload | None:

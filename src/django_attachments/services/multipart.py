@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
-from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
@@ -49,7 +48,6 @@ from ..conf import MAX_PART_SIZE, app_settings
 from ..exceptions import (
     AttachmentError,
     FileTooLarge,
-    InvalidFile,
     InvalidValue,
     ObjectExists,
     ObjectMissing,
@@ -242,29 +240,15 @@ def receive_part(upload: DirectUpload, number: int, stream: IO[bytes], *, length
             f"Part {number} has {part.size} bytes; the body has {length}. Send exactly the part's bytes.",
             code="size_mismatch",
         )
-    hasher = ingest.Hasher()
-    with TemporaryUploadedFile("part", "application/octet-stream", length, None) as spool:
-        remaining = length
-        while remaining:
-            try:
-                chunk = stream.read(min(app_settings.CHUNK_SIZE, remaining))
-            except OSError as exc:
-                raise InvalidFile(f"Could not read the body: {exc}") from exc
-            if not chunk:
-                break
-            hasher.update(chunk)
-            spool.write(chunk)
-            remaining -= len(chunk)
-        digest = hasher.digest()
-        if digest.size != length:
-            raise InvalidFile(f"The body ended after {digest.size} of its {length} bytes; nothing was kept.")
+    from .direct import spool_body
+
+    with spool_body(stream, length, "part") as (spool, digest):
         if digest.checksum != checksum:
             raise UploadMismatch(
                 f"Part {number} has SHA-256 {digest.checksum}, not the {checksum} signed; nothing was kept. "
                 "Send it again.",
                 code="checksum_mismatch",
             )
-        spool.flush()
         # Kept under the ticket's lock, which completion and cancelling take too: a part that
         # arrives once the parts are being joined, or dropped, is refused rather than left behind.
         with transaction.atomic():
