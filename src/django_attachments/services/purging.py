@@ -252,13 +252,7 @@ def purge_strays(
         check_stray_grace(older_than, allow_young=allow_young)
     result = PurgeResult("strays", dry_run=dry_run)
     cutoff = _cutoff(older_than)
-    aliases = set(Blob.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
-    for alias in sorted(aliases):
-        try:
-            store = get_store(alias)
-        except AttachmentsImproperlyConfigured as exc:
-            result.failures.append(str(exc))
-            continue
+    for alias, store in _stores_of(Blob, result):
         # Parts waiting to be joined are no blob's: the multipart purge judges them, by their ticket.
         parts = multipart_prefix()
         old_enough = (obj for obj in store.list() if _aware(obj.modified) < cutoff and not obj.name.startswith(parts))
@@ -272,6 +266,17 @@ def purge_strays(
         except StorageError as exc:  # listing failed: nothing more is deleted from this storage
             result.failures.append(f"storage {alias!r}: {exc}")
     return result
+
+
+def _stores_of(model: Any, result: PurgeResult) -> Iterator[tuple[str, Any]]:
+    """Each storage alias ``model``'s rows use, and the configured one, with its store; a misconfigured
+    alias is a failure of ``result``, and skipped."""
+    aliases = set(model.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
+    for alias in sorted(aliases):
+        try:
+            yield alias, get_store(alias)
+        except AttachmentsImproperlyConfigured as exc:
+            result.failures.append(str(exc))
 
 
 def _aware(moment: datetime) -> datetime:
@@ -392,13 +397,7 @@ def purge_incomplete_uploads(
     result = PurgeResult("multipart", dry_run=dry_run)
     grace = _grace(older_than)
     cutoff = django_timezone.now() - (grace if allow_young else max(grace, STRAY_MIN_AGE))
-    aliases = set(DirectUpload.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
-    for alias in sorted(aliases):
-        try:
-            store = get_store(alias)
-        except AttachmentsImproperlyConfigured as exc:
-            result.failures.append(str(exc))
-            continue
+    for alias, store in _stores_of(DirectUpload, result):
         if not store.can_multipart:
             continue
         try:
