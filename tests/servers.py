@@ -255,6 +255,7 @@ def clamd_server(
     *,
     stream_max_length: str = "64M",
     max_file_size: str | None = None,
+    max_scan_size: str | None = None,
     alert_exceeds_max: bool = True,
 ) -> Iterator[Clamd]:
     """clamd on a unix socket and a free TCP port of 127.0.0.1, its files under ``workdir``, loading
@@ -262,7 +263,8 @@ def clamd_server(
     at least one). Raises RuntimeError, with its log's tail, if it does not answer PING in time.
 
     As the processing docs ask of a production clamd: its file and scan limits are
-    ``stream_max_length`` too (``max_file_size`` sets a smaller MaxFileSize), and it reports
+    ``stream_max_length`` too (``max_file_size`` sets a smaller MaxFileSize, ``max_scan_size`` another
+    MaxScanSize), and it reports
     what it could not scan whole (``AlertExceedsMax``), unless ``alert_exceeds_max`` is False.
     """
     binary = clamd_binary()
@@ -290,7 +292,7 @@ def clamd_server(
             port=port,
             stream_max_length=stream_max_length,
             max_file_size=max_file_size or stream_max_length,
-            max_scan_size=stream_max_length,
+            max_scan_size=max_scan_size or stream_max_length,
             alert_exceeds_max="yes" if alert_exceeds_max else "no",
         )
     )

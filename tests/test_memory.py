@@ -132,13 +132,18 @@ def test_attach_200_mib_peak_memory_is_bounded(kind, mode, big_file, case_dir, r
 
 @pytest.fixture(scope="module")
 def big_clamd(tmp_path_factory):
-    """clamd with the test signatures and a StreamMaxLength above the big file."""
+    """clamd with the test signatures and a StreamMaxLength above the big file.
+
+    Its MaxScanSize is far above: clamd counts against it every byte it scans, and it scans again what
+    it finds embedded in a file (from the embedded file's start to the end), so 200 MiB of random bytes
+    that happen to hold an embedded-file header now and then count for more than 300 MiB.
+    """
     from tests import clamd as clamd_helpers
     from tests import servers
 
     clamd_helpers.skip_without_clamd()
     with servers.clamd_server(
-        tmp_path_factory.mktemp("memory-clamd"), clamd_helpers.databases(), stream_max_length="300M"
+        tmp_path_factory.mktemp("memory-clamd"), clamd_helpers.databases(), stream_max_length="300M", max_scan_size="4000M"
     ) as clamd:
         yield clamd
 
