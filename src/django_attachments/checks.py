@@ -9,6 +9,8 @@ Ids are stable; a retired id stays reserved and is never reused.
   that is not in ``STORAGES`` (a wrong option of a defined alias is an ``E001``).
 - ``django_attachments.W002``: blobs reference a storage alias that is not in ``STORAGES``
   (only checked with ``--database``; a warning, so that it never blocks ``migrate``).
+- ``django_attachments.E006``: ``DJANGO_ATTACHMENTS["MIRRORS"]`` names an alias that is not in
+  ``STORAGES``, or the ``STORAGE`` alias itself.
 - ``django_attachments.W001``: uploads go to local disk at a relative (or empty) location.
 - ``django_attachments.W003``: ``ADMIN_CROSS_TENANT`` is set without ``TENANT_RESOLVER``, where it does nothing.
 - ``django_attachments.E005``: ``TASK_BACKEND`` is not an alias of ``settings.TASKS``, or that backend
@@ -61,12 +63,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         ]
     return [
         *_check_store_options(defined),
+        *_check_mirrors(alias, defined),
         *_check_cross_tenant(),
         *_check_local_location(alias, defined[alias]),
         *_check_analyzers(),
         *_check_renderers(),
         *_check_variant_formats(),
     ]
+
+
+def _check_mirrors(primary: str, defined: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for alias in app_settings.MIRRORS:
+        if alias == primary:
+            problem = "is DJANGO_ATTACHMENTS['STORAGE'] itself: a copy in the same storage is no copy"
+            hint = "Name another storage."
+        elif alias in defined:
+            continue
+        else:
+            problem = "is not an alias of settings.STORAGES"
+            hint = f"Add {alias!r} to STORAGES, or remove it from MIRRORS."
+        errors.append(
+            checks.Error(
+                f"DJANGO_ATTACHMENTS['MIRRORS'] names {alias!r}, which {problem}.",
+                hint=hint,
+                id="django_attachments.E006",
+            )
+        )
+    return errors
 
 
 def _check_analyzers() -> list[checks.CheckMessage]:

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     # Alias in settings.STORAGES that receives new uploads. Blobs remember the
     # alias they were written to, so changing this leaves old files readable.
     "STORAGE": "default",
+    # Aliases of settings.STORAGES that every new blob and variant is also
+    # copied to, after its storage, each copy verified; reads fall back to them.
+    "MIRRORS": [],
     # Every object the app writes lives under this prefix of its storage.
     "KEY_PREFIX": "attachments/",
     # Bytes; None disables the global limit (owner types may still set one).
@@ -182,6 +185,18 @@ def _non_empty_str(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] must be a non-empty string, not {value!r}.")
     return value
+
+
+def _aliases(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise AttachmentsImproperlyConfigured(
+            f"{SETTINGS_NAME}[{name!r}] must be a list of storage aliases, not {value!r}."
+        )
+    for alias in value:
+        _non_empty_str(name, alias)
+    if len(set(value)) != len(value):
+        raise AttachmentsImproperlyConfigured(f"{SETTINGS_NAME}[{name!r}] names an alias twice: {value!r}.")
+    return tuple(value)
 
 
 def _key_prefix(name: str, value: Any) -> str:
@@ -372,6 +387,7 @@ def _variants(name: str, value: Any) -> dict[str, Any]:
 
 VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "STORAGE": _non_empty_str,
+    "MIRRORS": _aliases,
     "KEY_PREFIX": _key_prefix,
     "MAX_UPLOAD_SIZE": lambda n, v: _positive_int(n, v, allow_none=True, minimum=0),
     "ALLOWED_CONTENT_TYPES": _content_types,

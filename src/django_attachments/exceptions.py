@@ -459,3 +459,12 @@ class ObjectMissing(StorageError, FileNotFoundError):
 
 class ObjectExists(StorageError, FileExistsError):
     """The storage already has an object under the name a write was to use; nothing was overwritten."""
+
+
+class CopyMismatch(StorageError):
+    """A copy of an object in another storage is not the bytes it was copied from (size or SHA-256).
+
+    The copy is deleted and nothing points at it; the blob keeps its storage.
+    """
+
+    code = "copy_mismatch"

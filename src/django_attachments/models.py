@@ -480,3 +480,87 @@ class VariantRender(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} of {self.blob_id}: {self.state}"
+
+
+class ReplicaQuerySet(models.QuerySet):
+    def with_object_names(self, names: list[str]) -> ReplicaQuerySet:
+        """Replicas whose object (in its storage) has one of ``names``."""
+        return self.annotate(object_name=object_name()).filter(object_name__in=names)
+
+    def held(self) -> ReplicaQuerySet:
+        """Replicas that hold bytes (copied and verified), not failed attempts."""
+        return self.filter(state=Replica.COPIED)
+
+    def of_blobs(self) -> ReplicaQuerySet:
+        """Copies of blobs themselves, not of their variants."""
+        return self.filter(variant__isnull=True)
+
+
+class Replica(models.Model):
+    """A copy of a blob's (or a variant's) bytes in another storage than the one the row names.
+
+    Two kinds, told apart by the storage alias only: a *mirror* copy, in one
+    of the ``MIRRORS`` storages, written after every new blob and variant; and
+    a *retained* copy, the object a blob was moved away from by
+    ``migrate_attachments`` and kept (without ``--delete-source``). Either is
+    read when the primary fails or is missing, checked by
+    ``verify_attachments`` and removed with its blob by the purge.
+
+    A ``copied`` row is written only once its bytes are stored and verified
+    (size and SHA-256), so no row points at missing bytes. A ``failed`` row
+    holds no bytes: it says that a mirror copy could not be made, why, how
+    many times, and when it is tried again. ``variant`` is set for a
+    variant's copy (``blob`` is then the variant's source).
+    """
+
+    COPIED = "copied"
+    FAILED = "failed"
+    STATE_CHOICES = [(COPIED, _("copied")), (FAILED, _("failed"))]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="replicas", verbose_name=_("blob"))
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, null=True, blank=True, related_name="replicas", verbose_name=_("variant")
+    )
+    storage = models.CharField(_("storage alias"), max_length=64)
+    storage_identifiers = models.JSONField(_("storage identifiers"), default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=STATE_CHOICES, default=COPIED)
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True, default="")
+    error = models.TextField(_("error"), blank=True, default="")
+    retry_at = models.DateTimeField(_("retry at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = ReplicaQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("replica")
+        verbose_name_plural = _("replicas")
+        constraints = [
+            # One copy per storage of a blob, and of each variant (NULLs are distinct in a unique index).
+            models.UniqueConstraint(
+                fields=["blob", "storage"],
+                condition=models.Q(variant__isnull=True),
+                name="django_att_replica_blob_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["variant", "storage"],
+                condition=models.Q(variant__isnull=False),
+                name="django_att_replica_variant_unique",
+            ),
+        ]
+        indexes = [
+            # The stray sweep's look-ups, as for blobs.
+            models.Index("storage", object_name(), name="django_att_replica_object_idx"),
+            models.Index(fields=["state", "retry_at"], name="django_att_replica_retry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        what = f"variant {self.variant_id}" if self.variant_id else f"blob {self.blob_id}"
+        return f"{what} in {self.storage} ({self.state})"
+
+    @property
+    def copy_of(self) -> Blob | Variant:
+        """The blob, or the variant, whose bytes this is a copy of."""
+        return self.variant if self.variant is not None else self.blob

@@ -47,3 +47,18 @@ blob_purged = Signal()
 #: (tell someone, unlink, purge).
 #: Arguments: ``sender`` (the Blob class), ``blob``, ``signature`` (what was found).
 blob_infected = Signal()
+
+#: Sent when a read of a blob's (or a variant's) bytes fell back to a copy in
+#: another storage (a mirror, or the storage it was moved from), because its
+#: own storage failed or lacks the object.
+#: Arguments: ``sender`` (the Blob or Variant class), ``row`` (the blob or
+#: variant), ``storage`` (the alias read instead), ``error`` (what the primary
+#: raised).
+read_fell_back = Signal()
+
+#: Sent after ``migrate_attachments`` switched a blob (or a variant) to another
+#: storage, once the switch committed.
+#: Arguments: ``sender`` (the Blob or Variant class), ``row`` (with its new
+#: storage), ``source`` (the alias it left), ``copied`` (False when a copy
+#: held there already was taken over).
+row_moved = Signal()

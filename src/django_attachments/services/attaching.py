@@ -387,9 +387,16 @@ def attachments_for(tenant: Any) -> QuerySet[Attachment]:
 # -- reading -------------------------------------------------------------------
 
 
-def open_blob(blob: Blob | Variant, *, start: int = 0, end: int | None = None) -> RangeReader:
-    """Stream a blob's (or a variant's) bytes (``start`` to ``end`` inclusive) from the storage that holds them."""
-    return get_store(blob.storage).open(blob.storage_identifiers, start=start, end=end)
+def open_blob(blob: Blob | Variant, *, start: int = 0, end: int | None = None, fallback: bool = True) -> RangeReader:
+    """Stream a blob's (or a variant's) bytes (``start`` to ``end`` inclusive) from the storage that holds them.
+
+    Where that storage fails or lacks the object, a copy is read instead (a
+    mirror's, or one a migration kept; see :func:`.replicas.open_row`),
+    unless ``fallback`` is False.
+    """
+    from .replicas import open_row
+
+    return open_row(blob, start=start, end=end, fallback=fallback)
 
 
 def blob_url(

@@ -8,8 +8,8 @@ object (a variant, a mirror copy, a multipart part) is never swept as stray
 once its holder is registered::
 
     @register_holder
-    def mirrors(alias, names, besides):
-        return Mirror.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
+    def variants(alias, names, besides):
+        return Variant.objects.filter(storage=alias).with_object_names(names).values_list("object_name", flat=True)
 
 ``besides`` is a record whose own hold is not counted (a ticket deleting its
 own object); a holder ignores it unless it is one of its records.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..models import Blob, DirectUpload, Variant
+from ..models import Blob, DirectUpload, Replica, Variant
 
 #: (storage alias, object names, a record not to count) -> the names it holds.
 Holder = Callable[[str, list[str], Any], Iterable[str]]
@@ -76,5 +76,14 @@ def variants(alias: str, names: list[str], besides: Any) -> Iterable[str]:
     """Every variant holds its object."""
     queryset = Variant.objects.filter(storage=alias).with_object_names(names)
     if isinstance(besides, Variant):
+        queryset = queryset.exclude(pk=besides.pk)
+    return queryset.values_list("object_name", flat=True)
+
+
+@register_holder
+def replicas(alias: str, names: list[str], besides: Any) -> Iterable[str]:
+    """A copy in another storage (a mirror's, or one a migration kept) holds its object once it is copied."""
+    queryset = Replica.objects.held().filter(storage=alias).with_object_names(names)
+    if isinstance(besides, Replica):
         queryset = queryset.exclude(pk=besides.pk)
     return queryset.values_list("object_name", flat=True)

@@ -46,7 +46,7 @@ from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, StorageError, UnsafePurge
-from ..models import Attachment, Blob, DirectUpload, Variant
+from ..models import Attachment, Blob, DirectUpload, Replica, Variant
 from ..registry import OwnerSpec, attachment_registry
 from ..signals import blob_purged
 from ..stores import StoredObject, get_store
@@ -73,6 +73,9 @@ class PurgeResult:
     failures: list[str] = field(default_factory=list)
     #: Orphans only: the variants (thumbnails, previews) removed with their blobs; their bytes are in ``bytes``.
     variants: int = 0
+    #: Orphans and stale variants: the copies in other storages (mirrors', or kept by a migration) removed
+    #: with them; their bytes are not in ``bytes``.
+    copies: int = 0
     #: Dangling check only: links of owner types nobody registers (never removed).
     unregistered: dict[str, int] = field(default_factory=dict)
 
@@ -164,13 +167,23 @@ def purge_orphans(
                 # Their variants go with them, rows first (a render recording one now waits for the blob's lock,
                 # then finds the blob gone and deletes its own bytes).
                 derived = list(Variant.objects.filter(blob__in=doomed))
+                # Their copies in other storages too (read under the blobs' locks, which a copy is recorded under).
+                copies = list(Replica.objects.held().filter(blob__in=doomed))
                 Variant.objects.filter(pk__in=[variant.pk for variant in derived]).delete()
                 Blob.objects.filter(pk__in=[blob.pk for blob in doomed]).delete()
         except ProtectedError:
             continue  # a link slipped in on a database without row locks: its blob is no orphan; go again
         _delete_bytes(doomed, result, on_item)
         _delete_variant_bytes(derived, result)
+        _delete_copies(copies, result)
     return result
+
+
+def _delete_copies(copies: list[Replica], result: PurgeResult) -> None:
+    """Their rows are gone with their blobs' (or variants'); delete the copies' bytes, batched per storage."""
+    for alias, group in _by_storage(copies).items():
+        failed = _delete_objects(alias, [copy.storage_identifiers for copy in group], result, "copies")
+        result.copies += sum(1 for copy in group if copy.storage_identifiers.get("name") not in failed)
 
 
 def _delete_variant_bytes(variants: list[Variant], result: PurgeResult) -> None:
@@ -272,6 +285,8 @@ def _stores_of(model: Any, result: PurgeResult) -> Iterator[tuple[str, Any]]:
     """Each storage alias ``model``'s rows use, and the configured one, with its store; a misconfigured
     alias is a failure of ``result``, and skipped."""
     aliases = set(model.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
+    if model is Blob:  # and every storage that holds copies of them, or is to
+        aliases |= set(Replica.objects.values_list("storage", flat=True).distinct()) | set(app_settings.MIRRORS)
     for alias in sorted(aliases):
         try:
             yield alias, get_store(alias)
@@ -482,10 +497,12 @@ def purge_stale_variants(
         if limit is not None:
             stale = stale[: limit - result.found]
         if not dry_run and stale:
+            copies = list(Replica.objects.held().filter(variant__in=stale))
             # Deleted only as they were read: a variant rebuilt meanwhile keeps its (new) row and bytes.
             Variant.objects.filter(
                 pk__in=[variant.pk for variant in stale], digest__in={variant.digest for variant in stale}
             ).delete()
+            _delete_copies(copies, result)
         for alias, group in _by_storage(stale).items():
             failed = (
                 set() if dry_run else _delete_objects(alias, [v.storage_identifiers for v in group], result, "variants")

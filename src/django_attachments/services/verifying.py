@@ -10,7 +10,11 @@ no cursor is held open across a long run::
     result.missing, result.mismatched, result.errors
 
 Variants (thumbnails, previews) are checked after the blobs, the same way;
-their entries say ``"kind": "variant"`` and name their source blob.
+their entries say ``"kind": "variant"`` and name their source blob. Then
+every copy in another storage (a mirror's, or one a migration kept): its
+entries say ``"kind": "copy"``, name the storage and object of the bad copy,
+and the blob (and variant) it copies. A blob's own check never falls back
+to a copy: each object is judged by itself.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Any
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, ObjectMissing, StorageError
 from ..ingest import Hasher
-from ..models import Blob, Variant
-from .attaching import open_blob
+from ..models import Blob, Replica, Variant
+from ..stores import get_store
+from ..stores.base import RangeReader
 
 
 @dataclass
@@ -52,13 +57,16 @@ def verify_blobs(
     limit: int | None = None,
     on_item: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> VerifyResult:
-    """Re-hash every blob's bytes, then every variant's (of one storage alias, if given); report what does not match.
+    """Re-hash every blob's bytes, then every variant's, then every copy's (of one storage alias, if given);
+    report what does not match.
 
     ``limit`` caps the objects checked, blobs first.
     """
     result = VerifyResult()
-    for model in (Blob, Variant):
+    for model in (Blob, Variant, Replica):
         queryset = model.objects.order_by("pk")
+        if model is Replica:
+            queryset = Replica.objects.held().select_related("blob", "variant").order_by("pk")
         if storage is not None:
             queryset = queryset.filter(storage=storage)
         last = None
@@ -74,14 +82,24 @@ def verify_blobs(
     return result
 
 
-def _verify(blob: Blob | Variant, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None) -> None:
+def _verify(
+    row: Blob | Variant | Replica, result: VerifyResult, on_item: Callable[[str, dict[str, Any]], None] | None
+) -> None:
     result.checked += 1
-    where = {"id": str(blob.pk), "storage": blob.storage, "name": blob.storage_identifiers.get("name")}
-    if isinstance(blob, Variant):
-        where.update(kind="variant", blob=str(blob.blob_id))
+    where = {"id": str(row.pk), "storage": row.storage, "name": row.storage_identifiers.get("name")}
+    blob: Blob | Variant
+    if isinstance(row, Replica):
+        blob = row.copy_of
+        where.update(kind="copy", blob=str(row.blob_id))
+        if row.variant_id:
+            where.update(variant=str(row.variant_id))
+    else:
+        blob = row
+        if isinstance(row, Variant):
+            where.update(kind="variant", blob=str(row.blob_id))
     hasher = Hasher()
     try:
-        with open_blob(blob) as stream:
+        with _open(row) as stream:
             for chunk in stream.chunks(app_settings.CHUNK_SIZE):
                 hasher.update(chunk)
     except ObjectMissing:
@@ -108,3 +126,8 @@ def _verify(blob: Blob | Variant, result: VerifyResult, on_item: Callable[[str, 
             )
     if on_item:
         on_item(kind, where)
+
+
+def _open(row: Blob | Variant | Replica) -> RangeReader:
+    """The object the row names itself, never a copy in its place."""
+    return get_store(row.storage).open(row.storage_identifiers)
