@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import OperationalError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -222,26 +222,34 @@ def _mirror(row: Blob | Variant, alias: str, result: MigrationResult) -> None:
     _count_copy(result, copied)
     blob_id = row.blob_id if isinstance(row, Variant) else row.pk
     variant = row if isinstance(row, Variant) else None
-    with transaction.atomic():
-        locked = lock_blob(blob_id)
-        alive = locked is not None and (variant is None or Variant.objects.filter(pk=variant.pk).exists())
-        if alive:
-            Replica.objects.update_or_create(
-                blob_id=blob_id,
-                variant=variant,
-                storage=alias,
-                defaults={
-                    "storage_identifiers": copied.identifiers,
-                    "state": Replica.COPIED,
-                    "attempts": 0,
-                    "error_code": "",
-                    "error": "",
-                    "retry_at": None,
-                },
-            )
+    try:
+        with transaction.atomic():
+            locked = lock_blob(blob_id)
+            alive = locked is not None and (variant is None or Variant.objects.filter(pk=variant.pk).exists())
+            if alive:
+                _record_copy(blob_id, variant, alias, copied.identifiers)
+    except IntegrityError:
+        alive = False  # the variant was deleted (a stale spec's) as the copy was recorded
     if not alive:
         replicas.delete_quietly(alias, copied.identifiers)
         result.skipped += 1
+
+
+def _record_copy(blob_id: Any, variant: Variant | None, alias: str, identifiers: dict[str, Any]) -> None:
+    """Record a verified copy (over a failed attempt's row, if any); under the blob's row lock."""
+    Replica.objects.update_or_create(
+        blob_id=blob_id,
+        variant=variant,
+        storage=alias,
+        defaults={
+            "storage_identifiers": identifiers,
+            "state": Replica.COPIED,
+            "attempts": 0,
+            "error_code": "",
+            "error": "",
+            "retry_at": None,
+        },
+    )
 
 
 def _record_failure(row: Blob | Variant, alias: str, exc: Exception) -> None:
@@ -350,19 +358,7 @@ def _switch(
                 type(locked).objects.filter(pk=locked.pk).update(
                     storage=copied.storage, storage_identifiers=copied.identifiers
                 )
-                Replica.objects.update_or_create(
-                    blob_id=blob_id,
-                    variant=variant,
-                    storage=old_storage,
-                    defaults={
-                        "storage_identifiers": old_identifiers,
-                        "state": Replica.COPIED,
-                        "attempts": 0,
-                        "error_code": "",
-                        "error": "",
-                        "retry_at": None,
-                    },
-                )
+                _record_copy(blob_id, variant, old_storage, old_identifiers)
             row.storage, row.storage_identifiers = copied.storage, copied.identifiers
             return "moved"
         except OperationalError:
