@@ -54,6 +54,7 @@ from ..processing.analyzers import AnalysisError, AnalysisUnavailable, Analyzer
 from ..processing.scanners import ScanError, Scanner, ScanTooLarge
 from ..signals import blob_infected
 from ..stores import SeekableReader, get_store
+from .replicas import open_row
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +166,9 @@ def _scan_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
     if not force and blob.scan_state not in (*SCAN_DUE, ScanState.NOT_SCANNED):
         return  # judged already (a blob stored before the scanner came, not_scanned, is scanned now)
     outcome.ran.append("scan")
-    store = get_store(blob.storage)
     try:
-        with store.open(blob.storage_identifiers) as stream:
+        # Its storage, or a copy elsewhere where that fails (a migration may have moved it meanwhile).
+        with open_row(blob) as stream:
             result = scanner.scan(stream.chunks())
         if result.size != blob.size:
             raise ScanError(f"The scanner read {result.size} bytes of the {blob.size} the blob holds.")
