@@ -19,10 +19,19 @@ once, leaves the blob as one run would. A scan that could not run is enqueued
 again after a growing delay where the backend can defer tasks; elsewhere, and
 after a worker died, ``manage.py process_attachments --pending`` finishes the
 backlog.
+
+With ``MIRRORS`` set, each new blob is also handed to :data:`mirror_blob`
+once it commits, and again once a variant of it is made (by the pipeline or
+:data:`make_variant`): the task copies what a mirror lacks, verified. A
+mirror that is down never fails the upload: the copy is recorded as failed
+and tried again after a growing delay where the backend can defer, up to
+``SCAN_MAX_ATTEMPTS`` times; ``process_attachments`` makes the copies still
+missing after that, or where a task was lost.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -35,7 +44,7 @@ from .conf import app_settings
 from .exceptions import NoPreview, VariantNotFound
 from .models import Blob
 from .policy import parseable_scans
-from .services import multipart, processing, variants
+from .services import migrating, mirroring, multipart, processing, variants
 
 try:  # Django 6.0+
     from django.tasks import task  # type: ignore[import-not-found,unused-ignore]
@@ -58,6 +67,8 @@ def process_blob(blob_id: str, stages: list[str] | None = None, force: bool = Fa
     outcome = processing.process(blob_id, stages=processing.STAGES if stages is None else stages, force=force)
     if outcome.retry_in is not None:
         enqueue(blob_id, stages=stages, delay=timedelta(seconds=outcome.retry_in))
+    if "made" in outcome.variants.values():
+        mirror_new_variant(blob_id)
     return outcome.as_dict()
 
 
@@ -111,13 +122,22 @@ def enqueue_eager_variants(sender: Any, attachment: Any, **kwargs: Any) -> None:
 
 
 def enqueue_new_blob(sender: Any, blob: Any, **kwargs: Any) -> None:
-    """``blob_created`` receiver: enqueue the pipeline for a new blob with a stage due (sent on commit)."""
+    """``blob_created`` receiver: enqueue the pipeline for a new blob with a stage due, and its copies to the
+    mirrors, if any (sent on commit).
+
+    The pipeline first: on an inline backend, the variants it makes are
+    copied with the blob by the one task their making enqueues, and the
+    blob's own task then finds nothing due; on workers, both wait in the queue
+    at once, and the copy does not wait for the scan.
+    """
     if (
         blob.scan_state in processing.SCAN_DUE
         or blob.analysis_state == processing.AnalysisState.PENDING
         or variants.eager_declared(blob)
     ):
         enqueue(blob.pk)
+    if mirroring.enabled():
+        enqueue_mirror(blob.pk)
 
 
 @task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
@@ -145,7 +165,10 @@ def make_variant(
         if current != digest:
             variants.postpone_queued(blob_id, digest, code="variant_not_declared_here", message=why)
             return variants.MakeOutcome(name, "unknown", error=why).as_dict()
-    return variants.make(blob_id, name, owner_type=owner_type, force=force).as_dict()
+    made = variants.make(blob_id, name, owner_type=owner_type, force=force)
+    if made.state == "made":
+        mirror_new_variant(blob_id)
+    return made.as_dict()
 
 
 def enqueue_variant(
@@ -190,3 +213,56 @@ def enqueue_upload_verification(sender: Any, upload: Any, **kwargs: Any) -> Any:
     except Exception:
         logger.exception("Could not enqueue the verification of direct upload %s.", upload.pk)
         return None
+
+
+@task(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+def mirror_blob(blob_id: str) -> dict[str, Any]:
+    """Copy one blob and its variants to each mirror (``MIRRORS``) that lacks a copy; the outcome as a dict.
+
+    Each copy is verified, then recorded (:func:`.migrating.mirror_blob`).
+    One that failed is recorded as failed and enqueued again, deferred, after
+    its ``retry_at`` (:func:`.migrating.mirror_retry_delay`) while it has had
+    fewer than ``SCAN_MAX_ATTEMPTS`` attempts and the backend can defer; past
+    that, or elsewhere, ``process_attachments`` tries it again. A task with
+    nothing due (a copy made by another run, a retry enqueued twice) copies
+    nothing, and does not spend a failed copy's attempt before its time.
+    """
+    if not mirroring.wanted(blob_id):
+        return {"blob": str(blob_id), "due": False, "copied": 0, "failed": [], "retry_in": None}
+    result = migrating.mirror_blob(blob_id)
+    retry = mirroring.next_retry(blob_id) if result.failed else None
+    if retry is not None:
+        enqueue_mirror(blob_id, delay=retry)
+    return {
+        "blob": str(blob_id),
+        "due": True,
+        **result.as_dict(),
+        "retry_in": None if retry is None else retry.total_seconds(),
+    }
+
+
+def enqueue_mirror(blob_id: Any, *, delay: timedelta | None = None) -> Any:
+    """Hand one blob to :data:`mirror_blob` on the configured backend and queue; the TaskResult, or None.
+
+    As :func:`enqueue`: a ``delay`` is honoured where the backend can defer
+    tasks, else the retry is left to ``process_attachments``; a backend that
+    refuses the task is logged, and the copy is left to the command too (the
+    upload that committed never fails for it).
+    """
+    try:
+        configured = mirror_blob.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+        if delay is not None:
+            if not configured.get_backend().supports_defer:
+                logger.info("Blob %s: the task backend cannot defer; process_attachments copies it.", blob_id)
+                return None
+            configured = configured.using(run_after=timezone.now() + delay)
+        return configured.enqueue(str(blob_id))
+    except Exception:
+        logger.exception("Could not enqueue the mirror copies of blob %s; process_attachments will make them.", blob_id)
+        return None
+
+
+def mirror_new_variant(blob_id: Any) -> None:
+    """A variant of ``blob_id`` was made: enqueue its copies to the mirrors, if any, once its row commits."""
+    if mirroring.enabled():
+        transaction.on_commit(functools.partial(enqueue_mirror, blob_id))

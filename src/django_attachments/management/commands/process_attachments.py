@@ -5,7 +5,8 @@ after the files came, a re-scan with new signatures or a re-analysis after an
 analyzer's upgrade::
 
     manage.py process_attachments                    # what is due (pending, failed): what workers left,
-                                                     # and multipart uploads whose verification was lost
+                                                     # multipart uploads whose verification was lost,
+                                                     # and the mirror copies missing (MIRRORS)
     manage.py process_attachments --scan             # the scan only: what is due, and the blobs stored
                                                      # before the scanner came (not scanned)
     manage.py process_attachments --analyze          # the analyzers only: what is due, and the blobs never
@@ -26,6 +27,12 @@ own unit, idempotent and safe beside workers and other runs
 (:func:`~django_attachments.services.processing.process`). Ctrl-C stops after
 the current blob, with the summary; what is done stays done, and a second run
 finishes the rest (an interrupted ``--all`` run resumes with ``--after``).
+
+With ``MIRRORS`` set, the default run (``--pending``, no stage named) then
+makes the mirror copies that are missing: those whose last attempt failed
+and whose retry time has come, and those of blobs and variants older than a
+minute that no task copied (:func:`~django_attachments.services.mirroring.due`);
+each copy verified before it is recorded, as the task does.
 """
 
 from __future__ import annotations
@@ -45,12 +52,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
 from django.db import DatabaseError
 from django.db.models import QuerySet
+from django.template.defaultfilters import filesizeformat
 
 from ...conf import app_settings
 from ...exceptions import NoPreview, VariantNotFound
 from ...models import AnalysisState, Blob, DirectUpload, ScanState
 from ...registry import attachment_registry
-from ...services import multipart, processing, variants
+from ...services import migrating, mirroring, multipart, processing, variants
 from ..progress import Progress
 from .purge_orphan_attachments import positive
 
@@ -58,8 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: Everything due got done (a malformed file recorded as an analysis failure is done).
 EXIT_OK = 0
-#: Some blob is not done: a scan could not run (the scanner down), a blob failed with an error, or the
-#: task backend refused one. Those blobs stay due; the next run retries them.
+#: Some blob is not done: a scan could not run (the scanner down), a blob failed with an error, a mirror
+#: copy could not be made, or the task backend refused one. Those blobs stay due; the next run retries them.
 EXIT_INCOMPLETE = 1
 #: Wrong arguments, an unknown blob id, or wrong settings (SCANNER, TASK_BACKEND).
 EXIT_USAGE = 2
@@ -77,13 +85,17 @@ variants: --variants NAME (repeatable) makes those variants alone, of every
   blob a renderer reads that is linked to an owner type declaring NAME:
   with --pending (the default) where not made yet, with --all or --blob
   again (forced; a refused file is tried again too).
+mirrors: with MIRRORS set, the default run (--pending, no stage named) also
+  makes the mirror copies missing: failed ones whose retry time has come,
+  and those of blobs and variants older than a minute; --limit caps them too.
 
 exit status:
   {EXIT_OK}    everything due got done (a file an analyzer could not read is
        done: its error is recorded on the blob)
   {EXIT_INCOMPLETE}    some scans could not run (scanner down, the file over its limit), a
-       blob failed with an error, or the task backend refused one; those
-       blobs stay due and the next run retries them
+       blob failed with an error, a mirror copy could not be made, or the
+       task backend refused one; those blobs stay due and the next run
+       retries them
   {EXIT_USAGE}    wrong arguments, an unknown blob id or wrong settings
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C) after the current blob; run again to finish
 """
@@ -93,6 +105,8 @@ COUNTS = (
     "blobs clean infected failed analyzed analysis_failed made existed refused busy gone nothing_to_do errors "
     "enqueued not_enqueued"
 ).split()
+#: The mirror copies' counts, listed after those (and only) when the run made the copies missing in MIRRORS.
+MIRROR_COUNTS = "mirror_blobs mirrored mirrored_bytes mirror_failed mirror_enqueued".split()
 
 #: What the summary reads of each blob after its run.
 RESULT_FIELDS = (
@@ -122,7 +136,7 @@ class Summary:
     forced: bool
     backend: str | None = None
     queue: str | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys([*COUNTS, *MIRROR_COUNTS], 0))
     #: {"id", "signature"}
     infected: list[dict[str, Any]] = field(default_factory=list)
     #: {"id", "code", "attempts", "state"}: scans that could not run; the state the blob kept.
@@ -139,13 +153,19 @@ class Summary:
     not_enqueued: list[str] = field(default_factory=list)
     #: {"id", "status"}: multipart direct uploads whose verification a lost task left (pending selection only).
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    #: The mirrors whose missing copies the run made (MIRRORS; empty when it made none: not asked, or none set);
+    #: the JSON summary has the mirror counts, "mirrors" and "mirror_failed" only when it is not empty.
+    mirrors: list[str] = field(default_factory=list)
+    #: {"id", "kind", "blob", "storage", "target", "code", "error"}: mirror copies that failed (recorded as
+    #: failed, retried after their delay).
+    mirror_failed: list[dict[str, Any]] = field(default_factory=list)
     #: The last blob handled: ``--after`` it resumes the run.
     last_blob: str | None = None
     interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.errors or self.not_enqueued or self.interrupted)
+        return not (self.failed or self.errors or self.mirror_failed or self.not_enqueued or self.interrupted)
 
     def progress(self) -> str:
         counts = self.counts
@@ -161,7 +181,7 @@ class Summary:
             "selection": self.selection,
             "stages": self.stages,
             "forced": self.forced,
-            "counts": self.counts,
+            "counts": self.counts if self.mirrors else {key: self.counts[key] for key in COUNTS},
             "infected": self.infected,
             "failed": self.failed,
             "analysis_failed": self.analysis_failed,
@@ -176,6 +196,8 @@ class Summary:
         }
         if self.mode == "enqueue":
             data.update(backend=self.backend, queue=self.queue)
+        if self.mirrors:
+            data.update(mirrors=self.mirrors, mirror_failed=self.mirror_failed)
         return data
 
 
@@ -284,6 +306,11 @@ class Command(BaseCommand):
             queryset = processing.due(stages, backlog=options["scan"] or options["analyze"])
         if options["after"]:
             queryset = queryset.filter(pk__gt=options["after"])
+        # The default run finishes everything due: the mirror copies missing too. A run naming a stage or a
+        # variant, or blobs, does that alone.
+        mirrors = (
+            selection == "pending" and not names and not (options["scan"] or options["analyze"]) and mirroring.enabled()
+        )
 
         summary = Summary(
             mode="enqueue" if options["enqueue"] else "inline",
@@ -320,6 +347,15 @@ class Command(BaseCommand):
                     if self.stop_requested:
                         summary.interrupted = True
                         break
+                progress.close()
+                if mirrors and not summary.interrupted:
+                    self.mirror_missing(
+                        summary,
+                        enqueue=options["enqueue"],
+                        limit=options["limit"],
+                        batch_size=options["batch_size"],
+                        on_terminal=on_terminal,
+                    )
         except KeyboardInterrupt:  # a second Ctrl-C: the blob in hand is left as it was, due
             summary.interrupted = True
         except DatabaseError as exc:
@@ -340,7 +376,7 @@ class Command(BaseCommand):
             scanner = app_settings.SCANNER
             for name in (
                 *("ANALYZERS", "SCAN_MAX_ATTEMPTS", "SCAN_RETRY_DELAY", "TASK_BACKEND", "TASK_QUEUE"),
-                *("VARIANTS", "RENDERERS"),
+                *("VARIANTS", "RENDERERS", "MIRRORS"),
             ):
                 getattr(app_settings, name)
         except ImproperlyConfigured as exc:
@@ -410,6 +446,63 @@ class Command(BaseCommand):
             summary.uploads.append({"id": str(upload.pk), "status": status})
             self.line(f"upload {upload.pk}: {status}")
 
+    def mirror_missing(
+        self, summary: Summary, *, enqueue: bool, limit: int | None, batch_size: int, on_terminal: bool
+    ) -> None:
+        """Make (or enqueue) the mirror copies due: failed ones whose retry time has come, and those no task made.
+
+        A blob is one unit (:func:`~django_attachments.services.migrating.mirror_blob`: its copies and its
+        variants', each verified, then recorded under its row lock), safe beside the tasks and other runs.
+        """
+        from ... import tasks
+
+        summary.mirrors = list(app_settings.MIRRORS)
+        queryset = mirroring.due()
+        total = None
+        if on_terminal:
+            total = queryset.count() if limit is None else min(queryset.count(), limit)
+        progress = Progress(self.stderr, total=total, enabled=on_terminal, unit="blobs to mirror")
+        counts = summary.counts
+        try:
+            progress.update(0, force=True)
+            for pk in self.blob_ids(queryset, limit=limit, batch_size=batch_size):
+                if enqueue:
+                    queued = tasks.enqueue_mirror(pk) is not None
+                    counts["mirror_enqueued" if queued else "not_enqueued"] += 1
+                    if not queued:
+                        summary.not_enqueued.append(str(pk))
+                    self.line(f"{pk}: mirror copies {'enqueued' if queued else 'not enqueued'}")
+                else:
+                    self.mirror_one(pk, summary)
+                counts["mirror_blobs"] += 1
+                progress.update(
+                    counts["mirror_blobs"], f"{counts['mirrored']} copied, {counts['mirror_failed']} failed"
+                )
+                if self.stop_requested:
+                    summary.interrupted = True
+                    return
+        finally:
+            progress.close()
+
+    def mirror_one(self, pk: Any, summary: Summary) -> None:
+        try:
+            result = migrating.mirror_blob(pk)
+        except DatabaseError:
+            raise
+        except Exception as exc:  # not a storage's refusal (those are recorded): left due, for the next run
+            logger.exception("Could not mirror blob %s", pk)
+            summary.counts["errors"] += 1
+            summary.errors.append({"id": str(pk), "error": f"mirror: {type(exc).__name__}: {exc}"})
+            self.line(f"{pk}: mirror error: {type(exc).__name__}: {exc}")
+            return
+        summary.counts["mirrored"] += result.copied
+        summary.counts["mirrored_bytes"] += result.bytes
+        summary.counts["mirror_failed"] += len(result.failed)
+        summary.mirror_failed += result.failed
+        said = [f"{result.copied} mirror cop{'y' if result.copied == 1 else 'ies'} made"]
+        said += [f"{item['kind']} {item['id']} to {item['target']}: {item['code']}" for item in result.failed]
+        self.line(f"{pk}: {', '.join(said)}")
+
     def process_one(self, pk: Any, stages: list[str], forced: bool, summary: Summary) -> None:
         # A forced re-scan that cannot run leaves a clean blob as it was: what it was tells the two apart.
         before = None
@@ -434,6 +527,8 @@ class Command(BaseCommand):
         if "variants" in outcome.ran:
             made = [name for name, state in sorted(outcome.variants.items()) if state == "made"]
             summary.counts["made"] += len(made)
+            if made:
+                self.mirror_new_variant(pk)
             said.append(f"variants made: {', '.join(made)}" if made else "")
         said = [part for part in said if part]
         if not said:
@@ -520,9 +615,18 @@ class Command(BaseCommand):
                     said.append(f"{name} error: {type(exc).__name__}: {exc}")
                     continue
                 said.append(self.count_variant(pk, outcome, summary))
+                if outcome.state == "made":
+                    self.mirror_new_variant(pk)
         if not said:
             summary.counts["nothing_to_do"] += 1
         self.line(f"{pk}: {', '.join(said) or 'nothing to do'}")
+
+    @staticmethod
+    def mirror_new_variant(pk: Any) -> None:
+        """A variant made here is copied to the mirrors as one a worker made: by a task (inline or not)."""
+        from ... import tasks
+
+        tasks.mirror_new_variant(pk)
 
     @staticmethod
     def count_variant(pk: Any, outcome: variants.MakeOutcome, summary: Summary) -> str:
@@ -608,6 +712,15 @@ class Command(BaseCommand):
             if counts["errors"]:
                 parts.append(f"{counts['errors']} error(s)")
             text = f"processed {counts['blobs']} blob(s) inline {scope}: {'; '.join(parts)}"
+        if summary.mirrors:
+            if summary.mode == "enqueue":
+                text += f"; mirrors ({', '.join(summary.mirrors)}): {counts['mirror_enqueued']} blob(s) enqueued"
+            else:
+                text += (
+                    f"; mirrors ({', '.join(summary.mirrors)}): {counts['mirrored']} cop(ies) made "
+                    f"({filesizeformat(counts['mirrored_bytes'])}) for {counts['mirror_blobs']} blob(s), "
+                    f"{counts['mirror_failed']} failed"
+                )
         if summary.interrupted:
             text = f"[interrupted] {text}"
         self.stdout.write(text)
@@ -624,6 +737,11 @@ class Command(BaseCommand):
             for item in summary.failed:
                 attempts = f"{item['attempts']} attempt(s)"
                 self.stderr.write(f"  scan failed: {item['id']} ({item['code']}, {attempts}; still {item['state']})")
+            for item in summary.mirror_failed:
+                self.stderr.write(
+                    f"  mirror copy failed: {item['kind']} {item['id']} to {item['target']} ({item['code']}: "
+                    f"{item['error']})"
+                )
             for item in summary.errors:
                 self.stderr.write(f"  error: {item['id']}: {item['error']}")
             for pk in summary.not_enqueued:
@@ -643,6 +761,12 @@ class Command(BaseCommand):
             problems.append(
                 f"{len(summary.failed)} scan(s) could not run ({codes}); those blobs are not clean, and the next "
                 "run retries them"
+            )
+        if summary.mirror_failed:
+            codes = ", ".join(sorted({str(item["code"]) for item in summary.mirror_failed}))
+            problems.append(
+                f"{len(summary.mirror_failed)} mirror cop(ies) could not be made ({codes}); recorded, and tried "
+                "again once their retry time has come"
             )
         if summary.errors:
             problems.append(f"{len(summary.errors)} blob(s) failed with an error, left due for the next run")
