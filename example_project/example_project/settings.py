@@ -16,6 +16,8 @@ so loudly on every start. The environment can change that::
     ATTACHMENTS_MAX_UPLOAD_SIZE=1073741824                               # bytes (25 MiB by default)
     CLAMD_SOCKET=/run/clamav/clamd.ctl        # scan every new file with ClamAV's daemon on this unix socket
                                               # (no scanner by default: files are served unscanned)
+    ATTACHMENTS_MIRROR_ROOT=/mnt/backup/attachments   # also copy every file (and thumbnail) to this folder,
+                                              # verified; reads fall back to it (no mirror by default)
 
 Each new file is scanned (with ``CLAMD_SOCKET``) and analyzed (images, PDFs:
 their values show as the attachment's ``metadata`` in the API and on the
@@ -160,6 +162,14 @@ if os.environ.get("STORAGE_BACKEND") == "s3":
         },
     }
 
+# A second copy of every file, on another disk: the "mirror" storage, listed in MIRRORS below.
+_mirror_root = os.environ.get("ATTACHMENTS_MIRROR_ROOT", "")
+if _mirror_root:
+    STORAGES["mirror"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": _mirror_root},
+    }
+
 # The processing pipeline (scan, then analyze) runs as a task: inline, once each upload commits.
 # Django 6.0+ has the framework built in; before it, the django-tasks backport (in INSTALLED_APPS above).
 _tasks_package = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
@@ -190,6 +200,9 @@ DJANGO_ATTACHMENTS = {
     ),
     # Every built-in analyzer whose library or program is installed (Pillow: image.* keys, pypdf: pdf.*, ...).
     "ANALYZERS": None,
+    # Each new file and variant is copied there after its upload commits (a task, inline here); a copy that
+    # fails never fails the upload: manage.py process_attachments makes it later.
+    "MIRRORS": ["mirror"] if _mirror_root else [],
     # Thumbnails for the gallery, made by the pipeline as soon as a file is scanned; a large preview made
     # on its first request. Each built-in renderer whose library is installed makes them (Pillow: images,
     # pypdfium2: a PDF's first page, pydicom: an X-ray's first frame, ffmpeg: a video's frame).
