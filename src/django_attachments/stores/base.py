@@ -28,18 +28,20 @@ each store class names a frozen dataclass of them, with their defaults, in
 from __future__ import annotations
 
 import builtins
+import contextlib
+import hashlib
 import io
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NoReturn, cast
 
 from django.core.files import File
 from django.core.files.storage import Storage
 
 from ..conf import SETTINGS_NAME, app_settings
-from ..exceptions import AttachmentsImproperlyConfigured, StorageError
+from ..exceptions import AttachmentsImproperlyConfigured, ObjectExists, StorageError
 
 Identifiers = dict[str, Any]
 
@@ -177,6 +179,106 @@ class RangeReader(io.RawIOBase):
                 super().close()
 
 
+class _Mismatch(Exception):
+    """Raised from inside a read of :class:`VerifyingReader`; deliberately not an ``OSError``.
+
+    An ``OSError`` raised while an HTTP client sends a body reads as a broken
+    connection to it, which it retries (and cannot, as the body does not
+    rewind); this passes through unchanged, and the caller raises
+    :attr:`VerifyingReader.failure` as a ``StorageError``.
+    """
+
+
+class VerifyingReader(io.RawIOBase):
+    """A read-only, non-seekable stream over ``raw`` that must hold exactly ``size`` bytes (and, given
+    ``checksum``, bytes with that SHA-256).
+
+    The bytes are counted and hashed as they pass. Stopping short, going on
+    past ``size`` or other bytes make a read fail (with a private exception;
+    :attr:`failure` says why) *before* the last byte is handed out, so that a
+    writer fed from it never completes an object that is not those bytes. A
+    read of ``raw`` that fails is recorded the same way. ``read(n)`` returns
+    ``n`` bytes but at the end, whatever ``raw`` returns per call.
+    """
+
+    def __init__(self, raw: IO[bytes] | Any, *, size: int, checksum: str | None = None) -> None:
+        super().__init__()
+        self._raw = raw
+        self._size, self._checksum = size, checksum
+        self._hasher = hashlib.sha256() if checksum else None
+        #: Bytes handed out so far.
+        self.bytes_read = 0
+        #: What is wrong with the stream, to follow its name in a message ("ended after 10 of
+        #: 20 bytes"); None while nothing is.
+        self.failure: str | None = None
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.failure is not None:
+            raise _Mismatch(self.failure)
+        remaining = self._size - self.bytes_read
+        want = remaining if size is None or size < 0 else min(size, remaining)
+        chunks: list[bytes] = []
+        got = 0
+        while got < want:
+            data = self._read_raw(want - got)
+            if not data:
+                self._fail(f"ended after {self.bytes_read + got} of {self._size} bytes")
+            chunks.append(data)
+            got += len(data)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self._hasher is not None:
+            self._hasher.update(data)
+        if self.bytes_read + got == self._size and not self._checked:
+            self._check_end()  # before the last bytes leave: a writer never sees them if they are wrong
+        self.bytes_read += got
+        return data
+
+    def _read_raw(self, n: int) -> bytes:
+        try:
+            return self._raw.read(n)
+        except Exception as exc:
+            self._fail(f"could not be read: {exc}")
+
+    def _check_end(self) -> None:
+        self._checked = True
+        if self._read_raw(1):
+            self._fail(f"holds more than {self._size} bytes")
+        if self._hasher is not None and self._hasher.hexdigest() != self._checksum:
+            self._fail(f"has SHA-256 {self._hasher.hexdigest()}, not {self._checksum}")
+
+    def _fail(self, why: str) -> NoReturn:
+        self.failure = why
+        raise _Mismatch(why)
+
+    def finish(self) -> None:
+        """Raise :class:`~django_attachments.exceptions.StorageError` unless every byte was read and checked."""
+        if self.failure is None and not self._checked:
+            if self.bytes_read == self._size:  # nothing to read (an empty object), and nobody asked
+                with contextlib.suppress(_Mismatch):
+                    self._check_end()
+            else:
+                self.failure = f"was read up to byte {self.bytes_read} of {self._size} only"
+        if self.failure is not None:
+            raise StorageError(f"The stream {self.failure}.")
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._raw.close()
+            finally:
+                super().close()
+
+
 class SeekableReader(io.RawIOBase):
     """Random access to a stored object through ranged reads: what a parser that seeks needs.
 
@@ -293,8 +395,8 @@ class BaseStore:
     """
 
     # -- capabilities: what callers may ask of this store --------------------------
-    # can_stat and can_reserve are part of the contract every built-in store
-    # meets, so they default to True; a store that cannot sets them to False.
+    # can_stat, can_reserve and can_copy are part of the contract every built-in
+    # store meets, so they default to True; a store that cannot sets them to False.
 
     #: Whether :meth:`stat` reports an object's size (and, where the backend
     #: computed one, its SHA-256) without reading the bytes.
@@ -307,8 +409,11 @@ class BaseStore:
     #: Whether :meth:`upload_target` can hand clients a signed URL to send bytes to.
     can_sign_uploads = False
     #: Whether :meth:`copy_from` copies an object out of another store (for
-    #: moving blobs between storages). No built-in store does yet.
-    can_copy = False
+    #: moving and mirroring blobs between storages). Every store that can
+    #: :meth:`save` can: the default streams the source's bytes through
+    #: :meth:`save`; :class:`~django_attachments.stores.s3.S3Store` copies
+    #: server-side where both stores reach the same service.
+    can_copy = True
     #: Whether the multipart operations (:meth:`start_multipart`,
     #: :meth:`part_target`, :meth:`save_part`, :meth:`list_parts`,
     #: :meth:`complete_multipart`, :meth:`abort_multipart`,
@@ -467,19 +572,77 @@ class BaseStore:
         """Every object under ``prefix`` (the app's key prefix by default)."""
         raise NotImplementedError(".list() must be overridden.")
 
-    # -- optional: copies between stores ----------------------------------------------
+    # -- copies between stores --------------------------------------------------------
 
     def copy_from(
         self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
     ) -> Identifiers:
         """Copy the object ``source`` holds under ``identifiers`` here, under a fresh name; its identifiers.
 
-        Where :attr:`can_copy`: server-side where both stores reach the same
-        service, else streamed with memory bounded. Never overwrites; ``size``,
-        ``checksum`` (SHA-256 hex) and ``content_type`` are the blob's, for the
-        backend to verify the copy as :meth:`save` does.
+        Where :attr:`can_copy`. Server-side where both stores reach the same
+        service (:class:`~django_attachments.stores.s3.S3Store` between
+        buckets of one S3 endpoint, with the same credentials); else streamed
+        from ``source.open()`` into :meth:`save`, memory bounded whatever the
+        size. Never overwrites, and never touches the source. The identifiers
+        are shaped as :meth:`save` returns them, for this store.
+
+        ``size``, ``checksum`` (SHA-256 hex) and ``content_type`` are the
+        blob's. A streamed copy checks them on the way: a source that holds
+        fewer or more than ``size`` bytes, or other bytes, fails the copy
+        before its last byte is handed to :meth:`save` (and the backend, where
+        it can, checks the SHA-256 of what it received as :meth:`save` does).
+        A server-side copy checks the source's size first and the SHA-256
+        where the service reports one. The caller still verifies the copy
+        (:meth:`stat`, or reading it back) before pointing at it.
+
+        Raises :class:`~django_attachments.exceptions.ObjectMissing` when the
+        source has no such object, and
+        :class:`~django_attachments.exceptions.StorageError` when the source
+        does not hold exactly those bytes, a read or a write fails; either
+        way nothing is left here (a partial write is deleted).
         """
-        raise self._not_implemented("copy_from", "can_copy")
+        if not self.can_copy:
+            raise self._not_implemented("copy_from", "can_copy")
+        return self.stream_from(source, identifiers, size=size, checksum=checksum, content_type=content_type)
+
+    def stream_from(
+        self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
+    ) -> Identifiers:
+        """:meth:`copy_from` by streaming: ``source.open()`` read through a :class:`VerifyingReader` into :meth:`save`.
+
+        The reader is not seekable; a store's :meth:`save` must take such a
+        stream without reading it whole into memory.
+        """
+        what = f"object {source.name_of(identifiers)!r} of storage {source.alias!r}"
+        # A name chosen here, not by save(): what a failed write left under it can be deleted.
+        name = self.new_name() if self.can_reserve else None
+        with source.open(identifiers) as raw:
+            reader = VerifyingReader(raw, size=size, checksum=checksum)
+            content = File(cast(IO[bytes], reader), name=name)
+            content.size = size
+            copied: Identifiers | None = None
+            try:
+                copied = self.save(content, size=size, checksum=checksum, content_type=content_type, name=name)
+                reader.finish()  # a store that stopped reading early has not copied it all
+            except ObjectExists:
+                raise  # another's object under that name: never ours to delete
+            except BaseException as exc:
+                self._discard(copied if copied is not None else name)
+                if reader.failure is not None:
+                    raise StorageError(
+                        f"Could not copy {what} to storage {self.alias!r}: the source {reader.failure}."
+                    ) from exc
+                raise
+        return copied
+
+    def _discard(self, what: Identifiers | str | None) -> None:
+        """Delete what a failed copy may have left (by identifiers or name); a failure leaves a stray, for the sweep."""
+        if what is None:
+            return
+        try:
+            self.delete(what if isinstance(what, dict) else self.identifiers_for(what))
+        except Exception:  # noqa: S110 (the copy's own error is the one to raise)
+            pass
 
     # -- optional: multipart uploads (for resumable uploads) ---------------------------
     # A multipart upload writes the reserved object (:meth:`reserve`) in parts

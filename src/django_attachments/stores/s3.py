@@ -8,7 +8,8 @@ to the bucket with the storage's boto3 client so that it can:
   send the SHA-256 so that S3 rejects a corrupted transfer;
 - upload large files in bounded parts (memory stays flat; ``S3File`` and
   boto3's default transfer buffer far more), sized per storage by
-  :class:`S3Options`;
+  :class:`S3Options`; a stream that cannot rewind (a copy read from another
+  store) goes up as it is read, in one request or in parts, never held whole;
 - stream downloads and byte ranges from the response body instead of reading
   whole objects into memory, as ``S3File`` does;
 - delete in batches of 1,000 keys per ``DeleteObjects`` request;
@@ -21,7 +22,10 @@ to the bucket with the storage's boto3 client so that it can:
 - run multipart uploads a client sends itself: each part's presigned PUT is
   bound to its length and SHA-256, ``ListParts`` says what is held, and the
   upload is completed with every part's checksum and ``If-None-Match: *``;
-  incomplete uploads under the key prefix are listed for the purge.
+  incomplete uploads under the key prefix are listed for the purge;
+- copy an object out of another bucket of the same service server-side
+  (``CopyObject``, or ``UploadPartCopy`` part by part above 5 GiB), and
+  stream it from any other store (:meth:`S3Store.copy_from`).
 
 Identifiers: ``storage``, ``name``, ``bucket``, ``key``, ``region``, ``etag``,
 and ``version_id`` when the bucket is versioned.
@@ -31,13 +35,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
 from storages.utils import clean_name, safe_join
@@ -55,8 +60,11 @@ from .base import (
     StoreOptions,
     UploadedPart,
     UploadTarget,
+    VerifyingReader,
     wrap_errors,
 )
+
+logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 #: DeleteObjects accepts at most this many keys per request.
@@ -66,6 +74,24 @@ MAX_PUT_SIZE = 5 * 1024**3
 #: S3's bounds on a part of a multipart upload (all but the last part are at least the minimum).
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024**3
+#: The most parts one multipart upload may have.
+MAX_PARTS = 10_000
+#: What a service answers a server-side copy it will not make, where a streamed copy may still get
+#: through: no right to read the source with these keys, an operation or a header (a checksum, a
+#: condition) it does not implement, a precondition (the source's ETag) it reads otherwise.
+COPY_REFUSALS = frozenset(
+    {
+        "AccessDenied",
+        "NotImplemented",
+        "XNotImplemented",
+        "NotSupported",
+        "MethodNotAllowed",
+        "InvalidRequest",
+        "InvalidArgument",
+        "PreconditionFailed",
+    }
+)
+COPY_REFUSAL_STATUSES = frozenset({403, 405, 412, 501})
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,22 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def _read_part(source: Any, size: int) -> bytes:
+    """``size`` bytes of ``source`` (fewer only at its end), however few each read returns."""
+    data = source.read(size)
+    if not data or len(data) >= size:
+        return data
+    chunks, got = [data], len(data)
+    while got < size and (more := source.read(size - got)):
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+class _CopyRefused(Exception):
+    """The service would not copy server-side (:data:`COPY_REFUSALS`): stream instead."""
+
+
 class S3Store(BaseStore):
     can_stat = True
     can_reserve = True
@@ -127,7 +169,13 @@ class S3Store(BaseStore):
     #: subclass with False (``register_adapter``): completion then hashes the
     #: object itself.
     trust_reported_checksums = True
+    #: Objects up to this size are copied server-side with one ``CopyObject`` (S3 takes up to
+    #: 5 GiB); larger ones part by part (``UploadPartCopy``), each of :attr:`copy_part_size` bytes
+    #: at least (more where the object would need over 10,000 parts). Neither costs memory here.
+    multipart_copy_threshold = MAX_PUT_SIZE
+    copy_part_size = 512 * MiB
     _presigner: Any = None
+    _unsigned_client: Any = None
 
     @property
     def client(self) -> Any:
@@ -172,11 +220,19 @@ class S3Store(BaseStore):
         if self.storage.default_acl and "ACL" not in params:
             params["ACL"] = self.storage.default_acl
         source = getattr(content, "file", content)
-        if source.seekable():
+        seekable = source.seekable()
+        guard: VerifyingReader | None = None
+        if seekable:
             source.seek(0)
+        else:
+            # Counted on the way: a stream that ends early would leave S3 waiting for the rest of
+            # the declared length (a single PUT) or complete a short object (parts).
+            source = guard = VerifyingReader(source, size=size)
         try:
             if size <= self.options.multipart_threshold:
-                response = self.client.put_object(
+                # A body that cannot rewind cannot be read twice, once to hash it for the signature.
+                client = self.client if seekable else self.unsigned_client
+                response = client.put_object(
                     Bucket=self.bucket,
                     Key=key,
                     Body=source,
@@ -186,11 +242,17 @@ class S3Store(BaseStore):
                     **params,
                 )
             else:
-                response = self._multipart_upload(key, source, params)
+                response = self._multipart_upload(key, source, params, size)
         except ClientError as exc:
             if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
                 raise ObjectExists(f"Storage {self.alias!r} already has an object {key!r}.") from exc
             raise wrap_errors("write", name, exc) from exc
+        except Exception as exc:
+            if guard is not None and guard.failure is not None:
+                raise StorageError(f"Could not write object {name!r}: the stream {guard.failure}.") from exc
+            if isinstance(exc, BotoCoreError):  # the connection, not the service: no ClientError
+                raise wrap_errors("write", name, exc) from exc
+            raise
         identifiers: Identifiers = {
             "storage": self.alias,
             "name": name,
@@ -203,7 +265,32 @@ class S3Store(BaseStore):
             identifiers["version_id"] = response["VersionId"]
         return identifiers
 
-    def _multipart_upload(self, key: str, source: Any, params: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def unsigned_client(self) -> Any:
+        """A client that sends a body without hashing it for the signature (``UNSIGNED-PAYLOAD``).
+
+        For bodies that cannot rewind: SigV4 hashes the payload before sending
+        it (over plain HTTP, and wherever a checksum header is given), which
+        means reading a stream twice. The body is still checked: the request
+        carries its SHA-256 (``x-amz-checksum-sha256``), which S3 verifies.
+        """
+        if self._unsigned_client is None:
+            from botocore.config import Config
+
+            storage = self.storage
+            config = storage.client_config
+            s3: Any = {**(config.s3 or {}), "payload_signing_enabled": False}
+            self._unsigned_client = self._session().client(
+                "s3",
+                region_name=storage.region_name,
+                use_ssl=storage.use_ssl,
+                endpoint_url=storage.endpoint_url,
+                config=config.merge(Config(s3=s3)),
+                verify=storage.verify,
+            )
+        return self._unsigned_client
+
+    def _multipart_upload(self, key: str, source: Any, params: dict[str, Any], size: int) -> dict[str, Any]:
         # One client for all parts: the storage's connection is per thread, and
         # a new client in each pool thread would cost a session and its memory.
         client = self.client
@@ -217,15 +304,19 @@ class S3Store(BaseStore):
             # parts are in memory at once, so memory does not grow with the file.
             with ThreadPoolExecutor(max_workers=most) as pool:
                 in_flight: set[Future[dict[str, Any]]] = set()
-                number = 0
-                while data := source.read(part_size):
+                number = sent = 0
+                # Whole parts, whatever each read of the stream returns: only the last may be small.
+                while data := _read_part(source, part_size):
                     number += 1
+                    sent += len(data)
                     in_flight.add(pool.submit(self._upload_part, client, key, upload_id, number, data))
                     del data
                     if len(in_flight) >= most:
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         parts.extend(f.result() for f in done)
                 parts.extend(f.result() for f in in_flight)
+            if sent != size:
+                raise StorageError(f"Could not write object {key!r}: it held {sent} bytes, not {size}.")
             parts.sort(key=lambda p: p["PartNumber"])
             return client.complete_multipart_upload(
                 Bucket=self.bucket,
@@ -252,6 +343,201 @@ class S3Store(BaseStore):
             ChecksumSHA256=digest,
         )
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": digest}
+
+    # -- copies ------------------------------------------------------------------------
+
+    def copy_from(
+        self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
+    ) -> Identifiers:
+        """Copy an object of ``source`` here under a fresh name: server-side where the service allows, else streamed.
+
+        From an S3 store that :meth:`reaches_same_service`, the service
+        copies the bytes itself (none pass through this process):
+        ``CopyObject`` up to :attr:`multipart_copy_threshold`, else
+        ``UploadPartCopy`` part by part. The source's size is checked first
+        (and its SHA-256 where it reports one), the copy is pinned to the
+        source's ETag and version, asks the service for a SHA-256
+        (``ChecksumAlgorithm``), never overwrites (``If-None-Match: *``), and
+        gets this storage's object parameters and ACL as :meth:`save` gives
+        them. A SHA-256 reported for the copy that is not ``checksum`` fails
+        it (the copy is deleted). Where the service refuses the copy
+        (:data:`COPY_REFUSALS`: no right to read the source, an operation it
+        does not implement), and from any other store, the bytes are
+        streamed through :meth:`save` (:meth:`~BaseStore.stream_from`).
+        """
+        if not self.can_copy:
+            raise self._not_implemented("copy_from", "can_copy")
+        if isinstance(source, S3Store) and self.reaches_same_service(source):
+            try:
+                return self._copy_in_service(
+                    source, identifiers, size=size, checksum=checksum, content_type=content_type
+                )
+            except _CopyRefused as exc:
+                logger.warning(
+                    "Storage %r would not copy object %r of storage %r server-side (%s); streaming it instead.",
+                    self.alias,
+                    identifiers.get("name"),
+                    source.alias,
+                    exc,
+                )
+        return self.stream_from(source, identifiers, size=size, checksum=checksum, content_type=content_type)
+
+    def reaches_same_service(self, other: S3Store) -> bool:
+        """Whether this store's client can copy ``other``'s objects server-side: same endpoint, region and keys.
+
+        Conservative: the credentials are compared as the storages configure
+        them (a profile, or keys and token; neither means boto3's default
+        chain, the same for both), so two storages that reach one account
+        with different keys stream instead.
+        """
+        mine, theirs = self.client.meta, other.client.meta
+        return (
+            mine.endpoint_url == theirs.endpoint_url
+            and mine.region_name == theirs.region_name
+            and self._credentials_configured() == other._credentials_configured()
+        )
+
+    def _credentials_configured(self) -> tuple[Any, ...]:
+        storage = self.storage
+        return (storage.session_profile, storage.access_key, storage.secret_key, storage.security_token)
+
+    def _copy_in_service(
+        self, source: S3Store, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
+    ) -> Identifiers:
+        what = f"object {source.name_of(identifiers)!r} of storage {source.alias!r}"
+        found = source.stat(identifiers)  # ObjectMissing when it is not there
+        if found.size != size:
+            raise StorageError(
+                f"Could not copy {what} to storage {self.alias!r}: it holds {found.size} bytes, not {size}."
+            )
+        if found.checksum is not None and found.checksum != checksum:
+            raise StorageError(
+                f"Could not copy {what} to storage {self.alias!r}: its SHA-256 is {found.checksum}, not {checksum}."
+            )
+        origin = source._object_params(identifiers)
+        copy_source = {"Bucket": origin["Bucket"], "Key": origin["Key"]}
+        if "VersionId" in origin:
+            copy_source["VersionId"] = origin["VersionId"]
+        # The object whose size was just checked, not one written there since.
+        pinned = {"CopySourceIfMatch": f'"{found.identifiers["etag"]}"'} if found.identifiers.get("etag") else {}
+        name = self.new_name()
+        key = self.key_of(name)
+        params = self.storage.get_object_parameters(name)
+        params["ContentType"] = content_type
+        if self.storage.default_acl and "ACL" not in params:
+            params["ACL"] = self.storage.default_acl
+        reported = None
+        try:
+            if size <= self.multipart_copy_threshold:
+                response = self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource=copy_source,
+                    # The storage's parameters, as save() sets them, not the source's.
+                    MetadataDirective="REPLACE",
+                    ChecksumAlgorithm="SHA256",
+                    IfNoneMatch="*",
+                    **pinned,
+                    **params,
+                )
+                result = response.get("CopyObjectResult", {})
+                etag, reported = result.get("ETag", ""), result.get("ChecksumSHA256")
+            else:
+                response = self._multipart_copy(key, copy_source, pinned, params, size)
+                etag = response.get("ETag", "")
+        except ClientError as exc:
+            code, status = _error_code(exc), _status(exc)
+            if code in COPY_REFUSALS or status in COPY_REFUSAL_STATUSES:
+                raise _CopyRefused(f"{code or status}: {exc}") from exc
+            if code in ("NoSuchKey", "NoSuchVersion"):
+                raise ObjectMissing(f"Storage {source.alias!r} has no object {origin['Key']!r}.") from exc
+            raise wrap_errors("copy", f"{origin['Bucket']}/{origin['Key']}", exc) from exc
+        except BotoCoreError as exc:
+            raise wrap_errors("copy", f"{origin['Bucket']}/{origin['Key']}", exc) from exc
+        copied: Identifiers = {
+            "storage": self.alias,
+            "name": name,
+            "bucket": self.bucket,
+            "key": key,
+            "region": self.client.meta.region_name,
+            "etag": str(etag).strip('"'),
+        }
+        if response.get("VersionId") and response["VersionId"] != "null":
+            copied["version_id"] = response["VersionId"]
+        if reported and "-" not in reported and base64.b64decode(reported).hex() != checksum:
+            self._discard(copied)
+            raise StorageError(
+                f"Could not copy {what} to storage {self.alias!r}: the service copied bytes with SHA-256 "
+                f"{base64.b64decode(reported).hex()}, not {checksum}."
+            )
+        return copied
+
+    def _multipart_copy(
+        self, key: str, copy_source: dict[str, str], pinned: dict[str, str], params: dict[str, Any], size: int
+    ) -> dict[str, Any]:
+        """Copy an object too large for one ``CopyObject``, in byte ranges the service copies itself."""
+        client = self.client
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256", **params)[
+            "UploadId"
+        ]
+        part_size = min(max(self.copy_part_size, MIN_PART_SIZE, -(-size // MAX_PARTS)), MAX_PART_SIZE)
+        ranges = [(number, start) for number, start in enumerate(range(0, size, part_size), start=1)]
+        parts: list[dict[str, Any]] = []
+        try:
+            # Nothing is held here but the answers: the pool only keeps a few requests out at once.
+            most = self.options.max_parts_in_flight
+            with ThreadPoolExecutor(max_workers=most) as pool:
+                in_flight: set[Future[dict[str, Any]]] = set()
+                for number, start in ranges:
+                    end = min(start + part_size, size) - 1
+                    in_flight.add(
+                        pool.submit(
+                            self._copy_part, client, key, upload_id, number, copy_source, f"bytes={start}-{end}", pinned
+                        )
+                    )
+                    if len(in_flight) >= most:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        parts.extend(f.result() for f in done)
+                parts.extend(f.result() for f in in_flight)
+            parts.sort(key=lambda p: p["PartNumber"])
+            return client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except BaseException:
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError:
+                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+            raise
+
+    def _copy_part(
+        self,
+        client: Any,
+        key: str,
+        upload_id: str,
+        number: int,
+        copy_source: dict[str, str],
+        byte_range: str,
+        pinned: dict[str, str],
+    ) -> dict[str, Any]:
+        response = client.upload_part_copy(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource=copy_source,
+            CopySourceRange=byte_range,
+            **pinned,
+        )
+        result = response["CopyPartResult"]
+        part = {"PartNumber": number, "ETag": result["ETag"]}
+        if result.get("ChecksumSHA256"):  # computed by the service (the upload asked for SHA-256)
+            part["ChecksumSHA256"] = result["ChecksumSHA256"]
+        return part
 
     # -- direct uploads ------------------------------------------------------------
 
