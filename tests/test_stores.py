@@ -349,8 +349,8 @@ def test_flags_tell_the_truth(store):
         assert store.url(identifiers, expires=60) is None
     if not store.can_sign_uploads:
         assert store.upload_target(store.reserve(), size=1, checksum="0" * 64, expires=60) is None
-    # No store copies yet; when one does, its flag turns True and shared tests join these.
-    assert not store.can_copy
+    # Every built-in store copies from another (tests/test_store_copies.py).
+    assert store.can_copy
 
 
 def test_base_store_says_what_is_missing_and_what_is_unsupported(tmp_path):
