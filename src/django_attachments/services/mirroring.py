@@ -70,12 +70,29 @@ def next_retry(blob_id: Any, aliases: Sequence[str] | None = None, *, now: datet
 def wanted(blob_id: Any, aliases: Sequence[str] | None = None, *, now: datetime | None = None) -> bool:
     """Whether one blob has a mirror copy to make now, however young: its task's question.
 
-    A copy with no row yet, or a failed one whose ``retry_at`` has come (a
-    few seconds early counts: a deferred task may run on a machine whose
-    clock is a little behind the one that set it).
+    A copy, of the blob or of a variant, with no row yet; or a failed one
+    whose ``retry_at`` has come (a few seconds early counts: a deferred task
+    may run on a machine whose clock is a little behind the one that set it).
+    A few look-ups by the blob's id, whatever the number of blobs.
     """
     moment = (now or timezone.now()) + RETRY_SLACK
-    return due(aliases, now=moment, grace=timedelta(0)).filter(pk=blob_id).exists()
+    aliases = list(app_settings.MIRRORS if aliases is None else aliases)
+    blob = Blob.objects.filter(pk=blob_id).values_list("storage", flat=True).first()
+    if blob is None or not aliases:
+        return False
+    # The blob's rows are few: read them all (by the blob's index), and judge here.
+    rows = list(
+        Replica.objects.filter(blob_id=blob_id, storage__in=aliases).values_list(
+            "variant_id", "storage", "state", "retry_at"
+        )
+    )
+    if any(state == Replica.FAILED and (retry is None or retry <= moment) for _, _, state, retry in rows):
+        return True
+    recorded = {(variant, storage) for variant, storage, _, _ in rows}
+    objects = [(None, blob), *Variant.objects.filter(blob_id=blob_id).values_list("pk", "storage")]
+    return any(
+        alias != storage and (variant, alias) not in recorded for variant, storage in objects for alias in aliases
+    )
 
 
 def due(
@@ -93,10 +110,11 @@ def due(
     if not aliases:
         return Blob.objects.none()
     old = now - grace
-    condition: Any = Exists(
-        Replica.objects.filter(blob=OuterRef("pk"), storage__in=aliases, state=Replica.FAILED).filter(
-            Q(retry_at__isnull=True) | Q(retry_at__lte=now)
-        )
+    # The failed copies due: a list of their blobs (the retry index finds them), not a look-up per blob.
+    condition: Any = Q(
+        pk__in=Replica.objects.filter(state=Replica.FAILED, storage__in=aliases)
+        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+        .values("blob_id")
     )
     for alias in aliases:
         rows = Replica.objects.filter(storage=alias)
