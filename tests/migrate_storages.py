@@ -3,8 +3,13 @@
 - :class:`CorruptingStorage` writes every object with its first byte flipped:
   a disk that returns other bytes than it was given;
 - :class:`HookedStorage` calls :attr:`HookedStorage.on_save` (set by a test)
-  in the middle of each write, after half the bytes are on disk, then goes on:
-  a moment at which another process acts while a copy is in flight.
+  in the middle of each write, after half the bytes are on disk, then goes on,
+  and :attr:`HookedStorage.on_open` before an object's path is looked up
+  (as each read of local disk starts): moments at which
+  another process acts while a copy is in flight;
+- :class:`SlowStorage` sleeps ``MIGRATE_SLOW_SAVE`` seconds (an environment
+  variable) in the middle of each write: a copy a test kills or interrupts
+  in flight, in a subprocess.
 
 Both are local disk (``FileSystemStorage``) underneath, so the store adapter
 is the one local disk gets.
@@ -12,6 +17,8 @@ is the one local disk gets.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +74,15 @@ class HookedStorage(FileSystemStorage):
 
     #: Called with the object's name half way through each write; None: a plain disk.
     on_save: Callable[[str], None] | None = None
+    #: Called with an object's name before its path is looked up (each read, but also each write, stat and
+    #: delete, of which the hook may be one: it guards against running again itself); None: a plain disk.
+    on_open: Callable[[str], None] | None = None
+
+    def path(self, name: str) -> str:
+        hook = type(self).on_open
+        if hook is not None:
+            hook(name)
+        return super().path(name)
 
     def _save(self, name: str, content: Any) -> str:
         hook = type(self).on_save
@@ -74,3 +90,14 @@ class HookedStorage(FileSystemStorage):
             return super()._save(name, content)
         size = getattr(content, "size", None) or 0
         return super()._save(name, File(_Halfway(content, size, name, hook)))
+
+
+class SlowStorage(HookedStorage):
+    """Local disk that sleeps ``MIGRATE_SLOW_SAVE`` seconds (0 if unset) half way through each write."""
+
+    def _save(self, name: str, content: Any) -> str:
+        delay = float(os.environ.get("MIGRATE_SLOW_SAVE") or 0)
+        if not delay:
+            return super()._save(name, content)
+        size = getattr(content, "size", None) or 0
+        return FileSystemStorage._save(self, name, File(_Halfway(content, size, name, lambda _: time.sleep(delay))))

@@ -93,7 +93,7 @@ def thumbs(settings):
 @pytest.fixture(autouse=True)
 def no_hook():
     yield
-    HookedStorage.on_save = None
+    HookedStorage.on_save = HookedStorage.on_open = None
 
 
 def jpeg(seed: int) -> bytes:
@@ -506,6 +506,37 @@ def test_a_blob_purged_by_another_connection_while_its_copy_is_in_flight_leaves_
     storages, staff, owners, thumbs, django_capture_on_commit_callbacks
 ):
     _purge_while_copying(storages, staff, owners, django_capture_on_commit_callbacks, another_connection=True)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a blob purged after move_blob loaded it and before its copy opened the source is reported as a failure "
+    "(source_missing, exit status 1, 'stays where it was, the next run tries again') instead of skipped",
+)
+def test_a_blob_purged_just_before_its_copy_reads_it_is_skipped_not_failed(
+    storages, staff, owners, django_capture_on_commit_callbacks
+):
+    source, target = storages.add("hooked", "hooked"), storages.add("new", "disk")
+    storages.use(source)
+    created = upload_files(staff["a"], owners, django_capture_on_commit_callbacks, images=0, others=2)
+    doomed = created[0]["blob_id"]
+    doomed_name = Blob.objects.get(pk=doomed).storage_identifiers["name"]
+    Attachment.objects.filter(blob_id=doomed).delete()
+
+    purged: list[str] = []
+
+    def purge_first(name: str) -> None:
+        if name == doomed_name and not purged:
+            purged.append(name)
+            services.purge_orphans(older_than=timedelta(0), blob_ids=[doomed])
+
+    HookedStorage.on_open = staticmethod(purge_first)
+    summary, status = run("--to", target)
+
+    assert not Blob.objects.filter(pk=doomed).exists() and summary["moved"] == 1
+    assert names(target) == {Blob.objects.get().storage_identifiers["name"]}  # nothing of the purged one
+    assert (status, summary["failed"]) == (0, []), summary
+    assert summary["skipped"] == 1
 
 
 def test_after_the_switch_a_purge_of_the_old_object_leaves_downloads_working(
