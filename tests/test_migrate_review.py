@@ -1,0 +1,489 @@
+"""A review of moving and mirroring bytes: races and crashes around ``migrate_attachments``, mirrors and purges.
+
+Each test sets up real storages (``FileSystemStorage`` in temporary folders)
+and lets a second actor (another run, a mirror task, a render, a purge) act
+at one exact moment of the first: from a hook that a storage runs in the
+middle of a write (:class:`tests.migrate_storages.HookedStorage`) or when a
+read of an object is closed (:class:`CloseHookedStorage`, below), as another
+process would at that moment. A test marked ``xfail(strict=True)`` shows a
+bug (the reason says which); the others show that a property holds.
+
+Runs on the suite's database: SQLite, and PostgreSQL under
+``python -m tests.pgcluster -- pytest tests/test_migrate_review.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+
+from django_attachments import services
+from django_attachments.models import Blob, Replica, Variant
+from django_attachments.services import migrating, variants
+from django_attachments.stores import get_store, register_adapter, unregister_adapter
+from django_attachments.stores.storage_api import StorageAPIStore
+from tests.apitools import body, download, upload
+from tests.migrate_storages import HookedStorage
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tenant_resolver")]
+
+THUMB = {"operation": "fit", "width": 48, "height": 48, "format": "webp", "eager": False}
+
+
+# -- a storage that lets another actor in when a read ends ---------------------------------------------
+
+
+class _ClosingFile(File):
+    def close(self) -> None:
+        was_open = not self.closed
+        super().close()
+        hook = CloseHookedStorage.on_close
+        if was_open and hook is not None:
+            hook(self.name)
+
+
+class CloseHookedStorage(FileSystemStorage):
+    """Local disk that calls ``on_close(name)`` once a read of an object is closed (all of it read, say)."""
+
+    #: Called with the object's name as each opened object is closed; None: a plain disk.
+    on_close: Callable[[str], None] | None = None
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        opened = super()._open(name, mode)
+        return _ClosingFile(opened.file, name)
+
+
+@pytest.fixture(autouse=True)
+def no_hooks():
+    # Read through the Storage API (storage.open()), not local disk's own path, so that _open() runs.
+    register_adapter(CloseHookedStorage, StorageAPIStore)
+    yield
+    unregister_adapter(CloseHookedStorage)
+    HookedStorage.on_save = HookedStorage.on_open = None
+    CloseHookedStorage.on_close = None
+
+
+@pytest.fixture
+def disks(settings, tmp_path):
+    """``add(alias, backend)``: a fresh folder as storage ``alias`` (plain disk, or one of the hooked
+    ones); ``use(alias)`` makes it the upload storage; ``mirrors(*aliases)`` sets MIRRORS."""
+
+    class Disks:
+        def add(self, alias: str, backend: str = "django.core.files.storage.FileSystemStorage") -> str:
+            config = {"BACKEND": backend, "OPTIONS": {"location": str(tmp_path / alias)}}
+            settings.STORAGES = {**settings.STORAGES, alias: config}
+            return alias
+
+        def use(self, alias: str) -> None:
+            settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": alias}
+
+        def mirrors(self, *aliases: str) -> None:
+            settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "MIRRORS": list(aliases)}
+
+        def thumbs(self) -> None:
+            settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": THUMB}}
+
+    return Disks()
+
+
+CLOSE_HOOKED = f"{__name__}.CloseHookedStorage"
+HOOKED = "tests.migrate_storages.HookedStorage"
+
+
+def jpeg(seed: int = 1) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (120 + seed, 80), (seed * 37 % 256, 90, 200)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def post(client, owners, capture, data: bytes, filename: str) -> dict[str, Any]:
+    with capture(execute=True):
+        response = upload(client, "note", owners.alice_note.pk, data, filename=filename)
+    assert response.status_code == 201, response.content
+    return {**response.json(), "data": data}
+
+
+def names(alias: str) -> set[str]:
+    return {obj.name for obj in get_store(alias).list()}
+
+
+def read(alias: str, identifiers: dict) -> bytes:
+    with get_store(alias).open(identifiers) as stream:
+        return b"".join(stream.chunks(64 * 1024))
+
+
+def primary_bytes(row: Blob | Variant) -> bytes:
+    """The bytes the row's own storage and identifiers name (no fallback to a copy)."""
+    row.refresh_from_db()
+    return read(row.storage, row.storage_identifiers)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- a copy taken over while another run deletes it -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_switch takes over a retained copy without checking, under the lock, that its Replica row still "
+    "exists: a --delete-source run that dropped it (and deleted its bytes) meanwhile leaves the blob pointing "
+    "at missing bytes, and the next --delete-source run deletes the last copy",
+)
+def test_a_copy_taken_over_while_a_delete_source_run_drops_it_leaves_the_blob_readable(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    old, new = disks.add("old", CLOSE_HOOKED), disks.add("new")
+    disks.use(old)
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(5000), "a.bin")
+    blob_id = created["blob_id"]
+    assert migrating.migrate(new).moved == 1  # in "new" now, its old object kept in "old" as a copy
+    kept = Replica.objects.get(blob_id=blob_id, storage=old)
+
+    # Run 2 moves it back to "old" and takes the kept copy over. As it finishes reading that copy back (the
+    # check that it still holds the bytes), run 1 -- "--to new --delete-source", started a moment before --
+    # drops the kept copy: its row, then (nothing else naming it) its bytes.
+    dropped: list[migrating.MigrationResult] = []
+
+    def delete_source_run(name: str) -> None:
+        if name == kept.storage_identifiers["name"] and not dropped:
+            dropped.append(migrating.move_blob(blob_id, new, delete_source=True))
+
+    CloseHookedStorage.on_close = staticmethod(delete_source_run)
+    back = migrating.move_blob(blob_id, old)
+    CloseHookedStorage.on_close = None
+    assert dropped and dropped[0].sources_deleted == 1, dropped
+
+    blob = Blob.objects.get(pk=blob_id)
+    try:
+        assert primary_bytes(blob) == created["data"], "the blob points at an object that is gone"
+    finally:
+        # Whatever run 2 did, one more "--to old --delete-source" must leave the file readable.
+        migrating.migrate(blob.storage, delete_source=True)
+        response = staff["a"].get(download(created["id"]))
+        assert response.status_code == 200 and body(response) == created["data"], back
+
+
+# -- renders and analyzers beside a move -------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="variants._render reads the blob's storage as loaded (SeekableReader over get_store(blob.storage)), "
+    "with no read fallback and no second look at the row: a variant requested just before a --delete-source "
+    "switch fails (the render is postponed) although the bytes are in the new storage",
+)
+def test_a_variant_requested_as_its_blob_is_moved_with_delete_source_is_made(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    old, new = disks.add("old"), disks.add("new")
+    disks.use(old)
+    disks.thumbs()
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, jpeg(), "photo.jpg")
+    stale = Blob.objects.get(pk=created["blob_id"])  # the request's row, read before the switch
+    summary = migrating.migrate(new, delete_source=True)
+    assert (summary.moved, summary.sources_deleted) == (1, 1)
+    assert names(old) == set()
+
+    outcome = variants.make_declared(stale, variants.resolve(stale, "thumb", owner_type="note"))
+
+    assert outcome.state == "made", outcome
+    variant = Variant.objects.get(blob_id=stale.pk)
+    assert sha(primary_bytes(variant)) == variant.checksum
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="variants._render reads only the primary (no read fallback): with the blob's object lost and a mirror "
+    "copy present, downloads fall back to the mirror but a variant cannot be made",
+)
+def test_a_variant_of_a_blob_whose_primary_is_lost_is_rendered_from_its_mirror_copy(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("primary"), disks.add("mirror")
+    disks.use("primary")
+    disks.mirrors("mirror")
+    disks.thumbs()
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, jpeg(2), "photo.jpg")
+    blob = Blob.objects.get(pk=created["blob_id"])
+    assert Replica.objects.held().filter(blob=blob, storage="mirror").exists()
+    get_store("primary").delete(blob.storage_identifiers)  # the primary loses the object
+    response = staff["a"].get(download(created["id"]))
+    assert response.status_code == 200 and body(response) == created["data"]  # the download falls back
+
+    outcome = variants.make_declared(blob, variants.resolve(blob, "thumb", owner_type="note"))
+
+    assert outcome.state == "made", outcome
+
+
+# -- a mirror copy and a move at once -------------------------------------------------------------------
+
+
+def _mirrored_blob(disks, staff, owners, capture, data: bytes) -> dict[str, Any]:
+    """A blob in "primary", uploaded before "mirror" (a hooked disk) became a mirror: no copy there yet."""
+    disks.add("primary"), disks.add("mirror", HOOKED)
+    disks.use("primary")
+    created = post(staff["a"], owners, capture, data, "a.bin")
+    disks.mirrors("mirror")
+    assert not Replica.objects.exists()
+    return created
+
+
+def _once(action: Callable[[], Any]) -> tuple[Callable[[str], None], list[Any]]:
+    """A hook that runs ``action`` the first time it is called (not again from within it)."""
+    done: list[Any] = []
+
+    def hook(name: str) -> None:
+        if not done:
+            done.append(None)
+            done[0] = action()
+
+    return hook, done
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="migrating._mirror records its copy under the blob's lock without checking that the blob is not in "
+    "that storage now: a blob moved into the mirror's storage while its mirror copy was written gets a 'copy' "
+    "in its own storage (no redundancy, bytes kept forever)",
+)
+def test_a_mirror_copy_written_as_its_blob_moves_into_that_storage_is_not_recorded_beside_it(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
+    blob_id = created["blob_id"]
+    hook, moved = _once(lambda: migrating.move_blob(blob_id, "mirror"))
+    HookedStorage.on_save = staticmethod(hook)
+
+    mirrored = migrating.mirror_blob(blob_id)  # the task, writing its copy, as a migration moves the blob there
+
+    assert moved and moved[0].moved == 1
+    blob = Blob.objects.get(pk=blob_id)
+    assert blob.storage == "mirror" and primary_bytes(blob) == created["data"]
+    beside = Replica.objects.filter(blob=blob, storage=blob.storage)
+    assert not beside.exists(), f"a copy recorded in the blob's own storage ({mirrored})"
+    assert names("mirror") == {blob.storage_identifiers["name"]}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_switch deletes every Replica row of the row in the target ('a failed attempt ... is moot'), a "
+    "copied mirror copy recorded during the move's copy too: its bytes are left unreferenced in the mirror",
+)
+def test_a_move_into_a_mirror_storage_does_not_orphan_a_mirror_copy_made_meanwhile(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
+    blob_id = created["blob_id"]
+    hook, mirrored = _once(lambda: migrating.mirror_blob(blob_id))
+    HookedStorage.on_save = staticmethod(hook)
+
+    moved = migrating.move_blob(blob_id, "mirror")  # writing its copy as the mirror task makes the mirror copy
+
+    assert mirrored and mirrored[0].copied == 1 and moved.moved == 1
+    blob = Blob.objects.get(pk=blob_id)
+    assert blob.storage == "mirror" and primary_bytes(blob) == created["data"]
+    held = {r.storage_identifiers["name"] for r in Replica.objects.filter(storage="mirror")}
+    assert names("mirror") == {blob.storage_identifiers["name"]} | held, "an object in the mirror no row names"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_record_copy (update_or_create) overwrites a copied replica's identifiers: two mirror copies made at "
+    "once (the task and process_attachments) leave the first one's bytes unreferenced in the mirror",
+)
+def test_two_mirror_copies_at_once_leave_one_object_in_the_mirror(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
+    blob_id = created["blob_id"]
+    hook, inner = _once(lambda: migrating.mirror_blob(blob_id))
+    HookedStorage.on_save = staticmethod(hook)
+
+    outer = migrating.mirror_blob(blob_id)
+
+    assert inner and inner[0].copied == 1 and outer.copied == 1
+    replica = Replica.objects.get(blob_id=blob_id, storage="mirror")
+    assert read("mirror", replica.storage_identifiers) == created["data"]
+    assert names("mirror") == {replica.storage_identifiers["name"]}, "an object in the mirror no row names"
+
+
+def test_a_blob_purged_while_its_mirror_copy_is_written_leaves_nothing_in_the_mirror(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django_attachments.models import Attachment
+
+    created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
+    blob_id = created["blob_id"]
+    Attachment.objects.filter(blob_id=blob_id).delete()
+    hook, purged = _once(lambda: services.purge_orphans(older_than=timedelta(0), blob_ids=[blob_id]))
+    HookedStorage.on_save = staticmethod(hook)
+
+    outcome = migrating.mirror_blob(blob_id)
+
+    assert purged and purged[0].removed == 1
+    assert (outcome.copied, outcome.skipped, outcome.failed) == (1, 1, [])
+    assert not Blob.objects.filter(pk=blob_id).exists() and not Replica.objects.exists()
+    assert names("mirror") == set() and names("primary") == set()
+
+
+# -- verify_attachments and the stray sweep beside a move ---------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="verifying._verify reports a row's object missing as soon as its read fails, without reading the "
+    "row again: verify_attachments beside migrate_attachments --delete-source reports moved blobs as missing "
+    "(exit 1) although every byte is in place",
+)
+def test_verify_beside_a_move_with_delete_source_reports_nothing_missing(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("old", HOOKED), disks.add("new")
+    disks.use("old")
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
+    name = Blob.objects.get(pk=created["blob_id"]).storage_identifiers["name"]
+    # As verify is about to read the blob's object, a migration moves it and deletes the old object.
+    hook, moved = _once(lambda: migrating.move_blob(created["blob_id"], "new", delete_source=True))
+    HookedStorage.on_open = staticmethod(lambda opened: hook(opened) if opened == name else None)
+
+    result = services.verify_blobs()
+
+    assert moved and (moved[0].moved, moved[0].sources_deleted) == (1, 1)
+    assert primary_bytes(Blob.objects.get(pk=created["blob_id"])) == created["data"]
+    assert (result.missing, result.mismatched, result.errors) == ([], [], [])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nothing holds a copy between its verification and its switch (no holder for a copy in flight): a "
+    "stray sweep with allow_young beside a migration deletes it, and the switch then points the blob at "
+    "missing bytes",
+)
+def test_a_stray_sweep_allowing_young_objects_beside_a_move_never_leaves_a_row_without_bytes(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    disks.add("old"), disks.add("new", CLOSE_HOOKED)
+    disks.use("old")
+    first = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
+    second = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3100), "b.bin")
+    assert migrating.move_blob(first["blob_id"], "new").moved == 1  # "new" is a storage blobs use now
+    # The second's copy, once written and read back to verify it: a sweep runs (uploads stopped, young allowed).
+    hook, swept = _once(lambda: services.purge_strays(older_than=timedelta(0), allow_young=True))
+    CloseHookedStorage.on_close = staticmethod(hook)
+
+    outcome = migrating.move_blob(second["blob_id"], "new")
+
+    assert swept and outcome.failed == [], outcome
+    for created in (first, second):
+        blob = Blob.objects.get(pk=created["blob_id"])
+        assert primary_bytes(blob) == created["data"], f"blob {blob.pk} points at an object that is gone"
+
+
+# -- what holds --------------------------------------------------------------------------------------------
+
+
+def test_a_variant_re_rendered_while_it_is_copied_keeps_its_new_bytes_and_the_copy_goes(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("old"), disks.add("new", HOOKED)
+    disks.use("old")
+    disks.thumbs()
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, jpeg(3), "photo.jpg")
+    blob = Blob.objects.get(pk=created["blob_id"])
+    declared = variants.resolve(blob, "thumb", owner_type="note")
+    assert variants.make_declared(blob, declared).state == "made"
+    old_variant = Variant.objects.get(blob=blob)
+
+    # The blob is copied (the first write to "new"), then its variant: half way through that copy, a forced
+    # render (a row read now) replaces the variant's bytes.
+    writes: list[str] = []
+
+    def rerender(name: str) -> None:
+        writes.append(name)
+        if len(writes) == 2:
+            assert variants.make_declared(Blob.objects.get(pk=blob.pk), declared, force=True).state == "made"
+
+    HookedStorage.on_save = staticmethod(rerender)
+    outcome = migrating.move_blob(blob.pk, "new")
+    HookedStorage.on_save = None
+
+    assert len(writes) == 3 and outcome.failed == [], (writes, outcome)  # blob, variant copy, the render
+    assert (outcome.moved, outcome.skipped) == (1, 1)  # the variant's switch saw the render, and let it be
+    variant = Variant.objects.get(blob=blob)
+    assert variant.storage == "new" and variant.storage_identifiers["name"] == writes[2]
+    assert variant.storage_identifiers != old_variant.storage_identifiers
+    assert sha(primary_bytes(variant)) == variant.checksum
+    # The variant's copy is gone; the render's object and the blob's are what "new" holds.
+    assert names("new") == {writes[2], Blob.objects.get(pk=blob.pk).storage_identifiers["name"]}
+    assert not Replica.objects.filter(variant=variant).exists()
+
+
+def test_a_stale_variant_purged_while_it_is_copied_leaves_nothing_in_the_target(
+    settings, disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("old"), disks.add("new", HOOKED)
+    disks.use("old")
+    disks.thumbs()
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, jpeg(4), "photo.jpg")
+    blob = Blob.objects.get(pk=created["blob_id"])
+    assert variants.make_declared(blob, variants.resolve(blob, "thumb", owner_type="note")).state == "made"
+
+    def purge(name: str) -> None:
+        # The spec changed (every process has the new settings): the thumb is stale, purged mid-copy.
+        settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": {**THUMB, "width": 40}}}
+        assert services.purge_stale_variants().removed == 1
+
+    writes: list[str] = []
+
+    def second_write(name: str) -> None:
+        writes.append(name)
+        if len(writes) == 2:
+            purge(name)
+
+    HookedStorage.on_save = staticmethod(second_write)
+    outcome = migrating.move_blob(blob.pk, "new")
+    HookedStorage.on_save = None
+
+    assert len(writes) == 2 and outcome.failed == [] and (outcome.moved, outcome.skipped) == (1, 1), outcome
+    assert not Variant.objects.exists()
+    blob.refresh_from_db()
+    assert names("new") == {blob.storage_identifiers["name"]}
+    assert names("old") == {r.storage_identifiers["name"] for r in Replica.objects.all()}
+    assert primary_bytes(blob) == created["data"]
+
+
+def test_tenant_narrows_what_moves_and_what_delete_source_deletes(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("old"), disks.add("new")
+    disks.use("old")
+    mine = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(2000), "a.bin")
+    assert migrating.migrate("new").moved == 1  # its old object kept in "old"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(staff["b"], "note", owners.bob_note.pk, os.urandom(2100), filename="b.bin")
+    assert response.status_code == 201, response.content
+    theirs = response.json()["blob_id"]
+    before = dict(Blob.objects.get(pk=theirs).storage_identifiers)
+
+    result = migrating.migrate("new", tenant=str(owners.tenant_a), delete_source=True)
+
+    assert (result.blobs, result.moved, result.sources_deleted) == (1, 0, 1), result
+    other = Blob.objects.get(pk=theirs)
+    assert other.storage == "old" and other.storage_identifiers == before
+    assert primary_bytes(other) == read("old", before)
+    assert Blob.objects.get(pk=mine["blob_id"]).storage == "new"
