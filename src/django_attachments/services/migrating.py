@@ -54,6 +54,9 @@ from .processing import lock_blob
 
 logger = logging.getLogger(__name__)
 
+#: Seconds after which a copy is checked to be still there before a blob is switched to it: half the
+#: youngest age at which the stray sweep may delete an object it does not know (``STRAY_MIN_AGE``).
+STRAY_RECHECK = 30 * 60
 #: Times a switch is tried again when the database reports a lock conflict (SQLite's "database is locked").
 SWITCH_ATTEMPTS = 3
 
@@ -83,6 +86,9 @@ class MigrationResult:
     #: Objects in the old storage deleted (``delete_source``), and kept as retained copies.
     sources_deleted: int = 0
     sources_kept: int = 0
+    #: Old objects ``delete_source`` leaves for a later run: their storage signs URLs, and one handed out
+    #: before the switch may still be used (for ``URL_EXPIRY``).
+    sources_waiting: int = 0
     #: Objects whose copy or switch failed: {"id", "kind", "blob", "storage", "target", "code", "error"}.
     failed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -105,6 +111,7 @@ class MigrationResult:
             "skipped",
             "sources_deleted",
             "sources_kept",
+            "sources_waiting",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed += other.failed
@@ -224,32 +231,42 @@ def _mirror(row: Blob | Variant, alias: str, result: MigrationResult) -> None:
     variant = row if isinstance(row, Variant) else None
     try:
         with transaction.atomic():
-            locked = lock_blob(blob_id)
-            alive = locked is not None and (variant is None or Variant.objects.filter(pk=variant.pk).exists())
-            if alive:
-                _record_copy(blob_id, variant, alias, copied.identifiers)
+            locked: Blob | Variant | None = lock_blob(blob_id)
+            if locked is not None and variant is not None:
+                locked = Variant.objects.filter(pk=variant.pk).first()
+            # Recorded unless the row is gone, was moved into that very storage meanwhile, or another run
+            # recorded its own copy there first.
+            recorded = (
+                locked is not None
+                and locked.storage != alias
+                and _record_copy(blob_id, variant, alias, copied.identifiers)
+            )
     except IntegrityError:
-        alive = False  # the variant was deleted (a stale spec's) as the copy was recorded
-    if not alive:
+        recorded = False  # the variant was deleted (a stale spec's) as the copy was recorded
+    if not recorded:
         replicas.delete_quietly(alias, copied.identifiers)
         result.skipped += 1
 
 
-def _record_copy(blob_id: Any, variant: Variant | None, alias: str, identifiers: dict[str, Any]) -> None:
-    """Record a verified copy (over a failed attempt's row, if any); under the blob's row lock."""
-    Replica.objects.update_or_create(
-        blob_id=blob_id,
-        variant=variant,
-        storage=alias,
-        defaults={
-            "storage_identifiers": identifiers,
-            "state": Replica.COPIED,
-            "attempts": 0,
-            "error_code": "",
-            "error": "",
-            "retry_at": None,
-        },
-    )
+def _record_copy(blob_id: Any, variant: Variant | None, alias: str, identifiers: dict[str, Any]) -> bool:
+    """Record a verified copy (over a failed attempt's row, if any), under the blob's row lock.
+
+    False when a copy is held there already (made at the same time by
+    another run): it stays, and the caller deletes the object it made.
+    """
+    replica = Replica.objects.filter(blob_id=blob_id, variant=variant, storage=alias).first()
+    if replica is None:
+        Replica.objects.create(blob_id=blob_id, variant=variant, storage=alias, storage_identifiers=identifiers)
+        return True
+    if replica.state == Replica.COPIED:
+        return replica.storage_identifiers == identifiers
+    replica.storage_identifiers = identifiers
+    replica.state = Replica.COPIED
+    replica.attempts = 0
+    replica.error_code = replica.error = ""
+    replica.retry_at = None
+    replica.save()
+    return True
 
 
 def _record_failure(row: Blob | Variant, alias: str, exc: Exception) -> None:
@@ -291,6 +308,7 @@ def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_s
             taken = None
         else:
             copied = replicas.Copied(target, taken.storage_identifiers, verified_by, target, 0)
+    started = time.monotonic()
     if copied is None:
         try:
             copied = replicas.copy_row(row, target)
@@ -301,15 +319,18 @@ def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_s
     else:
         result.verified += 1
     old_storage, old_identifiers = row.storage, row.storage_identifiers
-    outcome = _switch(row, copied, taken, old_storage, old_identifiers)
+    # A copy that took long to make and verify is old enough for a stray sweep (which knows nothing of
+    # it until the switch commits) to have deleted it: make sure it is there before pointing at it.
+    recheck = time.monotonic() - started > STRAY_RECHECK
+    outcome, unused = _switch(row, copied, taken, old_storage, old_identifiers, recheck=recheck)
+    if unused is not None:
+        replicas.delete_quietly(target, unused)
     if outcome != "moved":
-        if taken is None:
-            replicas.delete_quietly(target, copied.identifiers)
         result.skipped += 1
         return
     result.moved += 1
-    result.taken_over += taken is not None
-    row_moved.send(sender=type(row), row=row, source=old_storage, copied=taken is None)
+    result.taken_over += taken is not None or unused is not None
+    row_moved.send(sender=type(row), row=row, source=old_storage, copied=taken is None and unused is None)
     retained = Replica.objects.held().filter(
         blob_id=row.blob_id if isinstance(row, Variant) else row.pk,
         variant=row if isinstance(row, Variant) else None,
@@ -328,10 +349,17 @@ def _switch(
     taken: Replica | None,
     old_storage: str,
     old_identifiers: dict[str, Any],
-) -> str:
+    *,
+    recheck: bool = False,
+) -> tuple[str, dict[str, Any] | None]:
     """Point ``row`` at the copy, keeping its old object as a copy, under the blob's row lock.
 
-    "moved"; "gone" when the row was purged meanwhile; "changed" when it no longer names the object copied.
+    Returns the outcome -- "moved"; "gone" when the row was purged
+    meanwhile; "changed" when it no longer names the object copied, or the
+    copy taken over was dropped meanwhile -- and the identifiers of an object
+    of the target no row references now (our fresh copy, when a copy made
+    there meanwhile, a mirror's, was taken over instead), for the caller to
+    delete.
     """
     variant = row if isinstance(row, Variant) else None
     blob_id = row.blob_id if isinstance(row, Variant) else row.pk
@@ -341,26 +369,38 @@ def _switch(
                 # The blob's lock first, a variant's after it: the order the purge and the renders take them in.
                 blob = lock_blob(blob_id)
                 if blob is None:
-                    return "gone"
+                    return "gone", None if taken else copied.identifiers
                 locked: Blob | Variant | None = blob
                 if variant is not None:
                     locked = Variant.objects.select_for_update().filter(pk=variant.pk).first()
                     if locked is None:
-                        return "gone"
+                        return "gone", None if taken else copied.identifiers
                 assert locked is not None
                 if (locked.storage, locked.storage_identifiers) != (old_storage, old_identifiers):
-                    return "changed"
+                    return "changed", None if taken else copied.identifiers
+                in_target = Replica.objects.filter(blob_id=blob_id, variant=variant, storage=copied.storage)
+                held = in_target.filter(state=Replica.COPIED).first()
+                unused = None
                 if taken is not None:
-                    Replica.objects.filter(pk=taken.pk).delete()
-                else:
-                    # A failed attempt at a mirror copy in the target is moot now.
-                    Replica.objects.filter(blob_id=blob_id, variant=variant, storage=copied.storage).delete()
+                    if held is None or held.storage_identifiers != taken.storage_identifiers:
+                        return "changed", None  # dropped (a --delete-source run) since it was verified
+                elif held is not None:
+                    # A copy was made there meanwhile (a mirror's): take it over, and drop ours.
+                    unused, copied = (
+                        copied.identifiers,
+                        replicas.Copied(
+                            copied.storage, held.storage_identifiers, copied.verified_by, copied.source, copied.size
+                        ),
+                    )
+                if recheck and not get_store(copied.storage).exists(copied.identifiers):
+                    return "changed", None  # swept meanwhile: nothing to point at (the next run copies again)
+                in_target.delete()  # the copy taken over, or a failed attempt at one: moot now
                 type(locked).objects.filter(pk=locked.pk).update(
                     storage=copied.storage, storage_identifiers=copied.identifiers
                 )
                 _record_copy(blob_id, variant, old_storage, old_identifiers)
             row.storage, row.storage_identifiers = copied.storage, copied.identifiers
-            return "moved"
+            return "moved", unused
         except OperationalError:
             if attempt == SWITCH_ATTEMPTS - 1:
                 raise
@@ -369,7 +409,19 @@ def _switch(
 
 
 def _drop_copy(replica: Replica, result: MigrationResult) -> None:
-    """Delete a retained copy: its row, then its bytes unless another row references them."""
+    """Delete a retained copy: its row, then its bytes unless another row references them.
+
+    Not yet where its storage signs URLs and the copy was its row's object
+    less than ``URL_EXPIRY`` ago: a URL signed before the switch still leads
+    there until it expires (a later run deletes it).
+    """
+    try:
+        signs = get_store(replica.storage).can_sign_urls
+    except AttachmentsImproperlyConfigured:
+        signs = False  # an alias gone from STORAGES: nothing can be signed, nor deleted (reported below)
+    if signs and replica.updated_at > timezone.now() - app_settings.URL_EXPIRY:
+        result.sources_waiting += 1
+        return
     with transaction.atomic():
         if lock_blob(replica.blob_id) is None:
             return  # purged meanwhile, with its copies

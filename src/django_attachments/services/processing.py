@@ -53,8 +53,8 @@ from ..policy import parseable_scans
 from ..processing.analyzers import AnalysisError, AnalysisUnavailable, Analyzer
 from ..processing.scanners import ScanError, Scanner, ScanTooLarge
 from ..signals import blob_infected
-from ..stores import SeekableReader, get_store
-from .replicas import open_row
+from ..stores import SeekableReader
+from .replicas import locate, open_row
 
 logger = logging.getLogger(__name__)
 
@@ -261,11 +261,11 @@ def _analyze_stage(blob: Blob, *, force: bool, outcome: ProcessOutcome) -> None:
             _settle(blob, Q(), analysis_state=AnalysisState.NOT_ANALYZED)
         return
     outcome.ran.append("analyze")
-    store = get_store(blob.storage)
+    store, identifiers = locate(blob)
     results: dict[str, dict[str, Any]] = {}
     errors: dict[str, dict[str, str]] = {}
     for analyzer in analyzers:
-        stream = SeekableReader.buffered(store, blob.storage_identifiers, blob.size)
+        stream = SeekableReader.buffered(store, identifiers, blob.size)
         try:
             results[analyzer.name] = _clean(analyzer.name, analyzer.analyze(stream))
         except AnalysisError as exc:

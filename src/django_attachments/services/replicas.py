@@ -92,6 +92,27 @@ def copy_row(row: Row, target: str) -> Copied:
     :class:`~django_attachments.exceptions.ObjectMissing` when no storage
     has the bytes) when no source could be copied.
     """
+    try:
+        return _copy_from_sources(row, target)
+    except CopyMismatch:
+        raise
+    except READ_FAILURES:
+        # The row may be stale: a migration may have moved it (and deleted the object it named) meanwhile.
+        if not _reload(row) or row.storage == target:
+            raise
+    return _copy_from_sources(row, target)
+
+
+def _reload(row: Row) -> bool:
+    """Read the row's storage and identifiers again; whether they changed."""
+    fresh = type(row).objects.filter(pk=row.pk).values("storage", "storage_identifiers").first()
+    if fresh is None or (fresh["storage"], fresh["storage_identifiers"]) == (row.storage, row.storage_identifiers):
+        return False
+    row.storage, row.storage_identifiers = fresh["storage"], fresh["storage_identifiers"]
+    return True
+
+
+def _copy_from_sources(row: Row, target: str) -> Copied:
     store = get_store(target)
     error: Exception | None = None
     for alias, identifiers in sources_of(row, besides=target):
@@ -173,11 +194,7 @@ def open_row(row: Row, *, start: int = 0, end: int | None = None, fallback: bool
         if not fallback or row.pk is None:
             raise
         error: Exception = exc
-    fresh = type(row).objects.filter(pk=row.pk).values("storage", "storage_identifiers").first()
-    if fresh is None:
-        raise error  # purged meanwhile
-    if (fresh["storage"], fresh["storage_identifiers"]) != (row.storage, row.storage_identifiers):
-        row.storage, row.storage_identifiers = fresh["storage"], fresh["storage_identifiers"]
+    if _reload(row):
         try:
             return get_store(row.storage).open(row.storage_identifiers, start=start, end=end)
         except READ_FAILURES as exc:
@@ -198,6 +215,44 @@ def open_row(row: Row, *, start: int = 0, end: int | None = None, fallback: bool
         )
         read_fell_back.send(sender=type(row), row=row, storage=alias, error=error)
         return stream
+    raise error
+
+
+def locate(row: Row) -> tuple[BaseStore, Identifiers]:
+    """The store and identifiers to read ``row``'s bytes from with ranged reads (analyzers, renderers).
+
+    Its storage, if it has the object; else, as :func:`open_row` does, the
+    row read again (a migration may have moved it) and then each copy (the
+    fallback is logged and signalled). Raises what the primary raised when
+    nothing has the bytes.
+    """
+    error: Exception
+    try:
+        store = get_store(row.storage)
+        if store.exists(row.storage_identifiers):
+            return store, row.storage_identifiers
+        error = ObjectMissing(f"Storage {row.storage!r} has no object {row.storage_identifiers.get('name')!r}.")
+    except READ_FAILURES as exc:
+        error = exc
+    if row.pk is None:
+        raise error
+    if _reload(row):
+        try:
+            store = get_store(row.storage)
+            if store.exists(row.storage_identifiers):
+                return store, row.storage_identifiers
+        except READ_FAILURES as exc:
+            error = exc
+    for alias, identifiers in list(sources_of(row, besides=row.storage)):
+        try:
+            store = get_store(alias)
+            if not store.exists(identifiers):
+                continue
+        except READ_FAILURES:
+            continue
+        logger.warning("Reading %s %s from its copy in storage %r: %s", _kind(row), row.pk, alias, error)
+        read_fell_back.send(sender=type(row), row=row, storage=alias, error=error)
+        return store, identifiers
     raise error
 
 

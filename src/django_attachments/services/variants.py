@@ -61,6 +61,7 @@ from ..policy import check_renderable, parseable_scans
 from ..processing.renderers import Renderer, RenderError, RenderTimeout, VariantSpec
 from ..registry import attachment_registry
 from ..stores import SeekableReader, get_store
+from .replicas import locate
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +324,9 @@ def make_declared(blob: Blob, declared: Declared, *, force: bool = False) -> Mak
 
 
 def _render(blob: Blob, declared: Declared) -> Any:
-    stream = SeekableReader.buffered(get_store(blob.storage), blob.storage_identifiers, blob.size)
+    # Its storage; the row again if a migration moved it meanwhile; else a copy elsewhere.
+    store, identifiers = locate(blob)
+    stream = SeekableReader.buffered(store, identifiers, blob.size)
     try:
         return declared.renderer.render(stream, declared.spec)
     finally:

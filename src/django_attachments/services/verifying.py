@@ -103,6 +103,11 @@ def _verify(
             for chunk in stream.chunks(app_settings.CHUNK_SIZE):
                 hasher.update(chunk)
     except ObjectMissing:
+        if _moved(row):  # moved by a migration (which may have deleted the object) since it was listed
+            result.checked -= 1
+            if row.pk is not None:
+                _verify(row, result, on_item)
+            return
         result.missing.append(where)
         kind = "missing"
     except (StorageError, AttachmentsImproperlyConfigured) as exc:
@@ -131,3 +136,15 @@ def _verify(
 def _open(row: Blob | Variant | Replica) -> RangeReader:
     """The object the row names itself, never a copy in its place."""
     return get_store(row.storage).open(row.storage_identifiers)
+
+
+def _moved(row: Blob | Variant | Replica) -> bool:
+    """Whether the row names another object now, or is gone (a copy dropped); read again if so."""
+    fresh = type(row).objects.filter(pk=row.pk).values("storage", "storage_identifiers").first()
+    if fresh is None:
+        row.pk = None
+        return True
+    if (fresh["storage"], fresh["storage_identifiers"]) == (row.storage, row.storage_identifiers):
+        return False
+    row.storage, row.storage_identifiers = fresh["storage"], fresh["storage_identifiers"]
+    return True

@@ -235,7 +235,13 @@ class Command(BaseCommand):
         ]
         if not result.mirror:
             parts.append(f"{result.moved} switched ({result.taken_over} to a copy already there)")
-            parts.append(f"old objects: {result.sources_deleted} deleted, {result.sources_kept} kept")
+            old = f"old objects: {result.sources_deleted} deleted, {result.sources_kept} kept"
+            if result.sources_waiting:
+                old += (
+                    f", {result.sources_waiting} to delete once URLs signed before the switch expire (URL_EXPIRY: "
+                    "run again with --delete-source then)"
+                )
+            parts.append(old)
         parts.append(f"{result.skipped} skipped")
         parts.append(f"{len(result.failed)} failed")
         self.stdout.write(f"{verb} {where}: " + "; ".join(parts))
