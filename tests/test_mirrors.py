@@ -24,7 +24,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from botocore.exceptions import BotoCoreError
 from django.core.files import File
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -460,12 +459,6 @@ def test_reads_fall_back_to_the_mirror_when_the_primary_disk_fails(
     fall_back_from_a_failing_primary(staff, created, data, caplog)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BotoCoreError,
-    reason="S3Store.open lets botocore's connection errors through instead of a StorageError, so the read "
-    "fallback does not see that the storage failed",
-)
 @pytest.mark.parametrize("mirrored", [("s3-seaweedfs", "disk")], indirect=True, ids="->".join)
 def test_reads_fall_back_to_the_mirror_when_the_primary_s3_is_unreachable(
     settings, staff, owners, mirrored, django_capture_on_commit_callbacks, caplog

@@ -716,6 +716,8 @@ class S3Store(BaseStore):
             if _status(exc) == 404:
                 raise ObjectMissing(f"Storage {self.alias!r} has no object {params['Key']!r}.") from exc
             raise wrap_errors("inspect", params["Key"], exc) from exc
+        except BotoCoreError as exc:
+            raise wrap_errors("inspect", params["Key"], exc) from exc
         checksum = None
         reported = response.get("ChecksumSHA256")
         # A composite checksum (a multipart upload's, "…-N") is not the object's SHA-256.
@@ -762,15 +764,20 @@ class S3Store(BaseStore):
             if _error_code(exc) in ("NoSuchKey", "NoSuchVersion", "404") or _status(exc) == 404:
                 raise ObjectMissing(f"Storage {self.alias!r} has no object {params['Key']!r}.") from exc
             raise wrap_errors("open", params["Key"], exc) from exc
+        except BotoCoreError as exc:  # the connection, not the service: the storage failed all the same
+            raise wrap_errors("open", params["Key"], exc) from exc
         return RangeReader(response["Body"], response.get("ContentLength"))
 
     def exists(self, identifiers: Identifiers) -> bool:
+        params = self._object_params(identifiers)
         try:
-            self.client.head_object(**self._object_params(identifiers))
+            self.client.head_object(**params)
         except ClientError as exc:
             if _status(exc) == 404:
                 return False
-            raise
+            raise wrap_errors("inspect", params["Key"], exc) from exc
+        except BotoCoreError as exc:
+            raise wrap_errors("inspect", params["Key"], exc) from exc
         return True
 
     def url(
