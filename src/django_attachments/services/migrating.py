@@ -313,6 +313,9 @@ def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_s
         try:
             copied = replicas.copy_row(row, target)
         except (StorageError, AttachmentsImproperlyConfigured) as exc:
+            if isinstance(exc, ObjectMissing) and not type(row).objects.filter(pk=row.pk).exists():
+                result.skipped += 1  # purged since it was listed: its bytes went with it
+                return
             _fail(result, row, target, exc)
             return
         _count_copy(result, copied)
@@ -434,6 +437,12 @@ def _drop_copy(replica: Replica, result: MigrationResult) -> None:
     if replicas.delete_quietly(replica.storage, replica.storage_identifiers):
         result.sources_deleted += 1
     else:
+        # Still there: recorded again (the bytes exist, so the row points at something), for the next run.
+        with transaction.atomic():
+            if lock_blob(replica.blob_id) is not None and (
+                replica.variant_id is None or Variant.objects.filter(pk=replica.variant_id).exists()
+            ):
+                _record_copy(replica.blob_id, replica.variant, replica.storage, replica.storage_identifiers)
         result.failed.append(
             {
                 "id": str(replica.variant_id or replica.blob_id),
@@ -442,7 +451,7 @@ def _drop_copy(replica: Replica, result: MigrationResult) -> None:
                 "storage": replica.storage,
                 "target": None,
                 "code": "delete_failed",
-                "error": f"Could not delete the old object {name!r}; it is stray now, for the sweep.",
+                "error": f"Could not delete the old object {name!r}; it is kept as a copy, for the next run.",
             }
         )
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, ProtectedError, Q
@@ -91,6 +92,8 @@ class PurgeResult:
 #: upload in flight writes its bytes before its row, and must not be taken for
 #: a stray. Enforced here, for every caller (the command, a task, a shell).
 STRAY_MIN_AGE = timedelta(hours=1)
+#: The storage alias of static files (Django's), never swept.
+STATICFILES = "staticfiles"
 
 
 def _grace(older_than: timedelta | None) -> timedelta:
@@ -256,7 +259,8 @@ def purge_strays(
 ) -> PurgeResult:
     """Delete objects under the key prefix that nothing holds, older than the grace period.
 
-    Every storage alias that blobs use is swept, and the configured one. A
+    Every storage alias of ``STORAGES`` is swept (under ``KEY_PREFIX``), but
+    ``staticfiles``, and any other alias that blobs or their copies use. A
     grace period below :data:`STRAY_MIN_AGE` raises UnsafePurge unless
     ``allow_young`` (see :func:`check_stray_grace`); a dry run deletes
     nothing, so it may look at younger objects.
@@ -285,8 +289,12 @@ def _stores_of(model: Any, result: PurgeResult) -> Iterator[tuple[str, Any]]:
     """Each storage alias ``model``'s rows use, and the configured one, with its store; a misconfigured
     alias is a failure of ``result``, and skipped."""
     aliases = set(model.objects.values_list("storage", flat=True).distinct()) | {app_settings.STORAGE}
-    if model is Blob:  # and every storage that holds copies of them, or is to
+    if model is Blob:
+        # Every storage that holds copies of them or is to, and every other one configured: a migration
+        # killed before its first switch, or that could not delete an old object, leaves objects in a
+        # storage no row names (only under KEY_PREFIX, which is the app's own).
         aliases |= set(Replica.objects.values_list("storage", flat=True).distinct()) | set(app_settings.MIRRORS)
+        aliases |= {alias for alias in getattr(settings, "STORAGES", {}) or {} if alias != STATICFILES}
     for alias in sorted(aliases):
         try:
             yield alias, get_store(alias)

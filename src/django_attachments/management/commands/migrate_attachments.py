@@ -98,6 +98,13 @@ class Command(BaseCommand):
                 )
         elif target is None:
             raise CommandError("--to is required (or --mirror).", returncode=EXIT_USAGE)
+        elif target in app_settings.MIRRORS:
+            # Moved there, a blob's mirror copy would become its only object, and nothing would say so.
+            raise CommandError(
+                f"--to {target!r} is a mirror (MIRRORS): to make it the storage, take it out of MIRRORS first; "
+                "the copies there are then taken over without copying.",
+                returncode=EXIT_USAGE,
+            )
         elif source == target:
             raise CommandError("--from and --to name the same storage.", returncode=EXIT_USAGE)
 

@@ -88,7 +88,7 @@ class Command(BaseCommand):
             "--allow-young-strays",
             action="store_true",
             help=f"Let --stray delete objects, and the purge abort multipart uploads no ticket knows, younger than "
-            f"{STRAY_MIN_AGE} (only with uploads stopped).",
+            f"{STRAY_MIN_AGE} (only with uploads and migrations stopped).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
