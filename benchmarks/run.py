@@ -1,6 +1,6 @@
 """Benchmarks of django_attachments, each next to what a project writes by hand.
 
-    .venv/bin/python benchmarks/run.py                      # the full suite (~50 min, ~20 GiB of scratch disk)
+    .venv/bin/python benchmarks/run.py                      # the full suite (~95 min, ~20 GiB of scratch disk)
     .venv/bin/python benchmarks/run.py --quick              # tiny sizes, one repeat: a minute or two (CI)
     .venv/bin/python benchmarks/run.py --sizes 10M,100M,1G --repeat 3 --markdown /tmp/bench.md
     .venv/bin/python -m tests.pgcluster -- .venv/bin/python benchmarks/run.py   # on PostgreSQL
@@ -62,6 +62,14 @@ times (project / anchor; above 1 means the project is slower):
     time of this process, of SeaweedFS and of the Django worker; on local
     disk too, next to one API upload (``suite/multipart.py``; skipped without
     SeaweedFS).
+12. moving blobs to S3 (``migrate``): 10,000 blobs of mixed sizes (~1 GiB;
+    100 and ~10 MiB with ``--quick``; ``--migrate-blobs``) made on local disk,
+    moved to SeaweedFS by ``manage.py migrate_attachments --to s3`` (a child
+    process) with ``--concurrency`` 1, 2, 4, 8 (1 and 4 with ``--quick``) --
+    anchor: boto3's ``upload_file`` of the same files to the same SeaweedFS, a
+    loop or a pool of as many threads; one round unless ``--repeat`` is given;
+    time, CPU time, peak RSS, and where the command's time goes
+    (``suite/migrate.py``; skipped without SeaweedFS).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -126,6 +134,9 @@ from suite.dedup import bench_dedup  # noqa: E402
 from suite.direct import bench_direct  # noqa: E402
 from suite.download import bench_download  # noqa: E402
 from suite.listing import bench_list  # noqa: E402
+from suite.migrate import DEFAULT_BLOBS as MIGRATE_BLOBS  # noqa: E402
+from suite.migrate import QUICK_BLOBS as QUICK_MIGRATE_BLOBS  # noqa: E402
+from suite.migrate import bench_migrate  # noqa: E402
 from suite.multipart import DEFAULT_SIZE as MULTIPART_SIZE  # noqa: E402
 from suite.multipart import QUICK_SIZE as QUICK_MULTIPART_SIZE  # noqa: E402
 from suite.multipart import bench_multipart  # noqa: E402
@@ -137,7 +148,8 @@ from suite.scanning import bench_scan  # noqa: E402
 from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
-BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart"]
+BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart",
+              "migrate"]  # fmt: skip
 
 
 #: The shared servers' direct uploads measure the one-request flow, whatever the size: the multipart
@@ -157,6 +169,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--multipart-size", help="the multipart benchmark's file (default: 2G; 80M with --quick; above 64M)"
+    )
+    parser.add_argument(
+        "--migrate-blobs", type=int, help="blobs the migrate benchmark moves (default: 10000, ~1 GiB; 100 with --quick)"
+    )
+    parser.add_argument(
+        "--migrate-profile",
+        metavar="PREFIX",
+        help="migrate: one more run at --concurrency 1 under cProfile, apart from the figures (PREFIX.prof)",
     )
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables as Markdown to FILE")
     parser.add_argument(
@@ -196,6 +216,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     if args.multipart_size <= 64 * MIB:
         parser.error("--multipart-size must be above 64 MiB (the default MULTIPART_THRESHOLD)")
+    args.migrate_blobs = args.migrate_blobs or (QUICK_MIGRATE_BLOBS if args.quick else MIGRATE_BLOBS)
+    if args.migrate_blobs < 1:
+        parser.error("--migrate-blobs must be at least 1")
     args.dedup_size = max(args.s3_sizes) if args.s3_sizes else max(args.sizes)
     args.list_counts = QUICK_LIST_COUNTS if args.quick else LIST_COUNTS
     if args.server == "auto":
@@ -224,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         needed += 2 * args.repeat * max(args.sizes)
     if "multipart" in args.only:  # the file, a repeat's objects on SeaweedFS, parts and object on disk
         needed += 7 * args.multipart_size
+    if "migrate" in args.only:  # the blobs on disk and one run's objects on SeaweedFS
+        needed += 3 * args.migrate_blobs * (GIB // MIGRATE_BLOBS)
     if free < needed:
         log(f"warning: {workdir} has {free / GIB:.1f} GiB free; this run may need about {needed / GIB:.1f} GiB")
     log(f"work folder {workdir}; server: {args.server}; sizes: {', '.join(map(fmt_size, args.sizes))}; "
@@ -300,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("scan", bench_scan),
                 ("variants", bench_variants),
                 ("multipart", functools.partial(bench_multipart, env=base_env)),
+                ("migrate", functools.partial(bench_migrate, env=base_env)),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):
