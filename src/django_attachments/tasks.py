@@ -229,7 +229,7 @@ def mirror_blob(blob_id: str) -> dict[str, Any]:
     """
     if not mirroring.wanted(blob_id):
         return {"blob": str(blob_id), "due": False, "copied": 0, "failed": [], "retry_in": None}
-    result = migrating.mirror_blob(blob_id)
+    result = migrating.mirror_blob(blob_id, retry_early=False)
     retry = mirroring.next_retry(blob_id) if result.failed else None
     if retry is not None:
         enqueue_mirror(blob_id, delay=retry)

@@ -196,12 +196,17 @@ def move_blob(blob_id: Any, target: str, *, source: str | None = None, delete_so
     return result
 
 
-def mirror_blob(blob_id: Any, aliases: list[str] | tuple[str, ...] | None = None) -> MigrationResult:
+def mirror_blob(
+    blob_id: Any, aliases: list[str] | tuple[str, ...] | None = None, *, retry_early: bool = True
+) -> MigrationResult:
     """Copy one blob and its variants to every mirror (``aliases``; ``MIRRORS`` by default) lacking a copy.
 
     Each copy is verified, then recorded under the blob's row lock; a blob
     purged meanwhile gets no copy (the one made is deleted). A failure is
     recorded on a ``failed`` replica row (attempts, error) and reported.
+    Without ``retry_early`` (the task's retries), a copy that failed is not
+    tried again before its ``retry_at``, so that another copy of the blob
+    coming due does not spend its attempts early.
     """
     targets = list(app_settings.MIRRORS if aliases is None else aliases)
     result = MigrationResult(targets, mirror=True)
@@ -210,10 +215,15 @@ def mirror_blob(blob_id: Any, aliases: list[str] | tuple[str, ...] | None = None
         result.skipped += 1
         return result
     rows: list[Blob | Variant] = [blob, *Variant.objects.filter(blob=blob).select_related("blob")]
+    waiting: set[tuple[Any, str]] = set()
+    if not retry_early:
+        later = Replica.objects.filter(blob=blob, state=Replica.FAILED, retry_at__gt=timezone.now())
+        waiting = set(later.values_list("variant_id", "storage"))
     for row in rows:
         held = set(replicas.replicas_of(row).values_list("storage", flat=True))
+        variant_id = row.pk if isinstance(row, Variant) else None
         for alias in targets:
-            if alias == row.storage or alias in held:
+            if alias == row.storage or alias in held or (variant_id, alias) in waiting:
                 continue
             _mirror(row, alias, result)
     return result

@@ -56,7 +56,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..exceptions import NoPreview, PreviewUnavailable, VariantNotFound
-from ..models import Attachment, Blob, RenderState, Variant, VariantRender
+from ..models import Attachment, Blob, RenderState, Replica, Variant, VariantRender
 from ..policy import check_renderable, parseable_scans
 from ..processing.renderers import Renderer, RenderError, RenderTimeout, VariantSpec
 from ..registry import attachment_registry
@@ -378,6 +378,9 @@ def _record(blob: Blob, declared: Declared, rendered: Any, *, force: bool) -> Ma
                     for key, value in values.items():
                         setattr(existing, key, value)
                     existing.save()
+                    # Its copies elsewhere hold the old bytes: dropped (their objects to the stray sweep, as the
+                    # old one is), so that the mirror task copies the new ones.
+                    Replica.objects.filter(variant=existing).delete()
                     obsolete = None
                     outcome = MakeOutcome(declared.name, "made", existing)
                 else:
