@@ -684,3 +684,29 @@ def test_reads_of_rows_loaded_before_a_threaded_move_with_delete_source_never_fa
     assert errors == [] and reads[0] > 0
     for c in created:
         assert primary_bytes(Blob.objects.get(pk=c["blob_id"])) == c["data"]
+
+
+# -- a mirror that fails in its own way ----------------------------------------------------------------------
+
+
+def test_a_mirror_disk_that_cannot_be_written_never_fails_the_upload_and_is_recorded_failed(
+    settings, tmp_path, disks, staff, owners, django_capture_on_commit_callbacks
+):
+    disks.add("primary")
+    disks.use("primary")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_bytes(b"a file where the mirror's folder should be")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "mirror": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(blocked)}},
+    }
+    disks.mirrors("mirror")
+    disks.thumbs()
+
+    created = post(staff["a"], owners, django_capture_on_commit_callbacks, jpeg(5), "photo.jpg")
+
+    response = staff["a"].get(download(created["id"]))
+    assert response.status_code == 200 and body(response) == created["data"]
+    replica = Replica.objects.get(blob_id=created["blob_id"], variant__isnull=True)
+    assert replica.state == Replica.FAILED and replica.attempts == 1 and replica.error_code
+    assert not Replica.objects.held().exists()
