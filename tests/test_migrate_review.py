@@ -18,13 +18,16 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage
+from django.utils import timezone
 
 from django_attachments import services
+from django_attachments.conf import app_settings
 from django_attachments.models import Blob, Replica, Variant
 from django_attachments.services import migrating, variants
 from django_attachments.stores import get_store, register_adapter, unregister_adapter
@@ -134,12 +137,6 @@ def sha(data: bytes) -> str:
 # -- a copy taken over while another run deletes it -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_switch takes over a retained copy without checking, under the lock, that its Replica row still "
-    "exists: a --delete-source run that dropped it (and deleted its bytes) meanwhile leaves the blob pointing "
-    "at missing bytes, and the next --delete-source run deletes the last copy",
-)
 def test_a_copy_taken_over_while_a_delete_source_run_drops_it_leaves_the_blob_readable(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -177,12 +174,6 @@ def test_a_copy_taken_over_while_a_delete_source_run_drops_it_leaves_the_blob_re
 # -- renders and analyzers beside a move -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="variants._render reads the blob's storage as loaded (SeekableReader over get_store(blob.storage)), "
-    "with no read fallback and no second look at the row: a variant requested just before a --delete-source "
-    "switch fails (the render is postponed) although the bytes are in the new storage",
-)
 def test_a_variant_requested_as_its_blob_is_moved_with_delete_source_is_made(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -202,11 +193,6 @@ def test_a_variant_requested_as_its_blob_is_moved_with_delete_source_is_made(
     assert sha(primary_bytes(variant)) == variant.checksum
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="variants._render reads only the primary (no read fallback): with the blob's object lost and a mirror "
-    "copy present, downloads fall back to the mirror but a variant cannot be made",
-)
 def test_a_variant_of_a_blob_whose_primary_is_lost_is_rendered_from_its_mirror_copy(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -251,12 +237,6 @@ def _once(action: Callable[[], Any]) -> tuple[Callable[[str], None], list[Any]]:
     return hook, done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrating._mirror records its copy under the blob's lock without checking that the blob is not in "
-    "that storage now: a blob moved into the mirror's storage while its mirror copy was written gets a 'copy' "
-    "in its own storage (no redundancy, bytes kept forever)",
-)
 def test_a_mirror_copy_written_as_its_blob_moves_into_that_storage_is_not_recorded_beside_it(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -275,11 +255,6 @@ def test_a_mirror_copy_written_as_its_blob_moves_into_that_storage_is_not_record
     assert names("mirror") == {blob.storage_identifiers["name"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_switch deletes every Replica row of the row in the target ('a failed attempt ... is moot'), a "
-    "copied mirror copy recorded during the move's copy too: its bytes are left unreferenced in the mirror",
-)
 def test_a_move_into_a_mirror_storage_does_not_orphan_a_mirror_copy_made_meanwhile(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -297,11 +272,6 @@ def test_a_move_into_a_mirror_storage_does_not_orphan_a_mirror_copy_made_meanwhi
     assert names("mirror") == {blob.storage_identifiers["name"]} | held, "an object in the mirror no row names"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_record_copy (update_or_create) overwrites a copied replica's identifiers: two mirror copies made at "
-    "once (the task and process_attachments) leave the first one's bytes unreferenced in the mirror",
-)
 def test_two_mirror_copies_at_once_leave_one_object_in_the_mirror(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -321,8 +291,6 @@ def test_two_mirror_copies_at_once_leave_one_object_in_the_mirror(
 def test_a_blob_purged_while_its_mirror_copy_is_written_leaves_nothing_in_the_mirror(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    from datetime import timedelta
-
     from django_attachments.models import Attachment
 
     created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
@@ -342,12 +310,6 @@ def test_a_blob_purged_while_its_mirror_copy_is_written_leaves_nothing_in_the_mi
 # -- verify_attachments and the stray sweep beside a move ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verifying._verify reports a row's object missing as soon as its read fails, without reading the "
-    "row again: verify_attachments beside migrate_attachments --delete-source reports moved blobs as missing "
-    "(exit 1) although every byte is in place",
-)
 def test_verify_beside_a_move_with_delete_source_reports_nothing_missing(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -370,13 +332,11 @@ def test_verify_beside_a_move_with_delete_source_reports_nothing_missing(
     strict=True,
     reason="nothing holds a copy between its verification and its switch (no holder for a copy in flight): a "
     "stray sweep with allow_young beside a migration deletes it, and the switch then points the blob at "
-    "missing bytes",
+    "missing bytes (documented now: --allow-young-strays only with migrations stopped)",
 )
 def test_a_stray_sweep_allowing_young_objects_beside_a_move_never_leaves_a_row_without_bytes(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    from datetime import timedelta
-
     disks.add("old"), disks.add("new", CLOSE_HOOKED)
     disks.use("old")
     first = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
@@ -489,12 +449,6 @@ def test_tenant_narrows_what_moves_and_what_delete_source_deletes(
     assert Blob.objects.get(pk=mine["blob_id"]).storage == "new"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replicas.copy_row reads the row as loaded and never reads it again (open_row does): a mirror copy "
-    "started just before a --delete-source switch fails as source_missing (a failed attempt, retried later) "
-    "although the bytes are in the blob's new storage",
-)
 def test_a_mirror_copy_started_just_before_a_delete_source_switch_is_made(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -515,12 +469,6 @@ def test_a_mirror_copy_started_just_before_a_delete_source_switch_is_made(
     assert replica.state == Replica.COPIED and read("mirror", replica.storage_identifiers) == created["data"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--delete-source deletes the old object as soon as the switch commits (_drop_copy), while signed URLs "
-    "to it handed out up to URL_EXPIRY ago are still valid: such a download fails with 404 (a forced re-render "
-    "keeps its old object past the grace period for this very reason)",
-)
 def test_a_signed_url_handed_out_before_a_move_with_delete_source_still_downloads(
     request, settings, tmp_path, disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -545,26 +493,25 @@ def test_a_signed_url_handed_out_before_a_move_with_delete_source_still_download
 
     assert fetch() == (200, created["data"])  # the link works
     summary = migrating.migrate("new", delete_source=True)
-    assert (summary.moved, summary.sources_deleted) == (1, 1)
+    assert summary.moved == 1 and summary.ok, summary
 
     status, data = fetch()  # followed a moment later, well within URL_EXPIRY
     assert (status, data) == (200, created["data"]), data[:300]
+
+    # Once URL_EXPIRY has passed since the switch, a run deletes the old object.
+    Replica.objects.update(updated_at=timezone.now() - app_settings.URL_EXPIRY - timedelta(seconds=1))
+    later = migrating.migrate("new", delete_source=True)
+    assert later.sources_deleted == 1 and later.ok, later
+    assert names("old") == set() and not Replica.objects.exists()
+    assert fetch()[0] == 404
 
 
 # -- what a move leaves for later ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_drop_copy says an old object it could not delete is 'stray now, for the sweep', but purge_strays "
-    "walks only the storages rows name, STORAGE and MIRRORS: once everything has left the old storage, the "
-    "object is never swept",
-)
 def test_an_old_object_delete_source_could_not_delete_is_swept_later(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    from datetime import timedelta
-
     disks.add("old", HOOKED), disks.add("new")
     disks.use("old")
     created = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
@@ -578,26 +525,19 @@ def test_an_old_object_delete_source_could_not_delete_is_swept_later(
     result = migrating.migrate("new", delete_source=True)
     HookedStorage.on_open = None
     assert [failure["code"] for failure in result.failed] == ["delete_failed"], result
-    assert "for the sweep" in result.failed[0]["error"]
-    assert not Replica.objects.exists() and Blob.objects.get(pk=created["blob_id"]).storage == "new"
-    assert len(names("old")) == 1  # the stray
+    assert Blob.objects.get(pk=created["blob_id"]).storage == "new"
+    assert len(names("old")) == 1  # still there: kept (as a copy, for the next run) or stray (for the sweep)
 
+    migrating.migrate("new", delete_source=True)
     services.purge_strays(older_than=timedelta(0), allow_young=True)
 
-    assert names("old") == set(), "the old object is never swept"
+    assert names("old") == set(), "the old object is left behind for good"
+    assert primary_bytes(Blob.objects.get(pk=created["blob_id"])) == created["data"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a move (not --mirror) to an alias of MIRRORS is accepted: with --delete-source each blob is left with "
-    "one object (in the mirror, which is now its primary), and neither the run nor verify's missing-copies "
-    "check says so (E006 refuses STORAGE in MIRRORS for this reason)",
-)
 def test_a_move_into_the_mirror_storage_never_silently_leaves_a_single_copy(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    from datetime import timedelta
-
     from django.core.management import CommandError, call_command
 
     from django_attachments.services import mirroring
