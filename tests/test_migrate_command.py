@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from django_attachments import services
+from django_attachments.conf import app_settings
 from django_attachments.models import Attachment, Blob, Replica, Variant
 from django_attachments.services import migrating
 from django_attachments.stores import get_store
@@ -134,6 +136,32 @@ def usage_error(*args: str) -> str:
     return str(caught.value)
 
 
+def signs_urls(alias: str) -> bool:
+    return get_store(alias).can_sign_urls
+
+
+def after_url_expiry() -> None:
+    """As if URL_EXPIRY had passed since every switch: a URL signed before one no longer leads anywhere."""
+    Replica.objects.update(updated_at=timezone.now() - app_settings.URL_EXPIRY - timedelta(seconds=1))
+
+
+def delete_sources(target: str, count: int, old: str) -> dict[str, Any]:
+    """``--to target --delete-source``: the ``count`` old objects in ``old`` deleted; where ``old`` signs URLs,
+    kept (waiting) until URL_EXPIRY has passed since their switch, then deleted by a later run."""
+    summary, status = run("--to", target, "--delete-source")
+    assert status == 0, summary
+    if signs_urls(old):
+        assert (summary["sources_waiting"], summary["sources_deleted"]) == (count, 0), summary
+        assert Replica.objects.filter(storage=old).count() == count, list(
+            Replica.objects.values_list("blob_id", "variant_id", "storage", "state", "storage_identifiers")
+        )
+        after_url_expiry()
+        summary, status = run("--to", target, "--delete-source")
+        assert status == 0, summary
+    assert (summary["copied"], summary["sources_deleted"], summary["sources_waiting"]) == (0, count, 0), summary
+    return summary
+
+
 def upload_files(client, owners, capture, *, images: int = 2, others: int = 1, owner=None, tag: str = "") -> list[dict]:
     """``images`` JPEGs (each with its thumb) and ``others`` binary files, uploaded through the API."""
     owner_type, owner_id = owner or ("note", owners.alice_note.pk)
@@ -198,9 +226,7 @@ def test_a_move_switches_blobs_and_variants_keeps_the_old_objects_then_deletes_t
     swept = services.purge_strays(older_than=timedelta(0), allow_young=True)
     assert swept.removed == 0 and names(source) == old_objects and len(names(target)) == 5
 
-    dropped, status = run("--to", target, "--delete-source")
-    assert status == 0, dropped
-    assert (dropped["copied"], dropped["sources_deleted"]) == (0, 5), dropped
+    delete_sources(target, 5, source)
     assert names(source) == set() and not Replica.objects.exists()
     for c in created:
         response = staff["a"].get(download(c["id"]))
@@ -255,11 +281,31 @@ def test_moving_back_takes_over_the_copy_kept_there(storages, staff, owners, dja
 
     summary, status = run("--to", source, "--delete-source")
 
-    assert status == 0 and (summary["copied"], summary["taken_over"], summary["sources_deleted"]) == (0, 2, 2)
+    assert status == 0 and (summary["copied"], summary["taken_over"]) == (0, 2), summary
+    # S3 signs URLs: one signed before the switch still works a while, and the old objects wait for a later run.
+    assert Replica.objects.filter(storage=target).count() == 2 and len(names(target)) == 2
+    delete_sources(source, 2, target)
     for c in created:
         blob = Blob.objects.get(pk=c["blob_id"])
         assert (blob.storage, blob.storage_identifiers) == (source, before[c["blob_id"]])
     assert names(target) == set() and not Replica.objects.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="move_blob drops the retained copies twice in one run (in _move after the switch, then again at its "
+    "end): an old object left waiting (its storage signs URLs) is counted twice in sources_waiting",
+)
+def test_each_old_object_left_waiting_is_counted_once(storages, staff, owners, django_capture_on_commit_callbacks):
+    source, target = storages.add("old", "s3-moto"), storages.add("new", "disk")
+    storages.use(source)
+    upload_files(staff["a"], owners, django_capture_on_commit_callbacks, images=0, others=3)
+
+    summary, status = run("--to", target, "--delete-source")
+
+    assert status == 0 and summary["moved"] == 3, summary
+    assert Replica.objects.filter(storage=source).count() == len(names(source)) == 3
+    assert summary["sources_waiting"] == 3, summary
 
 
 # -- a dry run, the summary, the filters ------------------------------------------------------------
@@ -304,7 +350,7 @@ def test_the_json_summary_has_one_line_and_every_count(storages, staff, owners, 
     assert set(summary) == {
         "target", "mirror", "dry_run", "delete_source", "blobs", "copied", "bytes", "verified",
         "verified_by_checksum", "verified_by_read", "moved", "taken_over", "skipped", "sources_deleted",
-        "sources_kept", "failed", "ok", "interrupted",
+        "sources_kept", "sources_waiting", "failed", "ok", "interrupted",
     }  # fmt: skip
     assert summary["target"] == [target] and summary["ok"] is True and summary["interrupted"] is False
     assert summary["verified_by_checksum"] + summary["verified_by_read"] == summary["verified"] == 1
@@ -413,6 +459,7 @@ def test_wrong_arguments_exit_with_status_2(storages, settings):
     settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "MIRRORS": ["new"]}
     assert "--delete-source" in usage_error("--mirror", "--delete-source")
     assert "not one of MIRRORS" in usage_error("--mirror", "--to", "old")
+    assert "is a mirror" in usage_error("--to", "new")
 
 
 # -- a copy that is not the bytes -------------------------------------------------------------------
@@ -508,11 +555,6 @@ def test_a_blob_purged_by_another_connection_while_its_copy_is_in_flight_leaves_
     _purge_while_copying(storages, staff, owners, django_capture_on_commit_callbacks, another_connection=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a blob purged after move_blob loaded it and before its copy opened the source is reported as a failure "
-    "(source_missing, exit status 1, 'stays where it was, the next run tries again') instead of skipped",
-)
 def test_a_blob_purged_just_before_its_copy_reads_it_is_skipped_not_failed(
     storages, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -687,11 +729,6 @@ def test_concurrent_workers_and_a_second_run_at_once_copy_each_blob_once(
 # -- what a run killed mid-copy leaves ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stray sweep walks only the storages rows name (blobs, copies), STORAGE and MIRRORS: a copy left "
-    "in a target no row names yet (a run killed before its first switch) is never swept",
-)
 def test_a_copy_left_by_a_run_killed_before_its_first_switch_is_swept(
     storages, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -707,3 +744,139 @@ def test_a_copy_left_by_a_run_killed_before_its_first_switch_is_swept(
     services.purge_strays(older_than=timedelta(0), allow_young=True)
 
     assert names(target) == set(), "the stray copy is still in the target"
+
+
+# -- large objects: in parts, streamed and server-side; memory ------------------------------------------
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "source_kind, target_kind",
+    [("disk", "s3-seaweedfs"), ("s3-moto", "s3-moto"), ("s3-seaweedfs", "disk")],
+    ids=["disk-to-seaweedfs-in-parts", "moto-to-moto-part-copies", "seaweedfs-to-disk"],
+)
+def test_a_large_blob_is_copied_in_parts_with_memory_that_does_not_grow_with_its_size(
+    storages, staff, owners, settings, source_kind, target_kind
+):
+    import tracemalloc
+
+    source, target = storages.add("old", source_kind), storages.add("new", target_kind)
+    small_parts = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB, "max_parts_in_flight": 2}
+    s3_aliases = [alias for alias, kind in ((source, source_kind), (target, target_kind)) if kind != "disk"]
+    settings.DJANGO_ATTACHMENTS = {
+        **settings.DJANGO_ATTACHMENTS,
+        "MAX_UPLOAD_SIZE": None,
+        "STORE_OPTIONS": {alias: small_parts for alias in s3_aliases},
+    }
+    storages.use(source)
+    peaks = {}
+    for size in (16 * MiB + 1234, 64 * MiB + 4321):
+        data = os.urandom(size)
+        response = upload(staff["a"], "note", owners.alice_note.pk, data, filename=f"big-{size}.bin")
+        assert response.status_code == 201, response.content
+        blob_id = response.json()["blob_id"]
+        del response
+        store = get_store(target)
+        if source_kind.startswith("s3") and target_kind.startswith("s3"):
+            # Part by part (UploadPartCopy), as above 5 GiB, without moving 5 GiB.
+            store.multipart_copy_threshold = 8 * MiB
+            store.copy_part_size = 5 * MiB
+
+        tracemalloc.start()
+        try:
+            summary, status = run("--to", target, "--delete-source")
+            peaks[size] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+        assert status == 0 and summary["moved"] == 1, json.dumps(summary)
+        if signs_urls(source):
+            after_url_expiry()
+            assert run("--to", target, "--delete-source")[0]["sources_deleted"] == 1
+        else:
+            assert summary["sources_deleted"] == 1, summary
+        blob = Blob.objects.get(pk=blob_id)
+        assert blob.storage == target
+        with get_store(target).open(blob.storage_identifiers) as stream:
+            digest = hashlib.sha256()
+            for chunk in stream.chunks(MiB):
+                digest.update(chunk)
+        assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert names(source) == set()
+        del data
+    small, large = peaks.values()
+    figures = f"{small / MiB:.1f} MiB traced for 16 MiB, {large / MiB:.1f} MiB for 64 MiB"
+    assert large - small < 5 * MiB and large < 32 * MiB, figures  # a part's worth at most, not the file
+
+
+# -- a source that is not its bytes any more ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source_kind, target_kind", [("disk", "s3-seaweedfs"), ("s3-moto", "s3-moto"), ("s3-moto", "disk")]
+)
+def test_a_source_whose_bytes_rotted_is_not_copied_and_the_blob_stays(
+    storages, staff, owners, django_capture_on_commit_callbacks, source_kind, target_kind
+):
+    source, target = storages.add("old", source_kind), storages.add("new", target_kind)
+    storages.use(source)
+    created = upload_files(staff["a"], owners, django_capture_on_commit_callbacks, images=0, others=2)
+    rotten = Blob.objects.get(pk=created[0]["blob_id"])
+    flipped = bytes([created[0]["data"][0] ^ 0x01]) + created[0]["data"][1:]  # same size, one bit off
+    store = get_store(source)
+    if source_kind == "disk":
+        (storages.folder(source) / rotten.storage_identifiers["name"]).write_bytes(flipped)
+    else:
+        store.client.put_object(Bucket=store.bucket, Key=rotten.storage_identifiers["key"], Body=flipped)
+        rotten.storage_identifiers = store.stat(rotten.storage_identifiers).identifiers  # its new ETag
+        Blob.objects.filter(pk=rotten.pk).update(storage_identifiers=rotten.storage_identifiers)
+
+    summary, status = run("--to", target, "--delete-source")
+
+    assert status == 1 and summary["moved"] == 1, summary
+    (failure,) = summary["failed"]
+    assert failure["id"] == str(rotten.pk), failure
+    rotten.refresh_from_db()
+    assert rotten.storage == source
+    kept = Blob.objects.get(pk=created[1]["blob_id"])
+    assert names(target) == {kept.storage_identifiers["name"]}  # no copy of the rotten bytes
+    if signs_urls(source):
+        after_url_expiry()
+        assert run("--to", target, "--delete-source")[0]["sources_deleted"] == 1
+    assert names(source) == {rotten.storage_identifiers["name"]}
+
+
+# -- a variant purged while its copy is in flight --------------------------------------------------------
+
+
+def test_a_variant_purged_as_stale_while_its_copy_is_in_flight_leaves_nothing_behind(
+    storages, staff, owners, settings, thumbs, django_capture_on_commit_callbacks
+):
+    source, target = storages.add("old", "disk"), storages.add("hooked", "hooked")
+    storages.use(source)
+    (created,) = upload_files(staff["a"], owners, django_capture_on_commit_callbacks, images=1, others=0)
+    variant = Variant.objects.get()
+    blob = Blob.objects.get(pk=created["blob_id"])
+    purged: list[int] = []
+
+    def purge_the_variant(name: str) -> None:
+        if purged or Blob.objects.get(pk=blob.pk).storage != target:
+            return  # the blob's own copy: let it through
+        # The thumb's spec changes: the variant being copied is stale, and goes.
+        settings.DJANGO_ATTACHMENTS = {
+            **settings.DJANGO_ATTACHMENTS,
+            "VARIANTS": {"thumb": {**THUMB, "width": 47}},
+            "STORAGE": source,
+        }
+        purged.append(services.purge_stale_variants().removed)
+
+    HookedStorage.on_save = staticmethod(purge_the_variant)
+    summary, status = run("--to", target)
+
+    assert purged == [1] and not Variant.objects.filter(pk=variant.pk).exists()
+    assert status == 0, summary
+    blob.refresh_from_db()
+    assert blob.storage == target
+    assert names(target) == {blob.storage_identifiers["name"]}, "the stale variant's copy was left in the target"
+    assert not Replica.objects.filter(variant_id=variant.pk).exists()
