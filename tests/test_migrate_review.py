@@ -650,3 +650,63 @@ def test_a_mirror_disk_that_cannot_be_written_never_fails_the_upload_and_is_reco
     replica = Replica.objects.get(blob_id=created["blob_id"], variant__isnull=True)
     assert replica.state == Replica.FAILED and replica.attempts == 1 and replica.error_code
     assert not Replica.objects.held().exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="_switch reassigns `copied` to the mirror copy it takes over before the transaction commits; when that "
+    "transaction fails with a lock error and is tried again, the retry takes `copied` (now the mirror's) for "
+    "its own fresh copy and returns it as unused: the caller deletes the object the blob was just pointed at",
+)
+def test_a_switch_retried_after_a_lock_error_never_deletes_the_copy_it_points_at(
+    disks, staff, owners, django_capture_on_commit_callbacks
+):
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a lock held by another connection, and lock_timeout: PostgreSQL")
+    created = _mirrored_blob(disks, staff, owners, django_capture_on_commit_callbacks, os.urandom(4000))
+    blob_id = created["blob_id"]
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_mirror_copy_row() -> None:
+        # Another connection holds the mirror copy's row for a moment (as a purge or another run would).
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    f"SELECT id FROM {Replica._meta.db_table} WHERE blob_id = %s FOR UPDATE", [blob_id.replace("-", "")]
+                )
+                locked.set()
+                time.sleep(0.3)  # past the switch's first attempt (lock_timeout), not its second
+                cursor.execute("COMMIT")
+        finally:
+            release.set()
+            other.close()
+
+    def mirror_task_meanwhile() -> None:
+        outcome = migrating.mirror_blob(blob_id)  # the mirror copy, recorded while the move copies
+        assert outcome.copied == 1 and Replica.objects.filter(blob_id=blob_id, state=Replica.COPIED).exists()
+        threading.Thread(target=hold_the_mirror_copy_row).start()
+        assert locked.wait(5)
+
+    hook, ran = _once(mirror_task_meanwhile)
+    HookedStorage.on_save = staticmethod(hook)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '200ms'")
+    try:
+        outcome = migrating.move_blob(blob_id, "mirror")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        release.wait(5)
+
+    assert ran and outcome.moved == 1 and outcome.failed == [], outcome
+    blob = Blob.objects.get(pk=blob_id)
+    assert blob.storage == "mirror"
+    assert primary_bytes(blob) == created["data"], "the blob points at an object the switch deleted"
