@@ -653,12 +653,6 @@ def test_a_mirror_disk_that_cannot_be_written_never_fails_the_upload_and_is_reco
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="_switch reassigns `copied` to the mirror copy it takes over before the transaction commits; when that "
-    "transaction fails with a lock error and is tried again, the retry takes `copied` (now the mirror's) for "
-    "its own fresh copy and returns it as unused: the caller deletes the object the blob was just pointed at",
-)
 def test_a_switch_retried_after_a_lock_error_never_deletes_the_copy_it_points_at(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):

@@ -393,26 +393,21 @@ def _switch(
                     return "changed", None if taken else copied.identifiers
                 in_target = Replica.objects.filter(blob_id=blob_id, variant=variant, storage=copied.storage)
                 held = in_target.filter(state=Replica.COPIED).first()
-                unused = None
+                # Decided afresh on each attempt: a retried transaction must not take what the one rolled
+                # back chose (a copy taken over) for its own.
+                use, unused = copied.identifiers, None
                 if taken is not None:
                     if held is None or held.storage_identifiers != taken.storage_identifiers:
                         return "changed", None  # dropped (a --delete-source run) since it was verified
                 elif held is not None:
                     # A copy was made there meanwhile (a mirror's): take it over, and drop ours.
-                    unused, copied = (
-                        copied.identifiers,
-                        replicas.Copied(
-                            copied.storage, held.storage_identifiers, copied.verified_by, copied.source, copied.size
-                        ),
-                    )
-                if recheck and not get_store(copied.storage).exists(copied.identifiers):
+                    use, unused = held.storage_identifiers, copied.identifiers
+                if recheck and not get_store(copied.storage).exists(use):
                     return "changed", None  # swept meanwhile: nothing to point at (the next run copies again)
                 in_target.delete()  # the copy taken over, or a failed attempt at one: moot now
-                type(locked).objects.filter(pk=locked.pk).update(
-                    storage=copied.storage, storage_identifiers=copied.identifiers
-                )
+                type(locked).objects.filter(pk=locked.pk).update(storage=copied.storage, storage_identifiers=use)
                 _record_copy(blob_id, variant, old_storage, old_identifiers)
-            row.storage, row.storage_identifiers = copied.storage, copied.identifiers
+            row.storage, row.storage_identifiers = copied.storage, use
             return "moved", unused
         except OperationalError:
             if attempt == SWITCH_ATTEMPTS - 1:
