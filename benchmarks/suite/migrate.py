@@ -602,11 +602,12 @@ def log_run(repeat: int, run: Run, seeded: Seeded) -> None:
 # -- the tables ------------------------------------------------------------------------
 
 
-def spread(values: list[float], digits: int = 2) -> str:
+def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
+    """Median (min–max), each followed by ``unit``."""
     if not values:
         return "-"
-    text = f"{median(values):.{digits}f}"
-    return text + (f" ({min(values):.{digits}f}–{max(values):.{digits}f})" if len(values) > 1 else "")
+    text = f"{median(values):.{digits}f}{unit}"
+    return text + (f" ({min(values):.{digits}f}–{max(values):.{digits}f}{unit})" if len(values) > 1 else "")
 
 
 def paired(rounds: list[list[Run]], level: int, key: Callable[[Run], float | None]) -> list[float]:
@@ -650,7 +651,7 @@ def report(ctx: Context, seeded: Seeded, levels: list[int], rounds: list[list[Ru
             times.rows.append(
                 [case + (" (anchor)" if case == ANCHOR else ""), str(level), spread([r.seconds for r in done]),
                  f"{count / seconds:,.0f}", f"{total / seconds / 1e6:.1f}",
-                 spread(paired(rounds, level, lambda r: r.seconds)) + "x" if case == OURS else "-",
+                 spread(paired(rounds, level, lambda r: r.seconds), unit="x") if case == OURS else "-",
                  f"{median(base) / seconds:.2f}x" if base else "-",
                  spread([r.cpu for r in done if r.cpu is not None], 1),
                  spread([r.store_cpu for r in done if r.store_cpu is not None], 1),
@@ -711,7 +712,7 @@ def report(ctx: Context, seeded: Seeded, levels: list[int], rounds: list[list[Ru
         ctx.target(
             f"migrate {count:,} blobs ({total / MIB:,.0f} MiB) disk -> SeaweedFS, N = {level}: vs upload_file loop",
             f"<= {TARGET}x",
-            spread(found) + "x" if found else "-",
+            spread(found, unit="x"),
             None if not found else median(found) <= TARGET,
         )
 
