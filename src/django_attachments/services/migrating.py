@@ -144,7 +144,7 @@ def candidates(
         missing: Any = Q()
         for alias in aliases:
             copies = Replica.objects.held().filter(storage=alias)
-            blob_missing = ~Q(storage=alias) & ~Exists(copies.of_blobs().filter(blob=OuterRef("pk")))
+            blob_missing = _blob_to_copy(alias, mirror=True, source=None)
             variant_missing = Exists(
                 Variant.objects.filter(blob=OuterRef("pk"))
                 .exclude(storage=alias)
@@ -156,9 +156,8 @@ def candidates(
         return blobs.filter(missing)
     assert isinstance(target, str)
     elsewhere = Variant.objects.filter(blob=OuterRef("pk")).exclude(storage=target)
-    todo: Any = ~Q(storage=target)
+    todo = _blob_to_copy(target, mirror=False, source=source)
     if source is not None:
-        todo = Q(storage=source)
         elsewhere = elsewhere.filter(storage=source)
     todo |= Exists(elsewhere)
     if delete_source:
@@ -168,6 +167,14 @@ def candidates(
             retained = retained.filter(storage=source)
         todo |= Exists(retained)
     return blobs.filter(todo)
+
+
+def _blob_to_copy(alias: str, *, mirror: bool, source: str | None) -> Any:
+    """The blobs whose own bytes (not only their variants', or an old object to delete) go to ``alias``."""
+    if mirror:
+        copies = Replica.objects.held().of_blobs().filter(storage=alias)
+        return ~Q(storage=alias) & ~Exists(copies.filter(blob=OuterRef("pk")))
+    return ~Q(storage=alias) if source is None else Q(storage=source)
 
 
 # -- one blob ------------------------------------------------------------------------------------
@@ -344,16 +351,8 @@ def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_s
     result.moved += 1
     result.taken_over += taken is not None or unused is not None
     row_moved.send(sender=type(row), row=row, source=old_storage, copied=taken is None and unused is None)
-    retained = Replica.objects.held().filter(
-        blob_id=row.blob_id if isinstance(row, Variant) else row.pk,
-        variant=row if isinstance(row, Variant) else None,
-        storage=old_storage,
-    )
-    if delete_source and old_storage not in app_settings.MIRRORS:
-        for replica in retained:
-            _drop_copy(replica, result)
-    else:
-        result.sources_kept += 1
+    if not delete_source or old_storage in app_settings.MIRRORS:
+        result.sources_kept += 1  # else dropped by move_blob, with the copies earlier runs kept
 
 
 def _switch(
@@ -521,6 +520,9 @@ def migrate(
     else:
         if target is None:
             raise ValueError("A move needs a target storage.")
+        if target in app_settings.MIRRORS:
+            # Moved there, a blob's mirror copy would become its only object, and nothing would say so.
+            raise ValueError(f"{target!r} is a mirror (MIRRORS): take it out of MIRRORS before moving blobs to it.")
         targets = [target]
     for alias in targets:
         get_store(alias)  # a misconfigured alias fails the run before anything is copied
@@ -540,11 +542,23 @@ def migrate(
             count = min(count, limit)
         on_start(count, totals["total"] or 0)
     if dry_run:
-        for blob_id, size in _pages(selected, batch_size, limit, stop):
-            result.blobs += 1
-            result.bytes += size
-            if on_blob:
-                on_blob(blob_id, size, MigrationResult(targets, dry_run=True))
+        # What a real run would copy: the blobs whose own bytes go (not those with only variants to move or
+        # old objects to delete), each with its size; their variants are not counted.
+        to_copy: Any = Q(pk__in=[])
+        for alias in targets:
+            to_copy |= _blob_to_copy(alias, mirror=mirror, source=source)
+        for page in _batches(_pages(selected, batch_size, limit, stop), batch_size):
+            listed = Blob.objects.filter(pk__in=[pk for pk, _ in page])
+            copying = set(listed.filter(to_copy).values_list("pk", flat=True))
+            for blob_id, size in page:
+                result.blobs += 1
+                outcome = MigrationResult(targets, dry_run=True)
+                if blob_id in copying:
+                    outcome.copied, outcome.bytes = 1, size
+                    result.copied += 1
+                    result.bytes += size
+                if on_blob:
+                    on_blob(blob_id, size, outcome)
         return result
 
     def work(blob_id: Any) -> MigrationResult:
@@ -568,6 +582,17 @@ def migrate(
     else:
         _run_threads(pages, work, done, concurrency, targets)
     return result
+
+
+def _batches(items: Iterator[tuple[Any, int]], size: int) -> Iterator[list[tuple[Any, int]]]:
+    batch: list[tuple[Any, int]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _pages(

@@ -175,7 +175,7 @@ class Command(BaseCommand):
             if outcome.failed:
                 state = "failed: " + "; ".join(f"{f['kind']} {f['id']}: {f['code']}" for f in outcome.failed)
             elif outcome.dry_run:
-                state = "would copy"
+                state = "would copy" if outcome.copied else "would finish (variants, old objects)"
             elif outcome.copied or outcome.moved:
                 state = f"copied {outcome.copied}, switched {outcome.moved}"
             else:
@@ -228,10 +228,12 @@ class Command(BaseCommand):
             return
         where = ", ".join(result.target)
         if result.dry_run:
-            self.stdout.write(
-                f"[dry run] would copy {result.blobs} blob(s) ({filesizeformat(result.bytes)}) and their variants "
-                f"to {where}"
-            )
+            copied = f"{result.copied} blob(s) ({filesizeformat(result.bytes)})"
+            text = f"[dry run] would copy {copied} and their variants to {where}"
+            if result.blobs > result.copied:
+                rest = "variants to move or old objects to delete" if result.delete_source else "variants to move"
+                text += f"; {result.blobs - result.copied} more blob(s) have {rest}"
+            self.stdout.write(text)
             return
         verb = "mirrored to" if result.mirror else "moved to"
         parts = [
