@@ -143,7 +143,10 @@ def big_clamd(tmp_path_factory):
 
     clamd_helpers.skip_without_clamd()
     with servers.clamd_server(
-        tmp_path_factory.mktemp("memory-clamd"), clamd_helpers.databases(), stream_max_length="300M", max_scan_size="4000M"
+        tmp_path_factory.mktemp("memory-clamd"),
+        clamd_helpers.databases(),
+        stream_max_length="300M",
+        max_scan_size="4000M",
     ) as clamd:
         yield clamd
 
