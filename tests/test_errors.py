@@ -18,7 +18,8 @@ from tests.apitools import upload
 
 API_DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 #: Codes that never reach an HTTP client: a programming error, a purge refusal, the root's.
-NOT_HTTP = {"attachment_error", "already_registered", "unsafe_purge"}
+#: ``copy_mismatch``: a copy made by migrate_attachments or for a mirror, never by a request.
+NOT_HTTP = {"attachment_error", "already_registered", "unsafe_purge", "copy_mismatch"}
 #: The builtin and Django types that say the caller is at fault.
 CLIENT_FAULTS = (ValueError, LookupError, ObjectDoesNotExist, PermissionDenied)
 
