@@ -34,6 +34,10 @@ from django_attachments.stores.s3 import S3Store
 from tests.conftest import S3_SERVERS, SEAWEEDFS_KEYS, get_s3_server, s3_backend, storage_config
 from tests.servers import roomy_tempdir
 
+# Stores and storages only, no database: once is enough, in the run with the slow tests (make test-sqlite);
+# the PostgreSQL run and the Django 4.2 matrix would repeat them for nothing (about three minutes each).
+pytestmark = pytest.mark.slow
+
 MiB = 1024 * 1024
 S3_KINDS = [f"s3-{name}" for name in S3_SERVERS]
 #: Where the bytes come from -> where they go. Two S3 stores of one server reach the same service.
