@@ -87,12 +87,9 @@ def enqueue(
     the caller -- an upload that has committed -- is never failed by it.
     """
     try:
-        configured = process_blob.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
-        if delay is not None:
-            if not configured.get_backend().supports_defer:
-                logger.info("Blob %s: the task backend cannot defer; process_attachments retries it.", blob_id)
-                return None
-            configured = configured.using(run_after=timezone.now() + delay)
+        configured = _configured(process_blob, blob_id, delay, "retries it")
+        if configured is None:
+            return None
         return configured.enqueue(str(blob_id), list(stages) if stages is not None else None, force)
     except Exception:
         logger.exception("Could not enqueue the processing of blob %s; process_attachments will.", blob_id)
@@ -250,16 +247,23 @@ def enqueue_mirror(blob_id: Any, *, delay: timedelta | None = None) -> Any:
     upload that committed never fails for it).
     """
     try:
-        configured = mirror_blob.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
-        if delay is not None:
-            if not configured.get_backend().supports_defer:
-                logger.info("Blob %s: the task backend cannot defer; process_attachments copies it.", blob_id)
-                return None
-            configured = configured.using(run_after=timezone.now() + delay)
-        return configured.enqueue(str(blob_id))
+        configured = _configured(mirror_blob, blob_id, delay, "copies it")
+        return None if configured is None else configured.enqueue(str(blob_id))
     except Exception:
         logger.exception("Could not enqueue the mirror copies of blob %s; process_attachments will make them.", blob_id)
         return None
+
+
+def _configured(task_: Any, blob_id: Any, delay: timedelta | None, fallback: str) -> Any:
+    """``task_`` on the configured backend and queue, deferred by ``delay``; None where the backend cannot
+    defer (logged: ``process_attachments`` then does what the task would, ``fallback``)."""
+    configured = task_.using(backend=app_settings.TASK_BACKEND, queue_name=app_settings.TASK_QUEUE)
+    if delay is None:
+        return configured
+    if not configured.get_backend().supports_defer:
+        logger.info("Blob %s: the task backend cannot defer; process_attachments %s.", blob_id, fallback)
+        return None
+    return configured.using(run_after=timezone.now() + delay)
 
 
 def mirror_new_variant(blob_id: Any) -> None:

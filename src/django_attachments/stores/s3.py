@@ -317,20 +317,23 @@ class S3Store(BaseStore):
                 parts.extend(f.result() for f in in_flight)
             if sent != size:
                 raise StorageError(f"Could not write object {key!r}: it held {sent} bytes, not {size}.")
-            parts.sort(key=lambda p: p["PartNumber"])
-            return client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                IfNoneMatch="*",
-            )
+            return self._complete(client, key, upload_id, parts)
         except BaseException:
-            try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except ClientError:
-                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+            self._abort_quietly(client, key, upload_id)
             raise
+
+    def _complete(self, client: Any, key: str, upload_id: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Join the parts (in any order here) into the object, never over one already there."""
+        parts.sort(key=lambda p: p["PartNumber"])
+        return client.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+        )
+
+    def _abort_quietly(self, client: Any, key: str, upload_id: str) -> None:
+        try:
+            client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError:
+            pass  # the bucket's lifecycle rule for incomplete uploads cleans up
 
     def _upload_part(self, client: Any, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
@@ -499,19 +502,9 @@ class S3Store(BaseStore):
                         done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                         parts.extend(f.result() for f in done)
                 parts.extend(f.result() for f in in_flight)
-            parts.sort(key=lambda p: p["PartNumber"])
-            return client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                IfNoneMatch="*",
-            )
+            return self._complete(client, key, upload_id, parts)
         except BaseException:
-            try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except ClientError:
-                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+            self._abort_quietly(client, key, upload_id)
             raise
 
     def _copy_part(
