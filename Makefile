@@ -43,20 +43,24 @@ lint: install
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that matches
 # nothing): say so plainly instead of failing with a bare status.
-PYTEST = $(BIN)/python -m pytest
+# Two processes (pytest-xdist), each test module on one of them: the suite spends much of its time
+# waiting on servers and subprocesses. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 NO_TESTS_OK = rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 test-sqlite: install
 	$(PYTEST) $(PYTEST_ARGS); $(NO_TESTS_OK)
 
-# The memory bound tests (marked slow) run their own SQLite process; once is enough.
+# The memory bound tests (marked slow) run their own SQLite process; once is enough. So are the tests
+# that touch no database (marked no_database).
 test-postgres: install
-	$(BIN)/python -m tests.pgcluster -- $(PYTEST) -m "not slow" $(PYTEST_ARGS); $(NO_TESTS_OK)
+	$(BIN)/python -m tests.pgcluster -- $(PYTEST) -m "not slow and not no_database" $(PYTEST_ARGS); $(NO_TESTS_OK)
 
 # CI's share of tox's matrix beyond `make test`: Django 4.2 on this Python, the installed wheel on SQLite
 # without the slow tests (tox.ini's django42-ci; docs/development.md says how to run the rest).
 test-matrix: install
-	$(BIN)/tox -e django42-ci -- $(PYTEST_ARGS)
+	$(BIN)/tox -e django42-ci -- -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The benchmark suite (figures only; see docs/benchmarks.md). bench-quick is CI's small run.
 bench: install

@@ -52,6 +52,27 @@ COMMON_STORE_KINDS = ["disk", f"s3-{MAIN_S3_SERVER}"]
 ALL_S3_SERVERS_MODULES = frozenset({"tests.test_direct_uploads", "tests.test_multipart_uploads"})
 #: The keys of SeaweedFS's only identity; it refuses any request not signed with them.
 SEAWEEDFS_KEYS = {"access_key": "seaweedfs-tests", "secret_key": "seaweedfs-tests-secret"}
+#: Modules that touch no database, in process or in the processes they start (analyzers, renderers,
+#: scanners, stores, settings): marked ``no_database``, so the PostgreSQL run skips them, as they would
+#: only repeat the SQLite run. A test of theirs that asks for the database is a collection error.
+DATABASE_FREE_MODULES = frozenset(
+    {
+        "tests.test_analyzers",
+        "tests.test_conf",
+        "tests.test_filenames",
+        "tests.test_media_dicom_analyzers",
+        "tests.test_pdf_child",
+        "tests.test_registry",
+        "tests.test_renderers",
+        "tests.test_s3_refusals",
+        "tests.test_scanners",
+        "tests.test_schema",
+        "tests.test_seekable_reader",
+        "tests.test_stores",
+    }
+)
+#: The fixtures that give a test the database.
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_setup", "live_server"})
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +184,28 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "all_s3_servers: run this store_alias test on every S3 server, not only MAIN_S3_SERVER"
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of ``DATABASE_FREE_MODULES`` ``no_database`` (refusing one that asks for the database),
+    and put the modules with slow tests first.
+
+    The order is for parallel runs (``-n``, ``--dist loadfile``, each module
+    on one worker): a module that takes minutes, started last, would leave
+    the other workers idle at the end.
+    """
+    wrong = []
+    for item in items:
+        if item.module.__name__ in DATABASE_FREE_MODULES:
+            item.add_marker(pytest.mark.no_database)
+            if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("django_db"):
+                wrong.append(item.nodeid)
+    if wrong:
+        raise pytest.UsageError(
+            "These tests ask for the database, in a module of DATABASE_FREE_MODULES: " + ", ".join(wrong)
+        )
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow)  # stable: each module's order is kept
 
 
 def pytest_generate_tests(metafunc):
