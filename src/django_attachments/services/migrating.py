@@ -436,12 +436,21 @@ def _switch_all(pending: list[_Pending]) -> None:
                 blobs = Blob.objects.select_for_update().in_bulk(ids)
                 variant_ids = sorted((item.row.pk for item in pending if isinstance(item.row, Variant)), key=str)
                 variants = Variant.objects.select_for_update().in_bulk(variant_ids) if variant_ids else {}
+                # The copies of these blobs in the storages concerned, read once under the locks.
+                storages = {item.copied.storage for item in pending} | {item.old_storage for item in pending}
+                copies = {
+                    (str(replica.blob_id), str(replica.variant_id), replica.storage): replica
+                    for replica in Replica.objects.filter(blob_id__in=ids, storage__in=storages)
+                }
+                moot: list[Any] = []
                 for item in pending:
                     item.outcome, item.unused = "", None
                     locked = variants.get(item.row.pk) if item.variant is not None else blobs.get(item.blob_id)
                     if item.variant is not None and item.blob_id not in blobs:
                         locked = None
-                    _switch_locked(item, locked)
+                    _switch_locked(item, locked, copies, moot)
+                Replica.objects.filter(pk__in=moot).delete()
+                _record_copies([item for item in pending if item.outcome == "moved"], copies)
             break
         except OperationalError:
             if attempt == SWITCH_ATTEMPTS - 1:
@@ -463,14 +472,18 @@ def _switch_all(pending: list[_Pending]) -> None:
             item.row.storage, item.row.storage_identifiers = item.copied.storage, item.use
 
 
-def _switch_locked(item: _Pending, locked: Blob | Variant | None) -> None:
+def _switch_locked(
+    item: _Pending, locked: Blob | Variant | None, copies: dict[tuple[str, str, str], Replica], moot: list[Any]
+) -> None:
     """Point one row at its copy, under its locks (taken by the caller); sets the item's outcome.
 
     "moved"; "gone" when the row was purged meanwhile; "changed" when it no
     longer names the object copied, or the copy taken over was dropped
     meanwhile. ``unused``: an object of the target no row references now
     (the fresh copy, when a copy made there meanwhile, a mirror's, was taken
-    over instead, or when the row is gone or changed), for the caller to delete.
+    over instead, or when the row is gone or changed), for the caller to
+    delete. ``copies`` are the blobs' copies read under the locks; the ids of
+    the rows to delete are added to ``moot``.
     """
     copied, taken = item.copied, item.taken
     fresh = None if taken else copied.identifiers
@@ -480,8 +493,8 @@ def _switch_locked(item: _Pending, locked: Blob | Variant | None) -> None:
     if (locked.storage, locked.storage_identifiers) != (item.old_storage, item.old_identifiers):
         item.outcome, item.unused = "changed", fresh
         return
-    in_target = Replica.objects.filter(blob_id=item.blob_id, variant=item.variant, storage=copied.storage)
-    held = in_target.filter(state=Replica.COPIED).first()
+    in_target = copies.get((str(item.blob_id), str(item.variant.pk if item.variant else None), copied.storage))
+    held = in_target if in_target is not None and in_target.state == Replica.COPIED else None
     # Decided afresh on each attempt: a retried transaction must not take what the one rolled back chose.
     use, unused = copied.identifiers, None
     if taken is not None:
@@ -494,10 +507,29 @@ def _switch_locked(item: _Pending, locked: Blob | Variant | None) -> None:
     if item.recheck and not get_store(copied.storage).exists(use):
         item.outcome = "changed"  # swept meanwhile: nothing to point at (the next run copies again)
         return
-    in_target.delete()  # the copy taken over, or a failed attempt at one: moot now
+    if in_target is not None:
+        moot.append(in_target.pk)  # the copy taken over, or a failed attempt at one: moot now
     type(locked).objects.filter(pk=locked.pk).update(storage=copied.storage, storage_identifiers=use)
-    _record_copy(item.blob_id, item.variant, item.old_storage, item.old_identifiers)
     item.outcome, item.use, item.unused = "moved", use, unused
+
+
+def _record_copies(moved: list[_Pending], copies: dict[tuple[str, str, str], Replica]) -> None:
+    """Record each switched row's old object as a copy of it (over a failed attempt's row there, if any)."""
+    created = []
+    for item in moved:
+        replica = copies.get((str(item.blob_id), str(item.variant.pk if item.variant else None), item.old_storage))
+        if replica is None:
+            created.append(
+                Replica(
+                    blob_id=item.blob_id,
+                    variant=item.variant,
+                    storage=item.old_storage,
+                    storage_identifiers=item.old_identifiers,
+                )
+            )
+        elif replica.state != Replica.COPIED:
+            _record_copy(item.blob_id, item.variant, item.old_storage, item.old_identifiers)
+    Replica.objects.bulk_create(created)
 
 
 def _drop_copy(replica: Replica, result: MigrationResult) -> None:
