@@ -211,7 +211,12 @@ class _Pending:
 
 
 def move_blobs(
-    blob_ids: list[Any], target: str, *, source: str | None = None, delete_source: bool = False
+    blob_ids: list[Any],
+    target: str,
+    *,
+    source: str | None = None,
+    delete_source: bool = False,
+    stop: threading.Event | None = None,
 ) -> dict[Any, MigrationResult]:
     """Move blobs and their variants to storage ``target``: each copied and verified, then all switched in one
     transaction (each re-checked under its row lock there), then the old objects dropped; per blob, its outcome.
@@ -219,7 +224,9 @@ def move_blobs(
     One transaction for the lot, not one per blob: the commit (an fsync on
     SQLite) costs more than the statements. A batch whose switch fails
     otherwise than by a lock conflict is switched again one row at a time,
-    so that one bad row fails alone.
+    so that one bad row fails alone. Once ``stop`` is set no other blob is
+    copied (those copied are switched); the blobs not started have no
+    outcome.
     """
     results = {blob_id: MigrationResult([target], delete_source=delete_source) for blob_id in blob_ids}
     # Keyed as the caller gave the ids (UUIDs, or their text).
@@ -241,7 +248,11 @@ def move_blobs(
         for replica in Replica.objects.held().filter(blob_id__in=keys, storage=target)
     }
     pending: list[_Pending] = []
-    for blob_id in blob_ids:
+    for position, blob_id in enumerate(blob_ids):
+        if stop is not None and stop.is_set():
+            for later in blob_ids[position:]:
+                results.pop(later)
+            break
         blob = blobs.get(blob_id)
         if blob is None:
             continue
@@ -273,7 +284,10 @@ def move_blobs(
         if not delete_source or item.old_storage in app_settings.MIRRORS:
             item.result.sources_kept += 1  # else dropped below, with the copies earlier runs kept
     if delete_source:
-        retained = Replica.objects.held().filter(blob_id__in=keys).exclude(storage__in=[*app_settings.MIRRORS, target])
+        started = [blobs[blob_id].pk for blob_id in results if blob_id in blobs]
+        retained = (
+            Replica.objects.held().filter(blob_id__in=started).exclude(storage__in=[*app_settings.MIRRORS, target])
+        )
         if source is not None:
             retained = retained.filter(storage=source)
         for replica in retained:
@@ -679,9 +693,14 @@ def migrate(
         return result
 
     def work(chunk: list[Any]) -> dict[Any, MigrationResult]:
-        if mirror:
-            return {blob_id: mirror_blob(blob_id, targets) for blob_id in chunk}
-        return move_blobs(chunk, targets[0], source=source, delete_source=delete_source)
+        if not mirror:
+            return move_blobs(chunk, targets[0], source=source, delete_source=delete_source, stop=stop)
+        outcomes = {}
+        for blob_id in chunk:
+            if stop is not None and stop.is_set():
+                break  # the blobs not started have no outcome
+            outcomes[blob_id] = mirror_blob(blob_id, targets)
+        return outcomes
 
     lock = threading.Lock()
 
@@ -697,7 +716,8 @@ def migrate(
         for chunk in chunks:
             outcomes = _guarded(work, chunk, targets)
             for blob_id, size in chunk:
-                done(blob_id, size, outcomes[blob_id])
+                if blob_id in outcomes:
+                    done(blob_id, size, outcomes[blob_id])
     else:
         _run_threads(chunks, work, done, concurrency, targets)
     return result
@@ -798,7 +818,8 @@ def _run_threads(
             while (chunk := todo.get()) is not None:
                 outcomes = _guarded(work, chunk, targets)
                 for blob_id, size in chunk:
-                    done(blob_id, size, outcomes[blob_id])
+                    if blob_id in outcomes:
+                        done(blob_id, size, outcomes[blob_id])
         finally:
             connections.close_all()  # this thread's connections
 
