@@ -125,7 +125,7 @@ def count_calls(store, *operations: str) -> Counter:
 
 def copy(target, source, identifiers, data: bytes, **overrides) -> dict:
     blob = {"size": len(data), "checksum": sha256(data), "content_type": "application/pdf", **overrides}
-    return target.copy_from(source, identifiers, **blob)
+    return target.copy_from(source, identifiers, **blob).identifiers
 
 
 # -- every built-in store copies -------------------------------------------------------------------
@@ -488,7 +488,7 @@ gc.collect()
 reset_peak_rss()
 before = sample()
 copied = s3.copy_from(disk, {"storage": "disk", "name": args["name"]}, size=args["size"], checksum=args["sha256"],
-                      content_type="application/octet-stream")
+                      content_type="application/octet-stream").identifiers
 after = sample()
 hasher, size = hashlib.sha256(), 0
 with s3.open(copied) as stream:

@@ -452,8 +452,8 @@ def child(argv: list[str]) -> None:
     target = get_store("s3")
     target.copy_from = timers.wrap("copy", target.copy_from)  # type: ignore[method-assign]
     replicas.verify_copy = timers.wrap("verify", replicas.verify_copy)  # type: ignore[assignment]
-    migrating._switch = timers.wrap("switch", migrating._switch)  # type: ignore[assignment]
-    migrating.move_blob = timers.wrap("blob", migrating.move_blob)  # type: ignore[assignment]
+    migrating._switch_all = timers.wrap("switch", migrating._switch_all)  # type: ignore[assignment]
+    migrating.move_blobs = timers.wrap("blob", migrating.move_blobs)  # type: ignore[assignment]
 
     def wrap_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
         connection.execute_wrappers.append(timers.sql)

@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, connections, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -182,25 +182,117 @@ def _blob_to_copy(alias: str, *, mirror: bool, source: str | None) -> Any:
 
 def move_blob(blob_id: Any, target: str, *, source: str | None = None, delete_source: bool = False) -> MigrationResult:
     """Move one blob and its variants to storage ``target`` (those in ``source`` only, if given)."""
-    result = MigrationResult([target], delete_source=delete_source)
-    blob = Blob.objects.filter(pk=blob_id).first()
-    if blob is None:
-        result.skipped += 1  # purged since it was listed
-        return result
-    if blob.storage != target and (source is None or blob.storage == source):
-        _move(blob, target, result, delete_source=delete_source)
-    variants = Variant.objects.filter(blob_id=blob_id).exclude(storage=target).select_related("blob")
+    return move_blobs([blob_id], target, source=source, delete_source=delete_source)[blob_id]
+
+
+@dataclass
+class _Pending:
+    """A row copied (or a copy to take over) and verified, waiting for its switch."""
+
+    row: Blob | Variant
+    copied: replicas.Copied
+    taken: Replica | None
+    old_storage: str
+    old_identifiers: dict[str, Any]
+    recheck: bool
+    result: MigrationResult
+    outcome: str = ""
+    #: The identifiers the row points at once switched (the copy, or one taken over instead).
+    use: dict[str, Any] | None = None
+    unused: dict[str, Any] | None = None
+
+    @property
+    def blob_id(self) -> Any:
+        return self.row.blob_id if isinstance(self.row, Variant) else self.row.pk
+
+    @property
+    def variant(self) -> Variant | None:
+        return self.row if isinstance(self.row, Variant) else None
+
+
+def move_blobs(
+    blob_ids: list[Any],
+    target: str,
+    *,
+    source: str | None = None,
+    delete_source: bool = False,
+    stop: threading.Event | None = None,
+) -> dict[Any, MigrationResult]:
+    """Move blobs and their variants to storage ``target``: each copied and verified, then all switched in one
+    transaction (each re-checked under its row lock there), then the old objects dropped; per blob, its outcome.
+
+    One transaction for the lot, not one per blob: the commit (an fsync on
+    SQLite) costs more than the statements. A batch whose switch fails
+    otherwise than by a lock conflict is switched again one row at a time,
+    so that one bad row fails alone. Once ``stop`` is set no other blob is
+    copied (those copied are switched); the blobs not started have no
+    outcome.
+    """
+    results = {blob_id: MigrationResult([target], delete_source=delete_source) for blob_id in blob_ids}
+    # Keyed as the caller gave the ids (UUIDs, or their text).
+    loaded = {str(pk): blob for pk, blob in Blob.objects.in_bulk(blob_ids).items()}
+    blobs = {blob_id: loaded[str(blob_id)] for blob_id in blob_ids if str(blob_id) in loaded}
+    for blob_id in blob_ids:
+        if blob_id not in blobs:
+            results[blob_id].skipped += 1  # purged since it was listed
+    keys = [blob.pk for blob in blobs.values()]
+    given = {str(blob.pk): blob_id for blob_id, blob in blobs.items()}
+    variants = Variant.objects.filter(blob_id__in=keys).exclude(storage=target).select_related("blob")
     if source is not None:
         variants = variants.filter(storage=source)
-    for variant in variants:
-        _move(variant, target, result, delete_source=delete_source)
+    by_blob: dict[str, list[Variant]] = {}
+    for variant in variants.order_by("pk"):
+        by_blob.setdefault(str(variant.blob_id), []).append(variant)
+    in_target = {
+        (str(replica.blob_id), replica.variant_id): replica
+        for replica in Replica.objects.held().filter(blob_id__in=keys, storage=target)
+    }
+    pending: list[_Pending] = []
+    for position, blob_id in enumerate(blob_ids):
+        if stop is not None and stop.is_set():
+            for later in blob_ids[position:]:
+                results.pop(later)
+            break
+        blob = blobs.get(blob_id)
+        if blob is None:
+            continue
+        rows: list[Blob | Variant] = []
+        if blob.storage != target and (source is None or blob.storage == source):
+            rows.append(blob)
+        rows += by_blob.get(str(blob.pk), [])
+        for row in rows:
+            variant_id = row.pk if isinstance(row, Variant) else None
+            prepared = _prepare(row, target, in_target.get((str(blob.pk), variant_id)), results[blob_id])
+            if prepared is not None:
+                pending.append(prepared)
+    if pending:
+        _switch_all(pending)
+    for item in pending:
+        if item.unused is not None:
+            replicas.delete_quietly(target, item.unused)
+        if item.outcome != "moved":
+            item.result.skipped += 1
+            continue
+        item.result.moved += 1
+        item.result.taken_over += item.taken is not None or item.unused is not None
+        row_moved.send(
+            sender=type(item.row),
+            row=item.row,
+            source=item.old_storage,
+            copied=item.taken is None and item.unused is None,
+        )
+        if not delete_source or item.old_storage in app_settings.MIRRORS:
+            item.result.sources_kept += 1  # else dropped below, with the copies earlier runs kept
     if delete_source:
-        retained = Replica.objects.held().filter(blob_id=blob_id).exclude(storage__in=[*app_settings.MIRRORS, target])
+        started = [blobs[blob_id].pk for blob_id in results if blob_id in blobs]
+        retained = (
+            Replica.objects.held().filter(blob_id__in=started).exclude(storage__in=[*app_settings.MIRRORS, target])
+        )
         if source is not None:
             retained = retained.filter(storage=source)
         for replica in retained:
-            _drop_copy(replica, result)
-    return result
+            _drop_copy(replica, results[given[str(replica.blob_id)]])
+    return results
 
 
 def mirror_blob(
@@ -311,13 +403,14 @@ def mirror_retry_delay(attempts: int) -> timedelta:
     return min(app_settings.SCAN_RETRY_DELAY * 2 ** max(0, min(attempts - 1, 16)), timedelta(days=1))
 
 
-def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_source: bool) -> None:
+def _prepare(row: Blob | Variant, target: str, taken: Replica | None, result: MigrationResult) -> _Pending | None:
+    """Copy ``row`` to ``target`` and verify the copy, or take over the copy held there (``taken``) once verified
+    again; what its switch needs, or None (failed, or purged meanwhile: counted in ``result``)."""
     kind = "variant" if isinstance(row, Variant) else "blob"
     store = get_store(target)
-    taken: Replica | None = replicas.replicas_of(row).filter(storage=target).first()
     copied: replicas.Copied | None = None
     if taken is not None:
-        # A copy there already (a mirror's): take it over if it still holds the bytes.
+        # A copy there already (a mirror's, or one a move kept): take it over if it still holds the bytes.
         try:
             verified_by = replicas.verify_copy(store, taken.storage_identifiers, size=row.size, checksum=row.checksum)
         except (StorageError, AttachmentsImproperlyConfigured) as exc:
@@ -332,87 +425,125 @@ def _move(row: Blob | Variant, target: str, result: MigrationResult, *, delete_s
         except (StorageError, AttachmentsImproperlyConfigured) as exc:
             if isinstance(exc, ObjectMissing) and not type(row).objects.filter(pk=row.pk).exists():
                 result.skipped += 1  # purged since it was listed: its bytes went with it
-                return
+                return None
             _fail(result, row, target, exc)
-            return
+            return None
         _count_copy(result, copied)
     else:
         result.verified += 1
-    old_storage, old_identifiers = row.storage, row.storage_identifiers
     # A copy that took long to make and verify is old enough for a stray sweep (which knows nothing of
     # it until the switch commits) to have deleted it: make sure it is there before pointing at it.
     recheck = time.monotonic() - started > STRAY_RECHECK
-    outcome, unused = _switch(row, copied, taken, old_storage, old_identifiers, recheck=recheck)
-    if unused is not None:
-        replicas.delete_quietly(target, unused)
-    if outcome != "moved":
-        result.skipped += 1
-        return
-    result.moved += 1
-    result.taken_over += taken is not None or unused is not None
-    row_moved.send(sender=type(row), row=row, source=old_storage, copied=taken is None and unused is None)
-    if not delete_source or old_storage in app_settings.MIRRORS:
-        result.sources_kept += 1  # else dropped by move_blob, with the copies earlier runs kept
+    return _Pending(row, copied, taken, row.storage, row.storage_identifiers, recheck, result)
 
 
-def _switch(
-    row: Blob | Variant,
-    copied: replicas.Copied,
-    taken: Replica | None,
-    old_storage: str,
-    old_identifiers: dict[str, Any],
-    *,
-    recheck: bool = False,
-) -> tuple[str, dict[str, Any] | None]:
-    """Point ``row`` at the copy, keeping its old object as a copy, under the blob's row lock.
-
-    Returns the outcome -- "moved"; "gone" when the row was purged
-    meanwhile; "changed" when it no longer names the object copied, or the
-    copy taken over was dropped meanwhile -- and the identifiers of an object
-    of the target no row references now (our fresh copy, when a copy made
-    there meanwhile, a mirror's, was taken over instead), for the caller to
-    delete.
-    """
-    variant = row if isinstance(row, Variant) else None
-    blob_id = row.blob_id if isinstance(row, Variant) else row.pk
+def _switch_all(pending: list[_Pending]) -> None:
+    """Switch every pending row in one transaction (retried on a lock conflict); where that fails otherwise, one
+    row at a time, each in its own."""
     for attempt in range(SWITCH_ATTEMPTS):
         try:
             with transaction.atomic():
-                # The blob's lock first, a variant's after it: the order the purge and the renders take them in.
-                blob = lock_blob(blob_id)
-                if blob is None:
-                    return "gone", None if taken else copied.identifiers
-                locked: Blob | Variant | None = blob
-                if variant is not None:
-                    locked = Variant.objects.select_for_update().filter(pk=variant.pk).first()
-                    if locked is None:
-                        return "gone", None if taken else copied.identifiers
-                assert locked is not None
-                if (locked.storage, locked.storage_identifiers) != (old_storage, old_identifiers):
-                    return "changed", None if taken else copied.identifiers
-                in_target = Replica.objects.filter(blob_id=blob_id, variant=variant, storage=copied.storage)
-                held = in_target.filter(state=Replica.COPIED).first()
-                # Decided afresh on each attempt: a retried transaction must not take what the one rolled
-                # back chose (a copy taken over) for its own.
-                use, unused = copied.identifiers, None
-                if taken is not None:
-                    if held is None or held.storage_identifiers != taken.storage_identifiers:
-                        return "changed", None  # dropped (a --delete-source run) since it was verified
-                elif held is not None:
-                    # A copy was made there meanwhile (a mirror's): take it over, and drop ours.
-                    use, unused = held.storage_identifiers, copied.identifiers
-                if recheck and not get_store(copied.storage).exists(use):
-                    return "changed", None  # swept meanwhile: nothing to point at (the next run copies again)
-                in_target.delete()  # the copy taken over, or a failed attempt at one: moot now
-                type(locked).objects.filter(pk=locked.pk).update(storage=copied.storage, storage_identifiers=use)
-                _record_copy(blob_id, variant, old_storage, old_identifiers)
-            row.storage, row.storage_identifiers = copied.storage, use
-            return "moved", unused
+                # The blobs' locks first (in key order, as every batch takes them), the variants' after them.
+                ids = sorted({item.blob_id for item in pending}, key=str)
+                if not connection.features.has_select_for_update:
+                    Blob.objects.filter(pk__in=ids).update(analysis_state=F("analysis_state"))  # SQLite: write now
+                blobs = Blob.objects.select_for_update().in_bulk(ids)
+                variant_ids = sorted((item.row.pk for item in pending if isinstance(item.row, Variant)), key=str)
+                variants = Variant.objects.select_for_update().in_bulk(variant_ids) if variant_ids else {}
+                # The copies of these blobs in the storages concerned, read once under the locks.
+                storages = {item.copied.storage for item in pending} | {item.old_storage for item in pending}
+                copies = {
+                    (str(replica.blob_id), str(replica.variant_id), replica.storage): replica
+                    for replica in Replica.objects.filter(blob_id__in=ids, storage__in=storages)
+                }
+                moot: list[Any] = []
+                for item in pending:
+                    item.outcome, item.unused = "", None
+                    locked = variants.get(item.row.pk) if item.variant is not None else blobs.get(item.blob_id)
+                    if item.variant is not None and item.blob_id not in blobs:
+                        locked = None
+                    _switch_locked(item, locked, copies, moot)
+                Replica.objects.filter(pk__in=moot).delete()
+                _record_copies([item for item in pending if item.outcome == "moved"], copies)
+            break
         except OperationalError:
             if attempt == SWITCH_ATTEMPTS - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+        except Exception:
+            if len(pending) == 1:
+                raise
+            logger.exception("Could not switch %d rows at once; switching them one at a time", len(pending))
+            for item in pending:
+                try:
+                    _switch_all([item])
+                except Exception as exc:
+                    item.outcome, item.unused = "failed", None if item.taken else item.copied.identifiers
+                    _fail(item.result, item.row, item.copied.storage, exc)
+            return
+    for item in pending:
+        if item.outcome == "moved":
+            item.row.storage, item.row.storage_identifiers = item.copied.storage, item.use
+
+
+def _switch_locked(
+    item: _Pending, locked: Blob | Variant | None, copies: dict[tuple[str, str, str], Replica], moot: list[Any]
+) -> None:
+    """Point one row at its copy, under its locks (taken by the caller); sets the item's outcome.
+
+    "moved"; "gone" when the row was purged meanwhile; "changed" when it no
+    longer names the object copied, or the copy taken over was dropped
+    meanwhile. ``unused``: an object of the target no row references now
+    (the fresh copy, when a copy made there meanwhile, a mirror's, was taken
+    over instead, or when the row is gone or changed), for the caller to
+    delete. ``copies`` are the blobs' copies read under the locks; the ids of
+    the rows to delete are added to ``moot``.
+    """
+    copied, taken = item.copied, item.taken
+    fresh = None if taken else copied.identifiers
+    if locked is None:
+        item.outcome, item.unused = "gone", fresh
+        return
+    if (locked.storage, locked.storage_identifiers) != (item.old_storage, item.old_identifiers):
+        item.outcome, item.unused = "changed", fresh
+        return
+    in_target = copies.get((str(item.blob_id), str(item.variant.pk if item.variant else None), copied.storage))
+    held = in_target if in_target is not None and in_target.state == Replica.COPIED else None
+    # Decided afresh on each attempt: a retried transaction must not take what the one rolled back chose.
+    use, unused = copied.identifiers, None
+    if taken is not None:
+        if held is None or held.storage_identifiers != taken.storage_identifiers:
+            item.outcome = "changed"  # dropped (a --delete-source run) since it was verified
+            return
+    elif held is not None:
+        # A copy was made there meanwhile (a mirror's): take it over, and drop ours.
+        use, unused = held.storage_identifiers, copied.identifiers
+    if item.recheck and not get_store(copied.storage).exists(use):
+        item.outcome = "changed"  # swept meanwhile: nothing to point at (the next run copies again)
+        return
+    if in_target is not None:
+        moot.append(in_target.pk)  # the copy taken over, or a failed attempt at one: moot now
+    type(locked).objects.filter(pk=locked.pk).update(storage=copied.storage, storage_identifiers=use)
+    item.outcome, item.use, item.unused = "moved", use, unused
+
+
+def _record_copies(moved: list[_Pending], copies: dict[tuple[str, str, str], Replica]) -> None:
+    """Record each switched row's old object as a copy of it (over a failed attempt's row there, if any)."""
+    created = []
+    for item in moved:
+        replica = copies.get((str(item.blob_id), str(item.variant.pk if item.variant else None), item.old_storage))
+        if replica is None:
+            created.append(
+                Replica(
+                    blob_id=item.blob_id,
+                    variant=item.variant,
+                    storage=item.old_storage,
+                    storage_identifiers=item.old_identifiers,
+                )
+            )
+        elif replica.state != Replica.COPIED:
+            _record_copy(item.blob_id, item.variant, item.old_storage, item.old_identifiers)
+    Replica.objects.bulk_create(created)
 
 
 def _drop_copy(replica: Replica, result: MigrationResult) -> None:
@@ -561,10 +692,15 @@ def migrate(
                     on_blob(blob_id, size, outcome)
         return result
 
-    def work(blob_id: Any) -> MigrationResult:
-        if mirror:
-            return mirror_blob(blob_id, targets)
-        return move_blob(blob_id, targets[0], source=source, delete_source=delete_source)
+    def work(chunk: list[Any]) -> dict[Any, MigrationResult]:
+        if not mirror:
+            return move_blobs(chunk, targets[0], source=source, delete_source=delete_source, stop=stop)
+        outcomes = {}
+        for blob_id in chunk:
+            if stop is not None and stop.is_set():
+                break  # the blobs not started have no outcome
+            outcomes[blob_id] = mirror_blob(blob_id, targets)
+        return outcomes
 
     lock = threading.Lock()
 
@@ -575,13 +711,36 @@ def migrate(
             if on_blob:
                 on_blob(blob_id, size, outcome)
 
-    pages = _pages(selected, batch_size, limit, stop)
+    chunks = _chunks(_pages(selected, batch_size, limit, stop))
     if concurrency <= 1:
-        for blob_id, size in pages:
-            done(blob_id, size, _guarded(work, blob_id, targets))
+        for chunk in chunks:
+            outcomes = _guarded(work, chunk, targets)
+            for blob_id, size in chunk:
+                if blob_id in outcomes:
+                    done(blob_id, size, outcomes[blob_id])
     else:
-        _run_threads(pages, work, done, concurrency, targets)
+        _run_threads(chunks, work, done, concurrency, targets)
     return result
+
+
+#: Blobs switched in one transaction, at most (and at most ``CHUNK_BYTES`` of them): the commit costs more
+#: than the statements, and a chunk's switch waits for its last copy.
+CHUNK_BLOBS = 32
+CHUNK_BYTES = 256 * 1024 * 1024
+
+
+def _chunks(items: Iterator[tuple[Any, int]]) -> Iterator[list[tuple[Any, int]]]:
+    """The listed blobs in chunks of at most ``CHUNK_BLOBS`` blobs and ``CHUNK_BYTES`` bytes (one blob at least)."""
+    chunk: list[tuple[Any, int]] = []
+    held = 0
+    for item in items:
+        if chunk and (len(chunk) == CHUNK_BLOBS or held + item[1] > CHUNK_BYTES):
+            yield chunk
+            chunk, held = [], 0
+        chunk.append(item)
+        held += item[1]
+    if chunk:
+        yield chunk
 
 
 def _batches(items: Iterator[tuple[Any, int]], size: int) -> Iterator[list[tuple[Any, int]]]:
@@ -618,42 +777,49 @@ def _pages(
         last = rows[-1][0]
 
 
-def _guarded(work: Callable[[Any], MigrationResult], blob_id: Any, targets: list[str]) -> MigrationResult:
-    """One blob's work; an unexpected error is that blob's failure, not the run's end."""
+def _guarded(
+    work: Callable[[list[Any]], dict[Any, MigrationResult]], chunk: list[tuple[Any, int]], targets: list[str]
+) -> dict[Any, MigrationResult]:
+    """A chunk's work; an unexpected error is its blobs' failure, not the run's end."""
+    ids = [blob_id for blob_id, _ in chunk]
     try:
-        return work(blob_id)
+        return work(ids)
     except Exception as exc:
-        logger.exception("Could not migrate blob %s", blob_id)
-        outcome = MigrationResult(targets)
-        outcome.failed.append(
-            {
-                "id": str(blob_id),
-                "kind": "blob",
-                "blob": str(blob_id),
-                "storage": None,
-                "target": targets[0] if len(targets) == 1 else None,
-                "code": getattr(exc, "code", "error"),
-                "error": str(exc),
-            }
-        )
-        return outcome
+        logger.exception("Could not migrate blobs %s", ", ".join(map(str, ids)))
+        outcomes = {}
+        for blob_id in ids:
+            outcome = outcomes[blob_id] = MigrationResult(targets)
+            outcome.failed.append(
+                {
+                    "id": str(blob_id),
+                    "kind": "blob",
+                    "blob": str(blob_id),
+                    "storage": None,
+                    "target": targets[0] if len(targets) == 1 else None,
+                    "code": getattr(exc, "code", "error"),
+                    "error": str(exc),
+                }
+            )
+        return outcomes
 
 
 def _run_threads(
-    pages: Iterator[tuple[Any, int]],
-    work: Callable[[Any], MigrationResult],
+    chunks: Iterator[list[tuple[Any, int]]],
+    work: Callable[[list[Any]], dict[Any, MigrationResult]],
     done: Callable[[Any, int, MigrationResult], None],
     concurrency: int,
     targets: list[str],
 ) -> None:
-    """``concurrency`` threads work on the blobs as the main thread lists them (a bounded hand-off)."""
-    todo: queue.Queue[tuple[Any, int] | None] = queue.Queue(maxsize=concurrency * 2)
+    """``concurrency`` threads work on the chunks as the main thread lists them (a bounded hand-off)."""
+    todo: queue.Queue[list[tuple[Any, int]] | None] = queue.Queue(maxsize=concurrency)
 
     def worker() -> None:
         try:
-            while (item := todo.get()) is not None:
-                blob_id, size = item
-                done(blob_id, size, _guarded(work, blob_id, targets))
+            while (chunk := todo.get()) is not None:
+                outcomes = _guarded(work, chunk, targets)
+                for blob_id, size in chunk:
+                    if blob_id in outcomes:
+                        done(blob_id, size, outcomes[blob_id])
         finally:
             connections.close_all()  # this thread's connections
 
@@ -661,8 +827,8 @@ def _run_threads(
     for thread in threads:
         thread.start()
     try:
-        for item in pages:
-            todo.put(item)
+        for chunk in chunks:
+            todo.put(chunk)
     finally:
         for _ in threads:
             todo.put(None)

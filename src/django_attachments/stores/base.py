@@ -576,8 +576,13 @@ class BaseStore:
 
     def copy_from(
         self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
-    ) -> Identifiers:
-        """Copy the object ``source`` holds under ``identifiers`` here, under a fresh name; its identifiers.
+    ) -> ObjectStat:
+        """Copy the object ``source`` holds under ``identifiers`` here, under a fresh name; what the copy is.
+
+        The :class:`ObjectStat`'s ``identifiers`` are the copy's; its
+        ``checksum`` is the SHA-256 the backend reported for the bytes it
+        wrote (it computed it from what it received and checked it against
+        the one sent), or None where it reports none.
 
         Where :attr:`can_copy`. Server-side where both stores reach the same
         service (:class:`~django_attachments.stores.s3.S3Store` between
@@ -607,7 +612,7 @@ class BaseStore:
 
     def stream_from(
         self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
-    ) -> Identifiers:
+    ) -> ObjectStat:
         """:meth:`copy_from` by streaming: ``source.open()`` read through a :class:`VerifyingReader` into :meth:`save`.
 
         The reader is not seekable; a store's :meth:`save` must take such a
@@ -622,7 +627,10 @@ class BaseStore:
             content.size = size
             copied: Identifiers | None = None
             try:
-                copied = self.save(content, size=size, checksum=checksum, content_type=content_type, name=name)
+                written = self.save_reporting(
+                    content, size=size, checksum=checksum, content_type=content_type, name=name
+                )
+                copied = written.identifiers
                 reader.finish()  # a store that stopped reading early has not copied it all
             except ObjectExists:
                 raise  # another's object under that name: never ours to delete
@@ -633,7 +641,15 @@ class BaseStore:
                         f"Could not copy {what} to storage {self.alias!r}: the source {reader.failure}."
                     ) from exc
                 raise
-        return copied
+        return written
+
+    def save_reporting(
+        self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
+    ) -> ObjectStat:
+        """:meth:`save`, and what the backend reported of the bytes it wrote: their SHA-256 where it computed
+        one from what it received (a write it checked against ``checksum``), else None."""
+        identifiers = self.save(content, size=size, checksum=checksum, content_type=content_type, name=name)
+        return ObjectStat(size=size, checksum=None, identifiers=identifiers)
 
     def _discard(self, what: Identifiers | str | None) -> None:
         """Delete what a failed copy may have left (by identifiers or name); a failure leaves a stray, for the sweep."""

@@ -213,6 +213,16 @@ class S3Store(BaseStore):
     def save(
         self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
     ) -> Identifiers:
+        return self.save_reporting(
+            content, size=size, checksum=checksum, content_type=content_type, name=name
+        ).identifiers
+
+    def save_reporting(
+        self, content: File, *, size: int, checksum: str, content_type: str, name: str | None = None
+    ) -> ObjectStat:
+        """:meth:`save`; the ``checksum`` is the SHA-256 the service reported for a write in one request
+        (it checked the bytes it received against the one sent), None for a write in parts (its checksum
+        is a composite) or where the service reports none."""
         name = name or self.new_name()
         key = self.key_of(name)
         params = self.storage.get_object_parameters(name)
@@ -263,7 +273,20 @@ class S3Store(BaseStore):
         }
         if response.get("VersionId") and response["VersionId"] != "null":
             identifiers["version_id"] = response["VersionId"]
-        return identifiers
+        return ObjectStat(size=size, checksum=self._full_object_checksum(response), identifiers=identifiers)
+
+    def _full_object_checksum(self, response: dict[str, Any]) -> str | None:
+        """The whole object's SHA-256 (hex) a write's or a HEAD's response reports, where it is one."""
+        reported = response.get("ChecksumSHA256")
+        # A composite checksum (a multipart upload's, "…-N") is not the object's SHA-256.
+        full_object = (
+            response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+            and "-" not in (reported or "-")
+            and "-" not in str(response.get("ETag", ""))
+        )
+        if self.trust_reported_checksums and reported and full_object:
+            return base64.b64decode(reported).hex()
+        return None
 
     @property
     def unsigned_client(self) -> Any:
@@ -351,7 +374,7 @@ class S3Store(BaseStore):
 
     def copy_from(
         self, source: BaseStore, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
-    ) -> Identifiers:
+    ) -> ObjectStat:
         """Copy an object of ``source`` here under a fresh name: server-side where the service allows, else streamed.
 
         From an S3 store that :meth:`reaches_same_service`, the service
@@ -406,7 +429,7 @@ class S3Store(BaseStore):
 
     def _copy_in_service(
         self, source: S3Store, identifiers: Identifiers, *, size: int, checksum: str, content_type: str
-    ) -> Identifiers:
+    ) -> ObjectStat:
         what = f"object {source.name_of(identifiers)!r} of storage {source.alias!r}"
         found = source.stat(identifiers)  # ObjectMissing when it is not there
         if found.size != size:
@@ -473,7 +496,8 @@ class S3Store(BaseStore):
                 f"Could not copy {what} to storage {self.alias!r}: the service copied bytes with SHA-256 "
                 f"{base64.b64decode(reported).hex()}, not {checksum}."
             )
-        return copied
+        full = reported if reported and "-" not in reported and self.trust_reported_checksums else None
+        return ObjectStat(size=size, checksum=base64.b64decode(full).hex() if full else None, identifiers=copied)
 
     def _multipart_copy(
         self, key: str, copy_source: dict[str, str], pinned: dict[str, str], params: dict[str, Any], size: int
@@ -711,17 +735,8 @@ class S3Store(BaseStore):
             raise wrap_errors("inspect", params["Key"], exc) from exc
         except BotoCoreError as exc:
             raise wrap_errors("inspect", params["Key"], exc) from exc
-        checksum = None
-        reported = response.get("ChecksumSHA256")
-        # A composite checksum (a multipart upload's, "…-N") is not the object's SHA-256.
         # A multipart object's ETag ends in "-N"; a service may report a checksum for it that it never verified.
-        full_object = (
-            response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
-            and "-" not in (reported or "-")
-            and "-" not in str(response.get("ETag", ""))
-        )
-        if self.trust_reported_checksums and reported and full_object:
-            checksum = base64.b64decode(reported).hex()
+        checksum = self._full_object_checksum(response)
         completed: Identifiers = {
             "storage": self.alias,
             "name": self.name_of(identifiers),
