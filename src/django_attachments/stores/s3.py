@@ -238,10 +238,12 @@ class S3Store(BaseStore):
             # Counted on the way: a stream that ends early would leave S3 waiting for the rest of
             # the declared length (a single PUT) or complete a short object (parts).
             source = guard = VerifyingReader(source, size=size)
+        in_one_request = size <= self.options.multipart_threshold
+        # A body that cannot rewind cannot be read twice, once to hash it for the signature. The unsigned
+        # client is the store's, shared by every thread; the storage's connection is one per thread.
+        client = self.unsigned_client if in_one_request and not seekable else self.client
         try:
-            if size <= self.options.multipart_threshold:
-                # A body that cannot rewind cannot be read twice, once to hash it for the signature.
-                client = self.client if seekable else self.unsigned_client
+            if in_one_request:
                 response = client.put_object(
                     Bucket=self.bucket,
                     Key=key,
@@ -268,7 +270,7 @@ class S3Store(BaseStore):
             "name": name,
             "bucket": self.bucket,
             "key": key,
-            "region": self.client.meta.region_name,
+            "region": client.meta.region_name,  # not self.client's: a copy in a thread would make that thread one
             "etag": str(response.get("ETag", "")).strip('"'),
         }
         if response.get("VersionId") and response["VersionId"] != "null":
