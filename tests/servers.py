@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,11 +31,38 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+#: Ports for servers are drawn from below Linux's default ephemeral range (32768-60999), where the
+#: kernel picks the local ports of outgoing connections and of ``bind(0)``: a port found free there can
+#: be taken by a client's connection before the server binds it (seen: SeaweedFS's gRPC port). Two
+#: processes drawing at once rarely draw the same port; a server that still meets one taken is started
+#: again on other ports (``seaweedfs_server``).
+SERVER_PORTS = range(20000, 32768)
+
 
 def free_port() -> int:
+    """A port of 127.0.0.1 free now, from ``SERVER_PORTS`` (any free one if none is)."""
+    draw = random.Random()  # its own generator: tests that seed the module's must not make every draw alike
+    for _ in range(200):
+        port = draw.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (each free now)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def wait_until(
@@ -144,9 +172,28 @@ def seaweedfs_server(workdir: Path, *, access_key: str, secret_key: str) -> Iter
         ]
     }
     (workdir / "s3.json").write_text(json.dumps(identities))
-    logfile = workdir / "weed.log"
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    grpc_ports = {name: free_port() for name in ports}
+    for attempt in range(3):
+        logfile = workdir / f"weed-{attempt}.log"
+        chosen = free_ports(8)
+        ports = dict(zip(("master", "volume", "filer", "s3"), chosen[:4], strict=True))
+        grpc_ports = dict(zip(ports, chosen[4:], strict=True))
+        try:
+            with _seaweedfs_on(workdir, data, logfile, ports, grpc_ports) as endpoint:
+                yield endpoint
+            return
+        except PortTaken:
+            continue  # a port found free was taken before the server bound it: other ports
+    raise RuntimeError(f"SeaweedFS did not start: a port was taken each time (see {logfile}).")
+
+
+class PortTaken(RuntimeError):
+    """A server could not bind a port that was free when chosen."""
+
+
+@contextlib.contextmanager
+def _seaweedfs_on(
+    workdir: Path, data: Path, logfile: Path, ports: dict[str, int], grpc_ports: dict[str, int]
+) -> Iterator[str]:
     args = [
         weed_binary(),
         "server",
@@ -176,7 +223,12 @@ def seaweedfs_server(workdir: Path, *, access_key: str, secret_key: str) -> Iter
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         # Unsigned, the S3 port answers 403 once it serves.
-        wait_until(endpoint + "/", proc, "SeaweedFS", logfile, timeout=60, any_status=True)
+        try:
+            wait_until(endpoint + "/", proc, "SeaweedFS", logfile, timeout=60, any_status=True)
+        except RuntimeError:
+            if "address already in use" in logfile.read_text(errors="replace"):
+                raise PortTaken from None
+            raise
         conf = urllib.request.Request(
             f"http://127.0.0.1:{ports['filer']}/etc/seaweedfs/filer.conf",
             data=json.dumps(SEAWEEDFS_FILER_CONF).encode(),
