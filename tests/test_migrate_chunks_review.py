@@ -5,8 +5,13 @@ switched in one transaction. Each test sets up real storages (local disk in
 temporary folders) and lets another actor (a stray sweep, another run, a
 render) act at one moment of a chunk: from a hook that a storage runs as it
 opens an object or half way through a write
-(:class:`tests.migrate_storages.HookedStorage`). A test marked
-``xfail(strict=True)`` shows a bug (the reason says which).
+(:class:`tests.migrate_storages.HookedStorage`). Nine of these tests were
+written as strict xfails, each showing a bug of the first version of chunks;
+all are fixed: a copy's age for the stray re-check counted up to its switch,
+a failed switch reported once (``switch_failed``) and failing its row alone,
+a receiver's error after the switch failing nothing, ids in any form and
+each blob once, ``stop`` with a blob listed twice, and copies into an S3
+store subclass going through its ``save()``.
 
 Runs on the suite's database: SQLite, and PostgreSQL under
 ``python -m tests.pgcluster -- pytest tests/test_migrate_chunks_review.py``.
@@ -95,16 +100,6 @@ def has_bytes(row: Blob | Variant) -> bool:
 # -- a copy waiting for the rest of its chunk --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A copy's age for the stray-sweep re-check (STRAY_RECHECK) is measured over its own copy only, not up "
-        "to the chunk's switch, which waits for every other copy of the chunk (up to 256 MiB): a copy made "
-        "first and left waiting past the sweep's grace is swept, not re-checked, and the blob is switched to "
-        "nothing (with --delete-source its old object is deleted too: the file is lost). Measure the age from "
-        "the copy's start to the switch (keep the start on _Pending, decide recheck in _switch_all)."
-    ),
-)
 def test_a_copy_left_waiting_for_its_chunk_past_the_sweep_grace_is_rechecked(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -223,15 +218,6 @@ def fail_the_switch_of_the_next_copy(skip: int = 0) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A row whose switch fails alone (the batch switched again one row at a time) gets outcome 'failed' "
-        "and is reported in failed, then move_blobs counts every outcome but 'moved' as skipped too: one "
-        "object is both failed and skipped (skipped means nothing left to do). Count 'failed' items as "
-        "neither moved nor skipped."
-    ),
-)
 def test_a_row_whose_switch_fails_is_reported_failed_and_not_also_skipped(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -253,14 +239,6 @@ def test_a_row_whose_switch_fails_is_reported_failed_and_not_also_skipped(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A row whose switch fails alone is reported through _fail(), whose code for an error without one is "
-        "'improperly_configured' (meant for a copy's missing storage): a disk or database error in the switch "
-        "reads as a configuration problem. Give switch failures a code of their own (or 'error', as _guarded)."
-    ),
-)
 def test_a_row_whose_switch_fails_is_not_reported_as_a_misconfiguration(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -280,15 +258,6 @@ def test_a_row_whose_switch_fails_is_not_reported_as_a_misconfiguration(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_switch_all re-raises the failure of a batch of one row (len(pending) == 1): a chunk in which only "
-        "one row has a copy to switch (the others have only old objects to delete, or failed their copy) "
-        "ends in that exception, and _guarded reports every blob of the chunk failed, drops their outcomes "
-        "and skips the --delete-source work for all of them. Fail that row alone, as for a larger batch."
-    ),
-)
 def test_one_rows_failed_switch_does_not_fail_the_other_blobs_of_its_chunk(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -316,15 +285,6 @@ def test_one_rows_failed_switch_does_not_fail_the_other_blobs_of_its_chunk(
 # -- ids as the caller gives them ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "move_blobs matches the loaded blobs to the ids given by their text (str(pk) == str(blob_id)): a UUID "
-        "given in another form (its hex, as a task argument may carry it, or upper case) matches none, and "
-        "the blob is counted skipped ('purged since it was listed') and not moved; move_blob(pk=...) took "
-        "any form before. Key the blobs by the model's to_python() of each id."
-    ),
-)
 def test_move_blob_takes_a_blob_id_in_any_form_a_uuid_field_accepts(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -341,15 +301,6 @@ def test_move_blob_takes_a_blob_id_in_any_form_a_uuid_field_accepts(
     assert blob.storage == "new"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A blob listed twice in one chunk is copied twice, and both items pass the switch's check (the locked "
-        "row read once, before either update): the batch fails on the replica's unique constraint, and one "
-        "row at a time the second copy is 'changed': two copies made and one deleted, the blob counted moved "
-        "and skipped. De-duplicate blob_ids in move_blobs."
-    ),
-)
 def test_a_blob_listed_twice_in_a_chunk_is_copied_once(disks, staff, owners, django_capture_on_commit_callbacks):
     disks.add("old"), disks.add("new", HOOKED)
     disks.use("old")
@@ -367,14 +318,6 @@ def test_a_blob_listed_twice_in_a_chunk_is_copied_once(disks, staff, owners, dja
     assert (len(writes), outcome.copied, outcome.moved, outcome.skipped) == (1, 1, 1, 0), (writes, outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "With stop set, move_blobs pops the result of every blob from the stop on (results.pop(later)): a "
-        "blob listed twice is popped twice, a KeyError (and, listed again after it was copied, its outcome "
-        "is dropped though it is switched). Pop with a default, over the ids not started."
-    ),
-)
 def test_a_stopped_chunk_listing_a_blob_twice_does_not_raise(disks, staff, owners, django_capture_on_commit_callbacks):
     disks.add("old"), disks.add("new")
     disks.use("old")
@@ -391,16 +334,6 @@ def test_a_stopped_chunk_listing_a_blob_twice_does_not_raise(disks, staff, owner
 # -- after the switch --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "What move_blobs does per row after the chunk's switch committed (row_moved.send, deleting an unused "
-        "copy, _drop_copy's transactions) is not guarded per blob: one raising (a receiver's error, a lock "
-        "timeout in _drop_copy) ends move_blobs, and _guarded reports every blob of the chunk failed, though "
-        "they were all switched, and the later rows' row_moved is never sent (nor their unused copies "
-        "deleted). Catch per item after the switch and fail only that blob (or send_robust)."
-    ),
-)
 def test_a_row_moved_receiver_failing_for_one_blob_does_not_fail_the_others_of_its_chunk(
     disks, staff, owners, django_capture_on_commit_callbacks
 ):
@@ -434,15 +367,6 @@ def test_a_row_moved_receiver_failing_for_one_blob_does_not_fail_the_others_of_i
 # -- a store that overrides save() -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "S3Store.save() now delegates to save_reporting(), and stream_from() calls save_reporting(): a copy "
-        "into a subclass of S3Store that overrides save() (an adapter registered with register_adapter; the "
-        "suite's own fault-injecting FaultyS3Store) no longer goes through that save(). Keep the write in a "
-        "private method both call, and have stream_from() go through save() where a subclass overrides it."
-    ),
-)
 def test_a_copy_into_an_s3_store_subclass_goes_through_its_save(request, settings, tmp_path):
     from django.core.files import File
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
@@ -194,7 +195,8 @@ class _Pending:
     taken: Replica | None
     old_storage: str
     old_identifiers: dict[str, Any]
-    recheck: bool
+    #: When its copy began (``time.monotonic()``): a copy that waited long for its switch is looked at again.
+    started: float
     result: MigrationResult
     outcome: str = ""
     #: The identifiers the row points at once switched (the copy, or one taken over instead).
@@ -228,41 +230,43 @@ def move_blobs(
     copied (those copied are switched); the blobs not started have no
     outcome.
     """
-    results = {blob_id: MigrationResult([target], delete_source=delete_source) for blob_id in blob_ids}
-    # Keyed as the caller gave the ids (UUIDs, or their text).
-    loaded = {str(pk): blob for pk, blob in Blob.objects.in_bulk(blob_ids).items()}
-    blobs = {blob_id: loaded[str(blob_id)] for blob_id in blob_ids if str(blob_id) in loaded}
+    # Each blob once, whatever form its id is given in (a UUID, its text, its hex); the outcomes keyed as given.
+    keys: dict[Any, Any] = {}
     for blob_id in blob_ids:
-        if blob_id not in blobs:
-            results[blob_id].skipped += 1  # purged since it was listed
-    keys = [blob.pk for blob in blobs.values()]
-    given = {str(blob.pk): blob_id for blob_id, blob in blobs.items()}
-    variants = Variant.objects.filter(blob_id__in=keys).exclude(storage=target).select_related("blob")
+        try:
+            keys[blob_id] = Blob._meta.pk.to_python(blob_id)
+        except ValidationError:
+            keys[blob_id] = None  # no blob has such an id
+    ordered = list(dict.fromkeys(key for key in keys.values() if key is not None))
+    outcomes = {key: MigrationResult([target], delete_source=delete_source) for key in ordered}
+    blobs = Blob.objects.in_bulk(ordered)
+    variants = Variant.objects.filter(blob_id__in=list(blobs)).exclude(storage=target).select_related("blob")
     if source is not None:
         variants = variants.filter(storage=source)
-    by_blob: dict[str, list[Variant]] = {}
+    by_blob: dict[Any, list[Variant]] = {}
     for variant in variants.order_by("pk"):
-        by_blob.setdefault(str(variant.blob_id), []).append(variant)
+        by_blob.setdefault(variant.blob_id, []).append(variant)
     in_target = {
-        (str(replica.blob_id), replica.variant_id): replica
-        for replica in Replica.objects.held().filter(blob_id__in=keys, storage=target)
+        (replica.blob_id, replica.variant_id): replica
+        for replica in Replica.objects.held().filter(blob_id__in=list(blobs), storage=target)
     }
     pending: list[_Pending] = []
-    for position, blob_id in enumerate(blob_ids):
+    for position, key in enumerate(ordered):
         if stop is not None and stop.is_set():
-            for later in blob_ids[position:]:
-                results.pop(later)
+            for later in ordered[position:]:
+                del outcomes[later]  # not started: no outcome
             break
-        blob = blobs.get(blob_id)
+        blob = blobs.get(key)
         if blob is None:
+            outcomes[key].skipped += 1  # purged since it was listed
             continue
         rows: list[Blob | Variant] = []
         if blob.storage != target and (source is None or blob.storage == source):
             rows.append(blob)
-        rows += by_blob.get(str(blob.pk), [])
+        rows += by_blob.get(key, [])
         for row in rows:
             variant_id = row.pk if isinstance(row, Variant) else None
-            prepared = _prepare(row, target, in_target.get((str(blob.pk), variant_id)), results[blob_id])
+            prepared = _prepare(row, target, in_target.get((key, variant_id)), outcomes[key])
             if prepared is not None:
                 pending.append(prepared)
     if pending:
@@ -270,29 +274,60 @@ def move_blobs(
     for item in pending:
         if item.unused is not None:
             replicas.delete_quietly(target, item.unused)
+        if item.outcome == "failed":
+            continue  # reported in failed
         if item.outcome != "moved":
             item.result.skipped += 1
             continue
         item.result.moved += 1
         item.result.taken_over += item.taken is not None or item.unused is not None
-        row_moved.send(
+        if not delete_source or item.old_storage in app_settings.MIRRORS:
+            item.result.sources_kept += 1  # else dropped below, with the copies earlier runs kept
+        # Switched and committed: a receiver's failure is its own, logged, and fails neither this move nor
+        # the others of the chunk.
+        for receiver, error in row_moved.send_robust(
             sender=type(item.row),
             row=item.row,
             source=item.old_storage,
             copied=item.taken is None and item.unused is None,
-        )
-        if not delete_source or item.old_storage in app_settings.MIRRORS:
-            item.result.sources_kept += 1  # else dropped below, with the copies earlier runs kept
+        ):
+            if isinstance(error, Exception):
+                logger.error("A row_moved receiver (%r) failed for %s", receiver, item.row.pk, exc_info=error)
     if delete_source:
-        started = [blobs[blob_id].pk for blob_id in results if blob_id in blobs]
         retained = (
-            Replica.objects.held().filter(blob_id__in=started).exclude(storage__in=[*app_settings.MIRRORS, target])
+            Replica.objects.held()
+            .filter(blob_id__in=[key for key in outcomes if key in blobs])
+            .exclude(storage__in=[*app_settings.MIRRORS, target])
         )
         if source is not None:
             retained = retained.filter(storage=source)
         for replica in retained:
-            _drop_copy(replica, results[given[str(replica.blob_id)]])
-    return results
+            result = outcomes[replica.blob_id]
+            try:
+                _drop_copy(replica, result)
+            except Exception as exc:  # a lock timeout, a database error: this copy's, not the chunk's
+                logger.exception("Could not drop copy %s of blob %s", replica.pk, replica.blob_id)
+                result.failed.append(_failure(replica, "delete_failed", f"Could not drop the old object: {exc}"))
+    given: dict[Any, MigrationResult] = {}
+    for blob_id, key in keys.items():
+        if key is None:
+            given[blob_id] = MigrationResult([target], delete_source=delete_source, skipped=1)
+        elif key in outcomes:
+            given[blob_id] = outcomes[key]  # the same outcome for the same blob given twice
+    return given
+
+
+def _failure(replica: Replica, code: str, error: str) -> dict[str, Any]:
+    """A ``failed`` entry for a copy (retained or mirrored) of a blob or variant."""
+    return {
+        "id": str(replica.variant_id or replica.blob_id),
+        "kind": "variant" if replica.variant_id else "blob",
+        "blob": str(replica.blob_id),
+        "storage": replica.storage,
+        "target": None,
+        "code": code,
+        "error": error,
+    }
 
 
 def mirror_blob(
@@ -433,8 +468,7 @@ def _prepare(row: Blob | Variant, target: str, taken: Replica | None, result: Mi
         result.verified += 1
     # A copy that took long to make and verify is old enough for a stray sweep (which knows nothing of
     # it until the switch commits) to have deleted it: make sure it is there before pointing at it.
-    recheck = time.monotonic() - started > STRAY_RECHECK
-    return _Pending(row, copied, taken, row.storage, row.storage_identifiers, recheck, result)
+    return _Pending(row, copied, taken, row.storage, row.storage_identifiers, started, result)
 
 
 def _switch_all(pending: list[_Pending]) -> None:
@@ -466,20 +500,20 @@ def _switch_all(pending: list[_Pending]) -> None:
                 Replica.objects.filter(pk__in=moot).delete()
                 _record_copies([item for item in pending if item.outcome == "moved"], copies)
             break
-        except OperationalError:
-            if attempt == SWITCH_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-        except Exception:
-            if len(pending) == 1:
-                raise
-            logger.exception("Could not switch %d rows at once; switching them one at a time", len(pending))
-            for item in pending:
-                try:
+        except Exception as exc:
+            if isinstance(exc, OperationalError) and attempt < SWITCH_ATTEMPTS - 1:
+                time.sleep(0.1 * (attempt + 1))  # a lock conflict: again
+                continue
+            if len(pending) > 1:
+                logger.exception("Could not switch %d rows at once; switching them one at a time", len(pending))
+                for item in pending:
                     _switch_all([item])
-                except Exception as exc:
-                    item.outcome, item.unused = "failed", None if item.taken else item.copied.identifiers
-                    _fail(item.result, item.row, item.copied.storage, exc)
+                return
+            (item,) = pending
+            logger.exception("Could not switch %s %s", type(item.row).__name__.lower(), item.row.pk)
+            # Nothing points at the copy: deleted by the caller (a copy taken over stays the copy it was).
+            item.outcome, item.unused = "failed", None if item.taken else item.copied.identifiers
+            _fail(item.result, item.row, item.copied.storage, exc, code="switch_failed")
             return
     for item in pending:
         if item.outcome == "moved":
@@ -518,7 +552,10 @@ def _switch_locked(
     elif held is not None:
         # A copy was made there meanwhile (a mirror's): take it over, and drop ours.
         use, unused = held.storage_identifiers, copied.identifiers
-    if item.recheck and not get_store(copied.storage).exists(use):
+    # A copy that took long to make, or waited long for the rest of its chunk, is old enough for a stray
+    # sweep (which knows nothing of it until the switch commits) to have deleted it: make sure it is there
+    # before pointing at it.
+    if time.monotonic() - item.started > STRAY_RECHECK and not get_store(copied.storage).exists(use):
         item.outcome = "changed"  # swept meanwhile: nothing to point at (the next run copies again)
         return
     if in_target is not None:
@@ -579,15 +616,11 @@ def _drop_copy(replica: Replica, result: MigrationResult) -> None:
             ):
                 _record_copy(replica.blob_id, replica.variant, replica.storage, replica.storage_identifiers)
         result.failed.append(
-            {
-                "id": str(replica.variant_id or replica.blob_id),
-                "kind": "variant" if replica.variant_id else "blob",
-                "blob": str(replica.blob_id),
-                "storage": replica.storage,
-                "target": None,
-                "code": "delete_failed",
-                "error": f"Could not delete the old object {name!r}; it is kept as a copy, for the next run.",
-            }
+            _failure(
+                replica,
+                "delete_failed",
+                f"Could not delete the old object {name!r}; it is kept as a copy, for the next run.",
+            )
         )
 
 
@@ -601,9 +634,9 @@ def _count_copy(result: MigrationResult, copied: replicas.Copied) -> None:
         result.verified_by_read += 1
 
 
-def _fail(result: MigrationResult, row: Blob | Variant, target: str, exc: Exception) -> None:
+def _fail(result: MigrationResult, row: Blob | Variant, target: str, exc: Exception, *, code: str = "") -> None:
     kind = "variant" if isinstance(row, Variant) else "blob"
-    code = getattr(exc, "code", "improperly_configured")
+    code = code or getattr(exc, "code", "improperly_configured")
     if isinstance(exc, ObjectMissing):
         code = "source_missing"
     logger.warning("Could not copy %s %s to storage %r: %s", kind, row.pk, target, exc)
