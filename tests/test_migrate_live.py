@@ -11,8 +11,8 @@ the app.
 
 - Killed with SIGKILL part way through ~200 blobs, then run again: each blob
   ends in the target once, with its bytes; what was switched before the kill
-  is not copied again; at most one stray per blob in flight, which the stray
-  sweep removes.
+  is not copied again; at most the copies of the chunk in hand of each worker
+  are strays, which the stray sweep removes.
 - Interrupted with Ctrl-C: exit status 130, the blob in hand finished.
 - Beside a loop of uploads, links, unlinks, downloads and orphan purges, over
   several rounds (to S3 and back, keeping and deleting the old objects): no
