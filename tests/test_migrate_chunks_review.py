@@ -19,7 +19,6 @@ Runs on the suite's database: SQLite, and PostgreSQL under
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import threading
@@ -34,61 +33,15 @@ from django_attachments import services
 from django_attachments.models import Blob, Replica, Variant
 from django_attachments.services import migrating, variants
 from django_attachments.stores import get_store
-from tests.apitools import upload
+from tests import test_migrate_review as first_review
 from tests.migrate_storages import HookedStorage
+from tests.test_migrate_review import HOOKED, jpeg, names, post, sha
+
+# The first review's fixtures: ``disks`` (storages in fresh folders) and ``no_hooks`` (autouse there and here).
+disks = first_review.disks
+no_hooks = first_review.no_hooks
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tenant_resolver")]
-
-HOOKED = "tests.migrate_storages.HookedStorage"
-THUMB = {"operation": "fit", "width": 48, "height": 48, "format": "webp", "eager": False}
-
-
-@pytest.fixture(autouse=True)
-def no_hooks():
-    yield
-    HookedStorage.on_save = HookedStorage.on_open = None
-
-
-@pytest.fixture
-def disks(settings, tmp_path):
-    """``add(alias, backend)``: a fresh folder as storage ``alias``; ``use(alias)``: the upload storage."""
-
-    class Disks:
-        def add(self, alias: str, backend: str = "django.core.files.storage.FileSystemStorage") -> str:
-            config = {"BACKEND": backend, "OPTIONS": {"location": str(tmp_path / alias)}}
-            settings.STORAGES = {**settings.STORAGES, alias: config}
-            return alias
-
-        def use(self, alias: str) -> None:
-            settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "STORAGE": alias}
-
-        def thumbs(self) -> None:
-            settings.DJANGO_ATTACHMENTS = {**settings.DJANGO_ATTACHMENTS, "VARIANTS": {"thumb": THUMB}}
-
-    return Disks()
-
-
-def jpeg(seed: int = 1) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (120 + seed, 80), (seed * 37 % 256, 90, 200)).save(out, "JPEG")
-    return out.getvalue()
-
-
-def post(client, owners, capture, data: bytes, filename: str) -> dict[str, Any]:
-    with capture(execute=True):
-        response = upload(client, "note", owners.alice_note.pk, data, filename=filename)
-    assert response.status_code == 201, response.content
-    return {**response.json(), "data": data}
-
-
-def names(alias: str) -> set[str]:
-    return {obj.name for obj in get_store(alias).list()}
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def has_bytes(row: Blob | Variant) -> bool:
@@ -217,19 +170,27 @@ def fail_the_switch_of_the_next_copy(skip: int = 0) -> None:
     HookedStorage.on_open = staticmethod(disk_error_in_the_switch)
 
 
+def move_two_failing_the_seconds_switch(monkeypatch, disks, staff, owners, capture) -> tuple[dict, dict, dict]:
+    """Two blobs moved from "old" to "new" in one chunk, the second's switch failing (an I/O error as the switch
+    looks at its copy again); the two uploads and the outcomes."""
+    monkeypatch.setattr(migrating, "STRAY_RECHECK", -1.0)  # every copy is looked at again by the switch
+    disks.add("old"), disks.add("new", HOOKED)
+    disks.use("old")
+    first = post(staff["a"], owners, capture, os.urandom(3000), "a.bin")
+    second = post(staff["a"], owners, capture, os.urandom(3100), "b.bin")
+    fail_the_switch_of_the_next_copy(skip=1)  # the second blob's
+    outcomes = migrating.move_blobs([first["blob_id"], second["blob_id"]], "new")
+    HookedStorage.on_save = HookedStorage.on_open = None
+    return first, second, outcomes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_row_whose_switch_fails_is_reported_failed_and_not_also_skipped(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(migrating, "STRAY_RECHECK", -1.0)  # every copy is looked at again by the switch
-    disks.add("old"), disks.add("new", HOOKED)
-    disks.use("old")
-    first = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
-    second = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3100), "b.bin")
-    fail_the_switch_of_the_next_copy(skip=1)  # the second blob's
-
-    outcomes = migrating.move_blobs([first["blob_id"], second["blob_id"]], "new")
-    HookedStorage.on_save = HookedStorage.on_open = None
+    first, second, outcomes = move_two_failing_the_seconds_switch(
+        monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
+    )
 
     assert outcomes[first["blob_id"]].moved == 1 and outcomes[first["blob_id"]].failed == [], outcomes
     failed = outcomes[second["blob_id"]]
@@ -242,15 +203,9 @@ def test_a_row_whose_switch_fails_is_reported_failed_and_not_also_skipped(
 def test_a_row_whose_switch_fails_is_not_reported_as_a_misconfiguration(
     monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(migrating, "STRAY_RECHECK", -1.0)
-    disks.add("old"), disks.add("new", HOOKED)
-    disks.use("old")
-    first = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3000), "a.bin")
-    second = post(staff["a"], owners, django_capture_on_commit_callbacks, os.urandom(3100), "b.bin")
-    fail_the_switch_of_the_next_copy(skip=1)
-
-    outcomes = migrating.move_blobs([first["blob_id"], second["blob_id"]], "new")
-    HookedStorage.on_save = HookedStorage.on_open = None
+    _, second, outcomes = move_two_failing_the_seconds_switch(
+        monkeypatch, disks, staff, owners, django_capture_on_commit_callbacks
+    )
 
     [failure] = outcomes[second["blob_id"]].failed
     assert "Input/output error" in failure["error"]
