@@ -62,6 +62,7 @@ DATABASE_FREE_MODULES = frozenset(
         "tests.test_filenames",
         "tests.test_media_dicom_analyzers",
         "tests.test_pdf_child",
+        "tests.test_read_ahead",
         "tests.test_registry",
         "tests.test_renderers",
         "tests.test_s3_refusals",

@@ -25,7 +25,7 @@ from django_attachments import exceptions as services_errors
 from django_attachments import services
 from django_attachments.models import Attachment, Blob, DirectUpload, UploadPart
 from django_attachments.services import multipart
-from django_attachments.stores import get_store, register_adapter, unregister_adapter
+from django_attachments.stores import composite_of, get_store, register_adapter, unregister_adapter
 from django_attachments.stores.s3 import S3Store
 from tests.apitools import body, download
 from tests.test_direct_uploads import (
@@ -260,6 +260,57 @@ def test_a_store_that_checks_no_part_has_each_part_checked_on_reading_back(
     finally:
         unregister_adapter(S3Storage)
         register_adapter(S3Storage, S3Store)
+
+
+class CountedPartHashes(multipart._PartHashes):
+    made = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        type(self).made += 1
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def part_passes(monkeypatch):
+    """How many times the read-back hashed each part again (a count of ``_PartHashes`` made)."""
+    CountedPartHashes.made = 0
+    monkeypatch.setattr(multipart, "_PartHashes", CountedPartHashes)
+    return CountedPartHashes
+
+
+@pytest.mark.all_s3_servers
+@pytest.mark.parametrize("store_alias", ["s3-moto", "s3-seaweedfs"], indirect=True)
+def test_the_stores_composite_checksum_spares_hashing_each_part_again(
+    staff, owners, store, big_file, part_passes, django_capture_on_commit_callbacks
+):
+    upload = begin(staff["a"], owners, big_file)
+    send_parts(staff["a"], upload, big_file)
+    response = finish(staff["a"], upload, django_capture_on_commit_callbacks)
+    assert response.status_code == 200, response.json()
+    assert response.json()["attachment"]["checksum"] == sha256(big_file)
+    # Both servers report the composite SHA-256 they computed from the parts they joined: the
+    # signed parts' composite, so the read-back hashed the whole object only.
+    blob = Blob.objects.get()
+    stat = store.stat(blob.storage_identifiers)
+    assert stat.checksum is None
+    assert stat.composite_checksum == composite_of([sha256(piece) for piece in chunks(big_file)])
+    assert part_passes.made == 0
+
+
+@pytest.mark.parametrize("store_alias", ["s3-moto"], indirect=True)
+def test_a_composite_that_is_not_the_signed_parts_has_each_part_checked(
+    staff, owners, store, big_file, part_passes, django_capture_on_commit_callbacks
+):
+    """moto keeps a corrupted part, and its composite, computed from the bytes it holds, says so."""
+    upload = begin(staff["a"], owners, big_file)
+    pieces = chunks(big_file)
+    parts = signed(staff["a"], upload, big_file)
+    for number, piece in enumerate(pieces, 1):
+        send_part(staff["a"], parts[number], piece if number != 3 else piece[:-1] + bytes([piece[-1] ^ 1]))
+    response = finish(staff["a"], upload, django_capture_on_commit_callbacks)
+    assert_error(response, 400, "part_mismatch")
+    assert response.json()["detail"].startswith("Part 3 holds bytes with SHA-256")
+    assert part_passes.made == 1 and not Blob.objects.exists()
 
 
 def test_a_short_part_is_refused_or_not_counted(staff, owners, store, store_server, big_file, capture):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,6 +161,60 @@ class Hasher:
 
     def digest(self) -> Digest:
         return Digest(checksum=self._hash.hexdigest(), size=self.size, head=bytes(self._head))
+
+
+_DONE = object()
+
+
+@contextmanager
+def read_ahead(chunks: Iterator[bytes], depth: int = 2) -> Iterator[Iterator[bytes]]:
+    """``chunks``, read by a thread of its own up to ``depth`` chunks ahead of the caller.
+
+    Reading from a socket lets go of the GIL, and so does SHA-256 on large
+    buffers: with this, the next chunk arrives while the caller hashes this
+    one, instead of after it. Memory is ``depth + 2`` chunks. An error of the
+    read is raised in the caller, where the chunk would have been; leaving
+    the block early stops the thread before the block returns (so that the
+    stream under ``chunks`` can be closed after it).
+    """
+    handed: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+        except BaseException as exc:  # handed over, raised in the caller
+            put(exc)
+            return
+        put(_DONE)
+
+    def taken() -> Iterator[bytes]:
+        while True:
+            item = handed.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    reader = threading.Thread(target=read, name="attachments-read-ahead", daemon=True)
+    reader.start()
+    try:
+        yield taken()
+    finally:
+        stop.set()
+        reader.join()
 
 
 @dataclass

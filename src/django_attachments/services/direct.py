@@ -627,8 +627,8 @@ def _read_head(store: BaseStore, identifiers: Identifiers, size: int) -> bytes:
 
 def _hash_object(store: BaseStore, identifiers: Identifiers) -> tuple[str, int, bytes]:
     hasher = ingest.Hasher(app_settings.SNIFF_BYTES)
-    with store.open(identifiers) as stream:
-        for chunk in stream.chunks():
+    with store.open(identifiers) as stream, ingest.read_ahead(stream.chunks()) as chunks:
+        for chunk in chunks:
             hasher.update(chunk)
     digest = hasher.digest()
     return digest.checksum, digest.size, digest.head

@@ -63,7 +63,7 @@ from ..exceptions import (
 )
 from ..models import DirectUpload, UploadPart
 from ..signals import upload_parts_received
-from ..stores import BaseStore, UploadedPart, UploadTarget, get_store
+from ..stores import BaseStore, UploadedPart, UploadTarget, composite_of, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -557,11 +557,15 @@ class ReadBack:
 def _read_back(store: BaseStore, upload: DirectUpload, stat: Any, claim: _Claim) -> ReadBack:
     """The object's size, SHA-256 and first bytes: the whole object is read unless the join computed them.
 
-    Each part is hashed too and compared with the SHA-256 it was signed with:
-    the bytes are then the client's, part by part, whatever the store let
-    through (S3 checks the signed checksums; some compatible services keep a
-    part without checking). Where the join read the parts (local disk), the
-    API checked each part as it arrived.
+    Every part must be the one it was signed with, whatever the store let
+    through (S3 and SeaweedFS check the signed checksums; moto keeps a part
+    without checking it). Where the store reports the composite SHA-256 it
+    computed from the parts it joined (S3's ``COMPOSITE`` checksum, trusted
+    as :attr:`~django_attachments.stores.s3.S3Store.trust_reported_checksums`
+    says) and it is the signed parts' composite, that is known without
+    reading; otherwise each part is hashed again on the way, beside the
+    whole object's SHA-256, and compared. Where the join read the parts
+    (local disk), the API checked each part as it arrived.
     """
     if stat.size != upload.size:
         raise UploadMismatch(
@@ -573,21 +577,35 @@ def _read_back(store: BaseStore, upload: DirectUpload, stat: Any, claim: _Claim)
 
         return ReadBack(stat.size, stat.checksum, _read_head(store, stat.identifiers, stat.size), stat.identifiers)
     expected = dict(UploadPart.objects.filter(upload=upload).values_list("number", "checksum"))
+    signed = [expected.get(number) for number in range(1, (upload.part_count or 0) + 1)]
+    parts_known = (
+        stat.composite_checksum is not None
+        and bool(signed)
+        and None not in signed
+        and stat.composite_checksum == composite_of([str(checksum) for checksum in signed])
+    )
     hasher = ingest.Hasher(app_settings.SNIFF_BYTES)
-    parts = _PartHashes(upload.part_size or 1, expected)
-    # The parts are hashed in a second thread, beside the whole object's SHA-256 (hashlib lets go
-    # of the GIL): the read-back takes little longer than one hash, on two cores.
-    with store.open(stat.identifiers) as stream, ThreadPoolExecutor(1) as helper:
+    parts = None if parts_known else _PartHashes(upload.part_size or 1, expected)
+    # The next chunk is read while this one is hashed, and the parts (where they are hashed) in a
+    # third thread: hashlib and the socket let go of the GIL, so on two cores the read-back takes
+    # little longer than one SHA-256 pass.
+    with (
+        store.open(stat.identifiers) as stream,
+        ingest.read_ahead(stream.chunks()) as chunks,
+        ThreadPoolExecutor(1) as helper,
+    ):
         pending = None
-        for chunk in stream.chunks():
+        for chunk in chunks:
             if pending is not None:
                 pending.result()
-            pending = helper.submit(parts.update, chunk)
+            if parts is not None:
+                pending = helper.submit(parts.update, chunk)
             hasher.update(chunk)
             claim.check()
         if pending is not None:
             pending.result()
-    parts.finish()
+    if parts is not None:
+        parts.finish()
     digest = hasher.digest()
     return ReadBack(digest.size, digest.checksum, digest.head, stat.identifiers)
 

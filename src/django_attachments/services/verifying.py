@@ -25,7 +25,7 @@ from typing import Any
 
 from ..conf import app_settings
 from ..exceptions import AttachmentsImproperlyConfigured, ObjectMissing, StorageError
-from ..ingest import Hasher
+from ..ingest import Hasher, read_ahead
 from ..models import Blob, Replica, Variant
 from ..stores import get_store
 from ..stores.base import RangeReader
@@ -99,8 +99,8 @@ def _verify(
             where.update(kind="variant", blob=str(row.blob_id))
     hasher = Hasher()
     try:
-        with _open(row) as stream:
-            for chunk in stream.chunks(app_settings.CHUNK_SIZE):
+        with _open(row) as stream, read_ahead(stream.chunks(app_settings.CHUNK_SIZE)) as chunks:
+            for chunk in chunks:  # the next chunk arrives while this one is hashed
                 hasher.update(chunk)
     except ObjectMissing:
         if _moved(row):  # moved by a migration (which may have deleted the object) since it was listed

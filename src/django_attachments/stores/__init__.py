@@ -44,6 +44,7 @@ from .base import (
     StoreOptions,
     UploadedPart,
     UploadTarget,
+    composite_of,
 )
 from .storage_api import FileSystemStore, StorageAPIStore
 
@@ -61,6 +62,7 @@ __all__ = [
     "StoredObject",
     "UploadTarget",
     "UploadedPart",
+    "composite_of",
     "get_store",
     "register_adapter",
     "store_class_for",

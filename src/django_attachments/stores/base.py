@@ -76,11 +76,22 @@ class ObjectStat:
     ``checksum`` is a SHA-256 (hex) of the whole object that the backend
     computed itself, or None where it reports none. ``identifiers`` are the
     object's identifiers, completed with what the backend knows (ETag, version).
+    ``composite_checksum``, for an object joined from parts, is the SHA-256
+    (hex) of its parts' SHA-256 digests one after the other, as the backend
+    computed it from the parts it holds (S3's ``COMPOSITE`` checksum, without
+    its ``-N``), or None where it reports none: it is not the object's SHA-256,
+    but it tells whether every part is the one signed (:func:`composite_of`).
     """
 
     size: int
     checksum: str | None
     identifiers: Identifiers
+    composite_checksum: str | None = None
+
+
+def composite_of(part_checksums: Sequence[str]) -> str:
+    """The composite SHA-256 (hex) of parts whose SHA-256 digests (hex) these are, in part order."""
+    return hashlib.sha256(b"".join(bytes.fromhex(checksum) for checksum in part_checksums)).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -299,6 +299,23 @@ class S3Store(BaseStore):
             return base64.b64decode(reported).hex()
         return None
 
+    def _composite_checksum(self, response: dict[str, Any]) -> str | None:
+        """A joined object's composite SHA-256 (hex, the "-N" dropped) that a HEAD reports, where it is one.
+
+        S3 and SeaweedFS compute it from the parts they hold and report it as
+        ``"<base64>-N"`` with ``ChecksumType`` ``COMPOSITE``; moto as
+        ``"<base64>"`` beside an ETag ending in ``-N``.
+        """
+        reported = response.get("ChecksumSHA256")
+        if not self.trust_reported_checksums or not reported or self._full_object_checksum(response):
+            return None
+        if response.get("ChecksumType", "COMPOSITE") != "COMPOSITE":
+            return None
+        try:
+            return base64.b64decode(reported.split("-", 1)[0], validate=True).hex()
+        except ValueError:
+            return None
+
     @property
     def unsigned_client(self) -> Any:
         """A client that sends a body without hashing it for the signature (``UNSIGNED-PAYLOAD``).
@@ -708,7 +725,9 @@ class S3Store(BaseStore):
                 raise PartMismatch(f"The storage refused the parts of this upload ({code}): {exc}") from exc
             raise wrap_errors("complete the multipart upload of", params["Key"], exc) from exc
         stat = self.stat(identifiers)
-        return ObjectStat(size=stat.size, checksum=None, identifiers=stat.identifiers)
+        return ObjectStat(
+            size=stat.size, checksum=None, identifiers=stat.identifiers, composite_checksum=stat.composite_checksum
+        )
 
     def abort_multipart(self, identifiers: Identifiers, upload_id: str) -> None:
         params = self._part_params(identifiers, upload_id)
@@ -759,7 +778,12 @@ class S3Store(BaseStore):
         version = response.get("VersionId") or params.get("VersionId")
         if version and version != "null":
             completed["version_id"] = version
-        return ObjectStat(size=int(response["ContentLength"]), checksum=checksum, identifiers=completed)
+        return ObjectStat(
+            size=int(response["ContentLength"]),
+            checksum=checksum,
+            identifiers=completed,
+            composite_checksum=self._composite_checksum(response),
+        )
 
     # -- read --------------------------------------------------------------------
 
