@@ -27,15 +27,21 @@ Then, for each path, on identically prepared data:
 
 3. check: no ``Blob`` row left, no object left under the prefix.
 
-S3 requests are counted with botocore event hooks on the store's client of the
-main thread (``S3Store.client`` is per thread), and the time spent inside S3
-calls is summed the same way, so the table splits each path's wall time into
-S3 and the rest (database and Python).
+S3 requests are counted with botocore event hooks on every client the store
+hands out (``S3Store.client`` is per thread, and the batched purge deletes
+objects in a thread of its own), and the time spent inside S3 calls is summed
+the same way. The table splits each path's wall time into S3 and the rest
+(database and Python); in the batched path the two overlap, a batch's objects
+being deleted while the next batch's rows go.
 
 It prints figures and asserts nothing about speed; it exits non-zero only when
 a check fails (rows or objects left, failures reported by the purge).
 ``--naive-sample M`` times the naive path on M blobs instead of N (said so in
 the output), for when the full naive loop would take too long.
+``--strays M`` then measures the stray sweep (``services.purge_strays``) on M
+objects: all held by rows (listed and checked, none deleted), then the same
+objects with their rows gone (listed, checked, deleted); it prints the time
+per listed object of each.
 ``--profile PREFIX`` runs both paths under cProfile (their times are then
 inflated), writes the stats to ``PREFIX.<path>.prof`` and prints the top
 functions.
@@ -54,6 +60,7 @@ import pstats
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -133,13 +140,39 @@ def drop_database(name: str) -> None:
 
 
 class S3Meter:
-    """Counts S3 API calls (and HTTP attempts) on one client, and the time spent in them."""
+    """Counts S3 API calls (and HTTP attempts) of a store's clients, in every thread, and the time spent in them.
 
-    def __init__(self, client: Any) -> None:
+    The store keeps a client per thread, and the batched purge deletes objects in a thread of its own:
+    each client the store hands out is watched from its first use. ``seconds`` sums the calls of every
+    thread (the purge's thread overlaps the database work of the next batch); ``main_seconds`` those of
+    the thread that runs the path.
+    """
+
+    def __init__(self, store: Any) -> None:
         self.calls: Counter[str] = Counter()
         self.sends = 0
         self.seconds = 0.0
-        self._started: float | None = None
+        self.main_seconds = 0.0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._main = threading.get_ident()
+        self._watched: set[int] = set()
+        handed_out = type(store).client
+        meter = self
+
+        def client(store_self: Any) -> Any:
+            found = handed_out.fget(store_self)
+            meter.watch(found)
+            return found
+
+        type(store).client = property(client)  # this process only: a benchmark's instrument
+        self.watch(store.client)
+
+    def watch(self, client: Any) -> None:
+        with self._lock:
+            if id(client) in self._watched:
+                return
+            self._watched.add(id(client))
         events = client.meta.events
         events.register("before-call.s3.DeleteObjects", self._delete_many)
         events.register("before-call.s3.DeleteObject", self._delete_one)
@@ -149,27 +182,39 @@ class S3Meter:
         events.register("before-send.s3", self._send)
 
     def reset(self) -> None:
-        self.calls.clear()
-        self.sends = 0
-        self.seconds = 0.0
+        with self._lock:
+            self.calls.clear()
+            self.sends = 0
+            self.seconds = 0.0
+            self.main_seconds = 0.0
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.calls[name] += 1
 
     def _delete_many(self, **kwargs: Any) -> None:
-        self.calls["DeleteObjects (hook)"] += 1
+        self._count("DeleteObjects (hook)")
 
     def _delete_one(self, **kwargs: Any) -> None:
-        self.calls["DeleteObject (hook)"] += 1
+        self._count("DeleteObject (hook)")
 
     def _before(self, model: Any = None, **kwargs: Any) -> None:
-        self.calls[getattr(model, "name", "?")] += 1
-        self._started = time.perf_counter()
+        self._count(getattr(model, "name", "?"))
+        self._local.started = time.perf_counter()
 
     def _after(self, **kwargs: Any) -> None:
-        if self._started is not None:
-            self.seconds += time.perf_counter() - self._started
-            self._started = None
+        started = getattr(self._local, "started", None)
+        if started is not None:
+            spent = time.perf_counter() - started
+            self._local.started = None
+            with self._lock:
+                self.seconds += spent
+                if threading.get_ident() == self._main:
+                    self.main_seconds += spent
 
     def _send(self, **kwargs: Any) -> None:
-        self.sends += 1
+        with self._lock:
+            self.sends += 1
 
     @property
     def delete_requests(self) -> int:
@@ -325,6 +370,38 @@ def run_naive(store: Any) -> int:
     return done
 
 
+def run_strays(n: int, *, store: Any, client: Any, threads: int, meter: S3Meter) -> bool:
+    """The stray sweep's cost per listed object: N objects all held by rows (listed and checked, none deleted),
+    then the same N with their rows gone (listed, checked and deleted). Prints its lines; True when clean."""
+    from django_attachments import services
+    from django_attachments.models import Blob
+
+    label = "bench-strays"
+    prep = prepare(label, n, store=store, client=client, threads=threads, same_created_at=False)
+    print(f"[strays] prepared {n:,} objects and rows in {prep['objects'] + prep['rows']:.1f} s", flush=True)
+    ok = True
+    for case in ("held", "stray"):
+        if case == "stray":
+            Blob.objects.filter(subject=label)._raw_delete(Blob.objects.db)  # the rows only: the objects stay
+        meter.reset()
+        start = time.perf_counter()
+        # Every object is younger than the grace period (just put): the sweep is told to look at them all.
+        result = services.purge_strays(older_than=timedelta(0), allow_young=True)
+        seconds = time.perf_counter() - start
+        expected = 0 if case == "held" else n
+        left = count_objects(client, bucket=store.bucket)
+        clean = result.removed == expected and not result.failures and left == n - expected
+        ok &= clean
+        print(
+            f"[strays] {case}: {n:,} objects listed in {seconds:.2f} s ({seconds / n * 1e6:,.0f} us per object; "
+            f"in S3 {meter.seconds:.2f} s, the rest {seconds - meter.main_seconds:.2f} s); "
+            f"{result.removed:,} deleted, {left:,} left; S3 calls: {dict(sorted(meter.calls.items()))} "
+            f"-> {'OK' if clean else 'FAILED'}",
+            flush=True,
+        )
+    return ok
+
+
 def verify(label: str, client: Any, bucket: str) -> tuple[int, int]:
     from django_attachments.models import Blob
 
@@ -388,6 +465,13 @@ def main(argv: list[str] | None = None) -> int:
         help="give all rows one created_at (by one UPDATE) instead of one a millisecond apart",
     )
     parser.add_argument(
+        "--strays",
+        type=int,
+        default=0,
+        metavar="M",
+        help="then sweep M objects for strays, all held, then none held (the sweep's cost per object)",
+    )
+    parser.add_argument(
         "--profile", metavar="PREFIX", help="run both paths under cProfile; stats to PREFIX.batched.prof, .naive.prof"
     )
     args = parser.parse_args(argv)
@@ -414,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
 
             store = get_store(ALIAS)
             assert type(store).__name__ == "S3Store", store
-            meter = S3Meter(store.client)  # the client of this (the main) thread, which both paths use
+            meter = S3Meter(store)  # every thread's client of the store
 
             naive_n = args.count if args.naive_sample is None else args.naive_sample
             order = ["naive", "batched"] if args.naive_first else ["batched", "naive"]
@@ -455,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                     "n": n,
                     "seconds": seconds,
                     "s3_seconds": meter.seconds,
+                    "main_s3_seconds": meter.main_seconds,
                     "deletes": meter.delete_requests,
                     "calls": dict(meter.calls),
                     "sends": meter.sends,
@@ -480,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r['n']:,}",
                         f"{r['seconds']:.2f}",
                         f"{r['s3_seconds']:.2f}",
-                        f"{r['seconds'] - r['s3_seconds']:.2f}",
+                        f"{r['seconds'] - r['main_s3_seconds']:.2f}",
                         f"{rate[path]:,.0f}",
                         f"{r['deletes']:,}",
                         f"{rate[path] / rate['naive']:.1f}x",
@@ -492,14 +577,19 @@ def main(argv: list[str] | None = None) -> int:
                 rows,
             )
             print(
-                "\nin S3 s: time inside the store client's S3 calls (botocore before-call..after-call); "
-                "other s: the rest (database, Python)."
+                "\nin S3 s: time inside the store's S3 calls (botocore before-call..after-call), in every thread; "
+                "other s: the rest of the wall time beside the S3 calls made in the path's own thread (database, "
+                "Python). The batched path deletes each batch's objects in a thread while the next batch's rows go: "
+                "its S3 time overlaps its other time."
             )
             if args.profile:
                 print("Both paths ran under cProfile: their times are inflated.")
             if args.count != naive_n:
                 print(f"The naive figure is from a sample of {naive_n:,} blobs, not the full {args.count:,}.")
             print(f"Batched is {rate['batched'] / rate['naive']:.1f}x the naive loop's blobs/s.")
+            if args.strays:
+                print()
+                failed |= not run_strays(args.strays, store=store, client=client, threads=args.threads, meter=meter)
     finally:
         if created_db:
             drop_database(created_db)

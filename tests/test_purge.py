@@ -125,6 +125,109 @@ def test_blob_purged_signal(owners, store, pdf):
     assert seen == [(blob.pk, True)]
 
 
+def test_blob_purged_receivers_get_whole_rows(owners, store, pdf, django_assert_num_queries):
+    """The purge reads only the fields it needs unless a receiver is handed the rows: then whole ones."""
+    blob = orphan(owners, pdf)
+    Blob.objects.filter(pk=blob.pk).update(metadata={"pdf.pages": 1})
+    seen = []
+
+    def receiver(sender, blob, bytes_deleted, **kwargs):
+        with django_assert_num_queries(0):  # no deferred field left to load (the row is gone)
+            seen.append((blob.checksum, blob.metadata, blob.scan_state, blob.tenant))
+
+    blob_purged.connect(receiver)
+    try:
+        services.purge_orphans()
+    finally:
+        blob_purged.disconnect(receiver)
+    assert seen == [(blob.checksum, {"pdf.pages": 1}, blob.scan_state, blob.tenant)]
+
+
+def deletes(queries) -> list[str]:
+    return [q["sql"].split(" WHERE")[0] for q in queries if q["sql"].startswith("DELETE")]
+
+
+def test_orphans_rows_go_in_one_delete_a_table_per_batch(owners, store):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    blobs = [orphan(owners, f"orphan {i}".encode() * 40) for i in range(250)]
+    with CaptureQueriesContext(connection) as queries:
+        result = services.purge_orphans(batch_size=100)
+    assert result.removed == 250 and not Blob.objects.exists() and names(store) == []
+    # Three batches (100, 100, 50), each: copies, renders, variants, blobs; never a row fetched again.
+    tables = [statement.split('"')[1] for statement in deletes(queries.captured_queries)]
+    assert tables == ["django_attachments_replica", "django_attachments_variantrender",
+                      "django_attachments_variant", "django_attachments_blob"] * 3  # fmt: skip
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(selects) == 3 * 4 + 1  # per batch: blobs, links, variants, copies; and the last, empty, page
+    assert len(blobs) == 250
+
+
+def test_a_pre_delete_receiver_has_the_orphans_deleted_through_the_orm(owners, store):
+    from django.db.models.signals import pre_delete
+
+    blobs = [orphan(owners, f"orphan {i}".encode() * 40) for i in range(5)]
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    pre_delete.connect(receiver, sender=Blob)
+    try:
+        result = services.purge_orphans(batch_size=2)
+    finally:
+        pre_delete.disconnect(receiver, sender=Blob)
+    assert result.removed == 5 and not Blob.objects.exists() and names(store) == []
+    assert sorted(seen, key=str) == sorted((blob.pk for blob in blobs), key=str)
+
+
+def test_a_failing_blob_purged_receiver_stops_the_purge_with_no_row_or_object_left_behind(owners, store):
+    """A batch's objects are deleted while the next batch's rows go: when recording one fails (a receiver
+    raises), the purge stops, and the batch whose rows went meanwhile loses its objects too."""
+    blobs = [orphan(owners, f"orphan {i}".encode() * 40) for i in range(6)]
+    calls = []
+
+    def receiver(sender, blob, bytes_deleted, **kwargs):
+        calls.append(blob.pk)
+        raise RuntimeError("receiver failed")
+
+    blob_purged.connect(receiver)
+    try:
+        with pytest.raises(RuntimeError, match="receiver failed"):
+            services.purge_orphans(batch_size=2)
+    finally:
+        blob_purged.disconnect(receiver)
+    left = set(Blob.objects.values_list("pk", flat=True))
+    assert len(left) == 2  # the first two batches went (the second while the first was recorded); not the third
+    assert names(store) == sorted(blob.storage_identifiers["name"] for blob in blobs if blob.pk in left)
+    assert calls[0] == blobs[0].pk and blobs[2].pk in calls  # the second batch was recorded on the way out
+    assert services.purge_orphans().removed == 2 and names(store) == []
+
+
+def test_a_link_between_the_recheck_and_the_delete_rolls_the_batch_back(owners, store):
+    """Without row locks (SQLite), a link can land after the batch's re-check: the delete leaves its blob,
+    the batch rolls back and is taken again, and each blob is counted once."""
+    from django.db import connection
+
+    blobs = [orphan(owners, f"orphan {i}".encode() * 40) for i in range(4)]
+    fired = []
+
+    def link_first(execute, sql, params, many, context):
+        if sql.startswith('DELETE FROM "django_attachments_blob"') and not fired:
+            fired.append(sql)
+            Attachment.objects.create(blob=blobs[1], owner_type="patient", owner_id=str(owners.alice.pk))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(link_first):
+        result = services.purge_orphans(batch_size=10)
+    assert fired
+    # The link was made inside the batch's transaction (the only way to land it there on one connection),
+    # so it rolled back with the batch: the batch taken again removes all four, each counted once.
+    assert result.found == result.removed == 4 and result.failures == []
+    assert not Blob.objects.exists() and not Attachment.objects.exists() and names(store) == []
+
+
 # -- strays --------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ def bench_purge(ctx: Context) -> None:
     started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(
-        [sys.executable, str(script), "--count", str(count)],
+        [sys.executable, str(script), "--count", str(count), "--strays", str(count)],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -40,16 +40,21 @@ def bench_purge(ctx: Context) -> None:
     )
     seconds = time.perf_counter() - started
     output = done.stdout.strip()
-    ctx.check(done.returncode == 0, f"purge_s3.py --count {count} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    ctx.check(
+        done.returncode == 0,
+        f"purge_s3.py --count {count} --strays {count} exited {done.returncode}:\n{done.stderr[-2000:]}",
+    )
     table = Table(
         "purge",
         "Purge",
-        f"`benchmarks/purge_s3.py --count {count}` (a small N; its own anchor is the naive loop), "
+        f"`benchmarks/purge_s3.py --count {count} --strays {count}` (a small N; its own anchor is the naive loop), "
         f"run by this suite in {seconds:.1f} s, exit status {done.returncode}. Its output:\n\n```\n{output}\n```",
         ["-"],
     )
     print(
-        f"\nPurge (benchmarks/purge_s3.py --count {count}, {seconds:.1f} s, exit {done.returncode})\n" + output + "\n",
+        f"\nPurge (benchmarks/purge_s3.py --count {count} --strays {count}, {seconds:.1f} s, exit {done.returncode})\n"
+        + output
+        + "\n",
         flush=True,
     )
     ctx.tables.append(table)

@@ -101,7 +101,7 @@ class Blob(models.Model):
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     tenant = models.CharField(_("tenant"), max_length=TENANT_MAX_LENGTH, blank=True, default="")
     subject = models.CharField(_("subject"), max_length=SUBJECT_MAX_LENGTH, blank=True, default="")
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # -- the processing pipeline (services.processing) --
     scan_state = models.CharField(_("scan"), max_length=16, choices=ScanState.choices, default=ScanState.NOT_SCANNED)
@@ -141,6 +141,9 @@ class Blob(models.Model):
             # The pipeline's backlog, the admin's filters and the API's ?scan=.
             models.Index(fields=["scan_state"], name="django_att_blob_scan_idx"),
             models.Index(fields=["analysis_state"], name="django_att_blob_analysis_idx"),
+            # The orphan purge walks blobs oldest first, a batch after the last one's (created_at, id);
+            # also every "created before" filter.
+            models.Index(fields=["created_at", "id"], name="django_att_blob_created_idx"),
         ]
 
     def __str__(self) -> str:
