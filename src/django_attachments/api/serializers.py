@@ -209,6 +209,44 @@ class AttachmentSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def to_representation(self, instance: Attachment) -> dict[str, Any]:
+        """The attachment's JSON: the same as DRF's field by field, built in one go for a page's rows.
+
+        DRF asks each of the 21 fields for its attribute and its value, row by
+        row: on a page of 500 that is most of the request. Here each value is
+        read once and converted as its field converts it (the field's own
+        ``to_representation`` where it does more than ``str``/``int``). A
+        subclass, or a serializer whose fields were changed, takes DRF's path.
+        """
+        fields = self.fields
+        if type(self) is not AttachmentSerializer or list(fields) != self.Meta.fields:
+            return super().to_representation(instance)
+        blob = instance.blob
+        created_at, scanned_at, analyzed_at = instance.created_at, blob.scanned_at, blob.analyzed_at
+        return {
+            "id": str(instance.pk),
+            "owner_type": str(instance.owner_type),
+            "owner_id": str(instance.owner_id),
+            "name": str(instance.name),
+            "description": str(instance.description),
+            "blob_id": str(instance.blob_id),
+            "filename": str(instance.filename),
+            "content_type": str(blob.content_type),
+            "size": int(blob.size),
+            "checksum": str(blob.checksum),
+            "created_at": None if created_at is None else fields["created_at"].to_representation(created_at),
+            "download_url": self.get_download_url(instance),
+            "scan": fields["scan"].to_representation(blob.scan_state),
+            "scan_signature": fields["scan_signature"].to_representation(blob),
+            "scan_error_code": fields["scan_error_code"].to_representation(blob),
+            "scanned_at": None if scanned_at is None else fields["scanned_at"].to_representation(scanned_at),
+            "analysis": fields["analysis"].to_representation(blob.analysis_state),
+            "analysis_errors": fields["analysis_errors"].to_representation(blob),
+            "analyzed_at": None if analyzed_at is None else fields["analyzed_at"].to_representation(analyzed_at),
+            "metadata": fields["metadata"].to_representation(blob),
+            "variants": self.get_variants(instance),
+        }
+
     def get_variants(self, attachment: Attachment) -> dict[str, dict[str, Any]]:
         from ..services import variants
 
