@@ -44,7 +44,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F, Lookup, ProtectedError, Q, signals
+from django.db.models import Count, F, ForeignObjectRel, Lookup, ProtectedError, Q, signals
 from django.utils import timezone as django_timezone
 
 from ..conf import app_settings
@@ -315,10 +315,13 @@ def _rows_go_by_plain_deletes() -> bool:
     models = (Blob, Variant, VariantRender, Replica)
     if any(signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model) for model in models):
         return False
+    # Every relation pointing at them, hidden ones too (a foreign key with related_name="+", a many-to-many's
+    # table), as Django's collector sees them.
     pointing = {
         (relation.related_model, relation.field.name)
         for model in (Blob, Variant, VariantRender, Replica)
-        for relation in model._meta.related_objects
+        for relation in model._meta.get_fields(include_hidden=True)
+        if isinstance(relation, ForeignObjectRel)
     }
     return pointing <= _PURGED_WITH_BLOBS
 
