@@ -37,7 +37,20 @@ def bench_dedup(ctx: Context) -> None:
         "upload finds the blob by checksum and stores nothing: the table shows what it added to the store "
         "(files and bytes under the disk store's folder; objects, bytes and unfinished multipart uploads in the "
         "bucket) and its time against the first upload's.",
-        ["store", "size", "1st s", "2nd s", "2nd / 1st", "2nd RSS+ MiB", "added by 2nd", "same blob"],
+        [
+            "store",
+            "size",
+            "1st s",
+            "2nd s",
+            "2nd / 1st",
+            "paired 2nd / 1st (min-max)",
+            "1st CPU s",
+            "2nd CPU s",
+            "CPU 2nd / 1st",
+            "2nd RSS+ MiB",
+            "added by 2nd",
+            "same blob",
+        ],  # fmt: skip
     )
     stores: list[tuple[str, Server | None]] = []
     if ctx.disk_server is not None:
@@ -49,6 +62,9 @@ def bench_dedup(ctx: Context) -> None:
     for store, server in stores:
         assert server is not None
         firsts, seconds, growths, added_all, same_all = [], [], [], [], []
+        first_cpus: list[float] = []
+        second_cpus: list[float] = []
+        paired: list[float] = []
         for repeat in range(ctx.args.repeat):
             payload = Payload(ctx.pool, size)
 
@@ -56,9 +72,10 @@ def bench_dedup(ctx: Context) -> None:
                 return disk_usage(media) if store == "disk" else bucket_usage(client, ctx.bucket)
 
             sync()
-            first = post_multipart(
-                server.url, "/api/attachments/", api_fields(ctx, f"first-{repeat}"), payload, "d.bin"
-            )
+            with PeakMeter(server.pid) as first_meter:
+                first = post_multipart(
+                    server.url, "/api/attachments/", api_fields(ctx, f"first-{repeat}"), payload, "d.bin"
+                )
             ctx.check(first.status == 201, f"dedup {store}: first upload {first.status} {first.body!r:.300}")
             before = usage()
             sync()
@@ -79,12 +96,16 @@ def bench_dedup(ctx: Context) -> None:
             ctx.check(not any(added), f"dedup {store}: the second upload added {added} to the store")
             firsts.append(first.seconds)
             seconds.append(second.seconds)
+            if first_meter.cpu is not None and meter.cpu is not None:
+                first_cpus.append(first_meter.cpu)
+                second_cpus.append(meter.cpu)
+            paired.append(second.seconds / first.seconds)
             growths.append(meter.growth)
             added_all.append(added)
             same_all.append(same)
             log(
-                f"  dedup {store} #{repeat + 1}: first {first.seconds:.3f} s, "
-                f"second {second.seconds:.3f} s, added {added}"
+                f"  dedup {store} #{repeat + 1}: first {first.seconds:.3f} s (CPU {first_meter.cpu}), "
+                f"second {second.seconds:.3f} s (CPU {meter.cpu}), added {added}"
             )
         worst_added = max(added_all, key=lambda a: (abs(a[1]), abs(a[0])))
         if store == "disk":
@@ -92,10 +113,18 @@ def bench_dedup(ctx: Context) -> None:
         else:
             added_text = f"{worst_added[0]} objects, {worst_added[1]} bytes, {worst_added[2]} uploads"
         first_t, second_t = median(firsts), median(seconds)
+        first_cpu = f"{median(first_cpus):.2f}" if first_cpus else "-"
+        second_cpu = f"{median(second_cpus):.2f}" if second_cpus else "-"
+        cpu_ratio = fmt_ratio(median(second_cpus), median(first_cpus)) if first_cpus and median(first_cpus) else "-"
         table.rows.append(
             [store, fmt_size(size), fmt_s(first_t), fmt_s(second_t), fmt_ratio(second_t, first_t),
+             f"{median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f})", first_cpu, second_cpu, cpu_ratio,
              fmt_mib(worst(growths)), added_text, "yes" if all(same_all) else "NO"]
         )  # fmt: skip
         ctx.target(f"dedup on {store}: bytes written by the 2nd upload", "0", str(worst_added[1]), not any(worst_added))
-    table.notes.append(f"median of {ctx.args.repeat} run(s); 'added by 2nd': the largest over the runs")
+    table.notes.append(
+        f"median of {ctx.args.repeat} run(s); paired: each round's second upload against its first; CPU s: the "
+        "server worker's user + system time during the request (less disturbed by other work than wall time); "
+        "'added by 2nd': the largest over the runs"
+    )
     ctx.add(table)
