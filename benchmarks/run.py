@@ -69,7 +69,10 @@ times (project / anchor; above 1 means the project is slower):
     anchor: boto3's ``upload_file`` of the same files to the same SeaweedFS, a
     loop or a pool of as many threads; one round unless ``--repeat`` is given;
     time, CPU time, peak RSS, and where the command's time goes
-    (``suite/migrate.py``; skipped without SeaweedFS).
+    (``suite/migrate.py``; skipped without SeaweedFS);
+13. authentication per API request (``auth``), in process with Django's
+    test client: session, token and HTTP Basic -- anchor: the same request
+    with no authentication (``suite/auth.py``).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -112,6 +115,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 from suite.analysis import bench_analyze  # noqa: E402  (sys.path first)
+from suite.auth import bench_auth  # noqa: E402
 from suite.config import (  # noqa: E402
     AWS_ENV,
     BENCH_DIR,
@@ -149,7 +153,7 @@ from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
 BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart",
-              "migrate"]  # fmt: skip
+              "migrate", "auth"]  # fmt: skip
 
 
 #: The shared servers' direct uploads measure the one-request flow, whatever the size: the multipart
@@ -326,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("variants", bench_variants),
                 ("multipart", functools.partial(bench_multipart, env=base_env)),
                 ("migrate", functools.partial(bench_migrate, env=base_env)),
+                ("auth", bench_auth),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):

@@ -21,7 +21,9 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",  # the authentication benchmark's sessions
     "rest_framework",
+    "rest_framework.authtoken",  # and its tokens
     "django_attachments",
     "benchapp",
 ]
@@ -86,7 +88,13 @@ if os.environ.get("BENCH_MULTIPART_THRESHOLD"):
     DJANGO_ATTACHMENTS["MULTIPART_THRESHOLD"] = int(os.environ["BENCH_MULTIPART_THRESHOLD"])
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    # A request without credentials is anonymous: these cost the other benchmarks nothing (no session
+    # middleware outside the authentication benchmark, no Authorization header).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
