@@ -167,7 +167,7 @@ def purge_orphans(
         return result
     lock = connection.features.has_select_for_update_skip_locked
     fast = _rows_go_by_plain_deletes()
-    if fast and not blob_purged.has_listeners(Blob):
+    if not blob_purged.has_listeners(Blob):
         # Nobody is handed the purged rows: read only what the purge and on_item use (the JSON metadata
         # and the dates of every row cost more to read than the rest of the purge's work on them).
         candidates = candidates.only(*_PURGE_FIELDS)
@@ -202,7 +202,7 @@ def purge_orphans(
                         # recorded under).
                         copies = list(Replica.objects.held().filter(_among("blob_id", ids))) if ids else []
                         if fast:
-                            _delete_rows(doomed)
+                            _delete_rows(ids)
                         else:
                             Variant.objects.filter(pk__in=[variant.pk for variant in derived]).delete()
                             Blob.objects.filter(pk__in=[blob.pk for blob in doomed]).delete()
@@ -211,8 +211,7 @@ def purge_orphans(
                 after, taken = (batch[-1].created_at, batch[-1].pk), taken + len(doomed)
                 # This batch's objects are handed over first: if recording the last one fails, they go all the
                 # same (the thread deletes them one batch after the other, in order).
-                settled, pending = pending, _Pending(doomed, derived, copies)
-                pending.start(deleting)
+                settled, pending = pending, _Pending(deleting, doomed, derived, copies)
                 if settled is not None:
                     settled.record(result, on_item)
         except BaseException:
@@ -231,25 +230,23 @@ class _Pending:
     """One batch of purged orphans whose objects are being deleted in the purge's thread (store calls only:
     no database, no signal); :meth:`record` waits for them and counts, reports and signals in the caller's."""
 
-    def __init__(self, blobs: list[Blob], variants: list[Variant], copies: list[Replica]) -> None:
+    def __init__(
+        self, executor: ThreadPoolExecutor, blobs: list[Blob], variants: list[Variant], copies: list[Replica]
+    ) -> None:
         self.blobs, self.variants, self.copies = blobs, variants, copies
-        self.groups = [
+        groups = [
             (what, alias, [row.storage_identifiers for row in group])
             for what, rows in (("purged blobs", blobs), ("variants", variants), ("copies", copies))
             for alias, group in _by_storage(rows).items()
         ]
-        self.future: Future[dict[tuple[str, str], tuple[set[str], list[str]]]] | None = None
+        self.future: Future[dict[tuple[str, str], tuple[set[str], list[str]]]] = executor.submit(
+            lambda: {(what, alias): _try_delete(alias, identifiers, what) for what, alias, identifiers in groups}
+        )
         self.recorded = False
-
-    def start(self, executor: ThreadPoolExecutor) -> None:
-        self.future = executor.submit(self._delete)
-
-    def _delete(self) -> dict[tuple[str, str], tuple[set[str], list[str]]]:
-        return {(what, alias): _try_delete(alias, identifiers, what) for what, alias, identifiers in self.groups}
 
     def record(self, result: PurgeResult, on_item: OnItem | None) -> None:
         self.recorded = True  # once, even if a receiver fails
-        outcome = self.future.result() if self.future is not None else self._delete()
+        outcome = self.future.result()
 
         def deleted(alias: str, identifiers: list[dict], what: str) -> set[str]:
             failed, lines = outcome[(what, alias)]
@@ -319,22 +316,21 @@ def _rows_go_by_plain_deletes() -> bool:
     # table), as Django's collector sees them.
     pointing = {
         (relation.related_model, relation.field.name)
-        for model in (Blob, Variant, VariantRender, Replica)
+        for model in models
         for relation in model._meta.get_fields(include_hidden=True)
         if isinstance(relation, ForeignObjectRel)
     }
     return pointing <= _PURGED_WITH_BLOBS
 
 
-def _delete_rows(blobs: list[Blob]) -> None:
-    """Delete the blobs' rows and what points at them, one statement a table (inside the batch's transaction).
+def _delete_rows(ids: list[Any]) -> None:
+    """Delete these blobs' rows and what points at them, one statement a table (inside the batch's transaction).
 
     A blob linked since the re-check (on a database without row locks) is
     not deleted (``NOT EXISTS`` in the same statement), and the batch rolls
     back to be taken again.
     """
     using = connection.alias
-    ids = [blob.pk for blob in blobs]
     if not ids:
         return
     # Children first: the database checks the foreign keys at the latest at the commit.
