@@ -454,6 +454,44 @@ def test_verification_runs_as_a_task_and_clients_poll(staff, owners, store, sett
     assert response.status_code == 200 and response.json()["attachment"]["checksum"] == sha256(big_file)
 
 
+def test_only_the_completion_whose_own_verification_made_the_attachment_answers_created(
+    staff, owners, store, settings, big_file, monkeypatch
+):
+    """A second completion waits on the ticket's lock while the first one's verification runs; that one ends
+    before the second looks again. The second answers 200 with the attachment made, never a second 201."""
+    import contextvars
+
+    settings.TASKS = DUMMY_TASKS
+    upload = begin(staff["a"], owners, big_file)
+    send_parts(staff["a"], upload, big_file)
+    assert complete(staff["a"], upload).status_code == 202  # the first: verifying
+
+    nudged = multipart.nudge
+
+    def verified_elsewhere_meanwhile(ticket):
+        nudged(ticket)
+        # Another request's (or a worker's) context: what it records is not this completion's doing.
+        assert contextvars.Context().run(services.verify_upload, ticket.pk).status == "completed"
+
+    monkeypatch.setattr(multipart, "nudge", verified_elsewhere_meanwhile)
+    response = complete(staff["a"], upload)
+    assert response.status_code == 200, response.json()
+    assert response.json()["upload"]["status"] == "completed"
+    assert response.json()["attachment"]["checksum"] == sha256(big_file)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_that_ran_the_verification_itself_answers_created_once(staff, owners, store, big_file):
+    """In autocommit, the inline task backend verifies inside the completing request: that answer is 201;
+    completing again answers 200 with the same attachment."""
+    upload = begin(staff["a"], owners, big_file)
+    send_parts(staff["a"], upload, big_file)
+    first = complete(staff["a"], upload)
+    assert first.status_code == 201, first.json()
+    again = complete(staff["a"], upload)
+    assert again.status_code == 200 and again.json()["attachment"]["id"] == first.json()["attachment"]["id"]
+
+
 def test_two_verifications_at_once_record_one_blob(staff, owners, store, settings, big_file):
     settings.TASKS = DUMMY_TASKS
     upload = begin(staff["a"], owners, big_file)

@@ -511,11 +511,22 @@ def test_thumbnails_are_made_by_the_pipeline_and_previews_on_request_on_both_bac
         assert status == 200 and headers.get("content-type") == "image/jpeg", (kind, status)
         assert Image.open(io.BytesIO(raw)).format == "JPEG"
     if backend == "database":
-        made = project.db.rows(
-            f"SELECT worker_ids, status FROM {TASK_TABLE} WHERE task_path = %s",
-            ["django_attachments.tasks.make_variant"],
+
+        def variant_tasks():
+            return project.db.rows(
+                f"SELECT worker_ids, status FROM {TASK_TABLE} WHERE task_path = %s",
+                ["django_attachments.tasks.make_variant"],
+            )
+
+        # The worker commits the variant before it records its task's result: a preview can be served
+        # while its task still reads RUNNING, so the test waits for the results and then checks them all.
+        settled = wait_for(
+            "the variant tasks' results",
+            lambda: (
+                (rows := variant_tasks()) and all(row["status"] in ("SUCCESSFUL", "FAILED") for row in rows) and rows
+            ),
         )
-        assert made and all(row["status"] == "SUCCESSFUL" for row in made), made
+        assert all(row["status"] == "SUCCESSFUL" for row in settled), settled
 
 
 def test_a_multipart_upload_is_verified_by_the_pipeline_on_both_backends(pipeline):

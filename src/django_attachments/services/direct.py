@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import IO, Any
 from uuid import UUID
@@ -350,6 +351,12 @@ class _Verified:
     identifiers: Identifiers
 
 
+# The multipart uploads a verification run in this context recorded: upload id -> whether its attachment is
+# new. A completion collects them while it runs, so that only the request whose own (inline) verification
+# created the attachment answers "created"; a request racing it, and every poll, answers with the one made.
+_RECORDED_HERE: ContextVar[dict[str, bool] | None] = ContextVar("django_attachments_recorded_here", default=None)
+
+
 def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, checksum: str | None = None) -> Attachment:
     """Verify the upload's object and record it: the attachment (``was_created`` tells if new).
 
@@ -365,11 +372,19 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, che
     (at once, with an inline task backend). ``checksum``, the whole file's
     SHA-256, may be given here when it was not at the start.
     """
+    recorded: dict[str, bool] = {}
+    token = _RECORDED_HERE.set(recorded)
+    try:
+        return _complete(upload_id, tenant, user, checksum, recorded)
+    finally:
+        _RECORDED_HERE.reset(token)
+
+
+def _complete(upload_id: Any, tenant: Any, user: Any, checksum: str | None, recorded: dict[str, bool]) -> Attachment:
     pk = _upload_id(upload_id)
     if checksum is not None and (not isinstance(checksum, str) or not _SHA256.fullmatch(checksum)):
         raise InvalidValue("checksum must be a SHA-256 digest in hexadecimal (64 characters).", field="checksum")
     declared = checksum.lower() if checksum else None
-    started = _now()
     failure: UploadFailed | None = None
     # A multipart upload's parts, asked of the storage before the ticket is locked (SQLite's lock is the
     # whole database's): a request to S3, or more for thousands of parts.
@@ -435,7 +450,7 @@ def complete_upload(upload_id: Any, *, tenant: Any = None, user: Any = None, che
     upload.refresh_from_db()
     if upload.status == DirectUpload.COMPLETED:
         attachment = _completed(upload)
-        return _answer(attachment, attachment.created_at >= started)
+        return _answer(attachment, recorded.get(str(upload.pk), False))
     if upload.status == DirectUpload.FAILED:
         raise UploadFailed(upload.error, code=upload.error_code)
     if upload.status == DirectUpload.PENDING:  # the verification found parts gone: send them again
@@ -501,6 +516,7 @@ def finish_verified(
     """
     failure: AttachmentError | None = None
     retry: AttachmentError | None = None
+    created = False
     with transaction.atomic():
         upload = _lock_ticket(upload_id)
         if upload is None or upload.status != DirectUpload.VERIFYING or upload.claim_token != token:
@@ -525,7 +541,7 @@ def finish_verified(
             policy.check_content_type(spec, content_type, size=read.size)
             verified = _Verified(read.size, read.checksum, content_type, read.identifiers)
             with transaction.atomic():  # a savepoint: a failed recording leaves the ticket as it was
-                _record(store, upload, verified, None)
+                _, created = _record(store, upload, verified, None)
         except (TryAgain, StorageError) as exc:  # for now (a concurrent upload of the same bytes): again later
             retry = exc
         except AttachmentError as exc:
@@ -540,6 +556,9 @@ def finish_verified(
         return multipart.VerifyOutcome(str(upload_id), "retry", str(retry))
     if failure is not None:
         return multipart.VerifyOutcome(str(upload_id), "failed", f"{failure.code}: {failure}")
+    here = _RECORDED_HERE.get()
+    if here is not None:  # run inline by a completion (committed now): that request made the attachment
+        here[str(upload.pk)] = created
     return multipart.VerifyOutcome(str(upload_id), "completed")
 
 
