@@ -95,8 +95,5 @@ def test_a_real_worker_makes_every_kind_of_files_thumbnail(request, storage, tmp
                 variants = listed[attachment["id"]]["variants"]
                 assert variants["thumb"]["ready"] and variants["preview"]["ready"]
                 assert urlsplit(variants["thumb"]["url"]).path.endswith("/variants/thumb/")
-            done = project.db.rows(
-                "SELECT status FROM django_tasks_database_dbtaskresult WHERE task_path = %s",
-                ["django_attachments.tasks.make_variant"],
-            )
+            done = project.db.finished_tasks("django_attachments.tasks.make_variant")
             assert len(done) == len(KINDS) and {row["status"] for row in done} == {"SUCCESSFUL"}

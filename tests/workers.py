@@ -121,6 +121,16 @@ class ProjectDatabase:
         """Every process_blob task row, oldest first."""
         return self.rows(f"SELECT * FROM {TASK_TABLE} WHERE task_path = %s ORDER BY enqueued_at", [TASK_PATH])
 
+    def finished_tasks(self, task_path: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """Every row of ``task_path``, once there is one and none is waiting or running. A worker records a
+        task's result after the task's own work has committed: what the work made is seen before it."""
+
+        def probe() -> list[dict[str, Any]] | None:
+            rows = self.rows(f"SELECT * FROM {TASK_TABLE} WHERE task_path = %s ORDER BY enqueued_at", [task_path])
+            return rows if rows and all(row["status"] in ("SUCCESSFUL", "FAILED") for row in rows) else None
+
+        return wait_for(f"the {task_path} tasks to finish", probe, timeout=timeout)
+
     def tasks_for(self, blob_id: Any) -> list[dict[str, Any]]:
         wanted = str(uuid.UUID(str(blob_id)))
         return [row for row in self.tasks() if row["args_kwargs"]["args"][0] == wanted]
