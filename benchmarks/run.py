@@ -72,7 +72,14 @@ times (project / anchor; above 1 means the project is slower):
     (``suite/migrate.py``; skipped without SeaweedFS);
 13. authentication per API request (``auth``), in process with Django's
     test client: session, token and HTTP Basic -- anchor: the same request
-    with no authentication (``suite/auth.py``).
+    with no authentication (``suite/auth.py``);
+14. parsing an upload (``parse``): Django's multipart parser in a fresh
+    process per run, reading 256 MiB and 1 GiB (16 MiB with ``--quick``)
+    from a loopback TCP connection through gunicorn's ``Body``, with the
+    API's handlers at chunk sizes of 64 KiB to 4 MiB and with SHA-256 on the
+    parser's thread -- anchor: Django's default handlers at 64 KiB, the bare
+    view's parse; wall, user and system time, minor page faults
+    (``suite/parsing.py``).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -144,6 +151,7 @@ from suite.migrate import bench_migrate  # noqa: E402
 from suite.multipart import DEFAULT_SIZE as MULTIPART_SIZE  # noqa: E402
 from suite.multipart import QUICK_SIZE as QUICK_MULTIPART_SIZE  # noqa: E402
 from suite.multipart import bench_multipart  # noqa: E402
+from suite.parsing import bench_parse  # noqa: E402
 from suite.payloads import Pool  # noqa: E402
 from suite.processes import database_env, have_gunicorn, moto_server, project_server  # noqa: E402
 from suite.purge import bench_purge  # noqa: E402
@@ -153,7 +161,7 @@ from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
 BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart",
-              "migrate", "auth"]  # fmt: skip
+              "migrate", "auth", "parse"]  # fmt: skip
 
 
 #: The shared servers' direct uploads measure the one-request flow, whatever the size: the multipart
@@ -331,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("multipart", functools.partial(bench_multipart, env=base_env)),
                 ("migrate", functools.partial(bench_migrate, env=base_env)),
                 ("auth", bench_auth),
+                ("parse", bench_parse),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
+import threading
+import time
 
 import pytest
 from django.core.files.uploadedfile import TemporaryUploadedFile
@@ -11,10 +14,10 @@ from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.test import RequestFactory
 
 from django_attachments import services
-from django_attachments.exceptions import StorageError
-from django_attachments.ingest import DIGEST_ATTRIBUTE, Digest, Hasher
+from django_attachments.exceptions import FileTooLarge, StorageError
+from django_attachments.ingest import DIGEST_ATTRIBUTE, BackgroundHasher, Digest, Hasher
 from django_attachments.models import Attachment, Blob
-from django_attachments.uploadhandlers import HashingTemporaryFileUploadHandler
+from django_attachments.uploadhandlers import HashingTemporaryFileUploadHandler, guard_body
 
 
 def test_hasher_matches_hashlib():
@@ -25,6 +28,120 @@ def test_hasher_matches_hashlib():
     digest = hasher.digest()
     data = b"".join(chunks)
     assert digest == Digest(checksum=hashlib.sha256(data).hexdigest(), size=len(data), head=data[:100])
+
+
+def hashing_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "attachments-hash"]
+
+
+def no_hashing_thread_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while hashing_threads() and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    return not hashing_threads()
+
+
+def test_the_background_hasher_matches_hashlib_and_keeps_the_head():
+    chunks = [os.urandom(n) for n in (0, 1, 65536, 1000, 2 * 1024 * 1024 + 7, 0, 300_000)]
+    hasher = BackgroundHasher(head_bytes=70_000)
+    for chunk in chunks:
+        hasher.update(chunk)
+    digest = hasher.digest()
+    data = b"".join(chunks)
+    assert digest == Digest(checksum=hashlib.sha256(data).hexdigest(), size=len(data), head=data[:70_000])
+    assert hasher.digest() == digest  # asked again: the same
+    with pytest.raises(ValueError, match="closed"):
+        hasher.update(b"more")
+    assert no_hashing_thread_within(1)
+
+
+def test_at_most_depth_chunks_wait_for_the_hash(monkeypatch):
+    """The parser blocks once ``depth`` chunks wait and one is being hashed: memory is bounded, not the file."""
+    release = threading.Event()
+    update = Hasher.update
+
+    def slow(self, chunk):
+        release.wait(10)
+        update(self, chunk)
+
+    monkeypatch.setattr(Hasher, "update", slow)
+    hasher = BackgroundHasher(depth=3)
+    handed: list[int] = []
+
+    def parser() -> None:
+        for number in range(10):
+            hasher.update(number.to_bytes(4, "big"))
+            handed.append(number)
+
+    thread = threading.Thread(target=parser)
+    thread.start()
+    time.sleep(0.3)
+    assert len(handed) == 4  # one taken by the hashing thread, three waiting
+    release.set()
+    thread.join(5)
+    assert len(handed) == 10 and hasher.digest().size == 40
+
+
+def test_a_hash_that_fails_is_raised_by_digest_and_never_blocks_the_parser(monkeypatch):
+    update = Hasher.update
+    seen: list[bytes] = []
+
+    def failing(self, chunk):
+        seen.append(chunk)
+        if len(seen) == 2:
+            raise MemoryError("no room to hash")
+        update(self, chunk)
+
+    monkeypatch.setattr(Hasher, "update", failing)
+    hasher = BackgroundHasher(depth=2)
+    for number in range(50):  # more than depth after the failure: drained, not hashed
+        hasher.update(number.to_bytes(4, "big"))
+    with pytest.raises(MemoryError, match="no room"):
+        hasher.digest()
+    assert len(seen) == 2 and no_hashing_thread_within(1)
+
+
+def test_a_hasher_dropped_mid_file_ends_its_thread():
+    hasher = BackgroundHasher()
+    hasher.update(os.urandom(1000))
+    assert len(hashing_threads()) == 1
+    del hasher
+    assert no_hashing_thread_within(5)
+
+
+def multipart_request(files: dict[str, bytes]):
+    sources = {}
+    for name, data in files.items():
+        source = TemporaryUploadedFile(f"{name}.bin", "application/octet-stream", len(data), None)
+        source.write(data)
+        source.seek(0)
+        sources[name] = source
+    request = RequestFactory().post("/", sources)
+    for source in sources.values():
+        source.close()
+    return request
+
+
+def test_each_file_of_a_request_is_hashed_on_its_own():
+    files = {"first": os.urandom(3 * 1024 * 1024 + 1), "second": os.urandom(4 * 1024 * 1024 - 3)}
+    request = multipart_request(files)
+    guard_body(request, limit=None)
+    for name, data in files.items():
+        digest = getattr(request.FILES[name], DIGEST_ATTRIBUTE)
+        assert (digest.checksum, digest.size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert no_hashing_thread_within(1)
+
+
+def test_a_parse_that_fails_mid_file_leaves_no_hashing_thread_behind():
+    """The size limit stops the parse inside the file: Django tells the handlers nothing; the hasher is
+    dropped with the request, and its thread ends."""
+    request = multipart_request({"file": os.urandom(6 * 1024 * 1024)})
+    guard_body(request, limit=6 * 1024 * 1024 - 100_000)  # declared within the allowance: refused mid-file
+    with pytest.raises(FileTooLarge):
+        request.FILES  # noqa: B018 (parses the body)
+    del request
+    assert no_hashing_thread_within(5), hashing_threads()
 
 
 def test_handler_leaves_a_digest_on_large_uploads(settings):

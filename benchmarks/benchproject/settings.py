@@ -4,6 +4,7 @@
 - ``BENCH_STORAGE``: the ``STORAGES`` alias uploads go to: ``default`` (local disk) or ``s3``.
 - ``BENCH_S3_ENDPOINT``, ``BENCH_S3_BUCKET``: the moto server and bucket behind the ``s3`` alias.
 - ``BENCH_PG_HOST``, ``BENCH_PG_PORT``, ``BENCH_PG_NAME``: PostgreSQL instead of SQLite.
+- ``BENCH_CHUNK_SIZE``: the app's ``CHUNK_SIZE`` (bytes), where a run compares chunk sizes.
 
 Single-tenant (no TENANT_RESOLVER), no authentication (AllowAny), no upload
 size limit, DEBUG off (no query log growing in the server's memory).
@@ -82,6 +83,9 @@ DJANGO_ATTACHMENTS = {
     "MAX_UPLOAD_SIZE": None,
     "PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
 }
+# The parse chunk size of API uploads, to compare them (the parse benchmark picks it; the default otherwise).
+if os.environ.get("BENCH_CHUNK_SIZE"):
+    DJANGO_ATTACHMENTS["CHUNK_SIZE"] = int(os.environ["BENCH_CHUNK_SIZE"])
 # The shared servers' direct uploads measure the one-request flow (run.py raises the threshold to its
 # maximum for them); the multipart benchmark's own servers keep the default.
 if os.environ.get("BENCH_MULTIPART_THRESHOLD"):

@@ -18,6 +18,7 @@ import hashlib
 import io
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,6 +165,73 @@ class Hasher:
 
 
 _DONE = object()
+
+
+class BackgroundHasher:
+    """A :class:`Hasher` fed on a thread of its own: :meth:`update` hands a chunk over, :meth:`digest` waits.
+
+    hashlib lets go of the GIL while it hashes a large buffer, so the hash of
+    a request's file runs on the second core beside Django's parser instead
+    of after each chunk. The chunks are the parser's own ``bytes`` (immutable:
+    handed over as they are, not copied); at most ``depth`` wait, and
+    :meth:`update` blocks beyond that, so memory is ``depth + 1`` chunks.
+
+    Holding a few chunks also keeps the allocator from handing their memory
+    back to the kernel after every chunk and faulting it in again for the next
+    one (docs/benchmarks.md, "Parsing an upload"). A hasher dropped without
+    :meth:`digest` or :meth:`close` (a parse that failed) ends its thread
+    once it is garbage: the thread holds no reference to it.
+    """
+
+    def __init__(self, head_bytes: int = 0, *, depth: int = 4) -> None:
+        self._hasher = Hasher(head_bytes)
+        self._handed: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._failure: list[BaseException] = []
+        self._closed = False
+        owner = weakref.ref(self)
+        self._thread = threading.Thread(
+            target=BackgroundHasher._run,
+            args=(self._handed, self._hasher, self._failure, owner),
+            name="attachments-hash",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _run(handed: queue.Queue[Any], hasher: Hasher, failure: list[BaseException], owner: Any) -> None:
+        while True:
+            try:
+                item = handed.get(timeout=1.0)
+            except queue.Empty:
+                if owner() is None:  # dropped mid-file: nobody will ask for the digest
+                    return
+                continue
+            if item is _DONE:
+                return
+            if not failure:
+                try:
+                    hasher.update(item)
+                except BaseException as exc:  # raised by digest(); the rest is drained, not hashed
+                    failure.append(exc)
+
+    def update(self, chunk: bytes) -> None:
+        if self._closed:
+            raise ValueError("This hasher is closed.")
+        self._handed.put(chunk)
+
+    def digest(self) -> Digest:
+        """The digest of every chunk handed over; the thread has ended."""
+        self.close()
+        if self._failure:
+            raise self._failure[0]
+        return self._hasher.digest()
+
+    def close(self) -> None:
+        """End the thread once it has hashed what it was handed (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._handed.put(_DONE)
+        self._thread.join()
 
 
 @contextmanager

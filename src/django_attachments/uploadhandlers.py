@@ -46,7 +46,7 @@ from django.http import HttpRequest, HttpResponse
 
 from .conf import app_settings
 from .exceptions import FileTooLarge, RequestTooLarge
-from .ingest import DIGEST_ATTRIBUTE, Hasher
+from .ingest import DIGEST_ATTRIBUTE, BackgroundHasher
 from .registry import attachment_registry
 
 #: Room for the multipart boundaries, part headers and the text fields (a
@@ -55,17 +55,18 @@ FORM_ALLOWANCE = 256 * 1024
 
 
 class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
-    """TemporaryFileUploadHandler that also hashes each file as it arrives."""
+    """TemporaryFileUploadHandler that also hashes each file as it arrives, on a thread beside the parser."""
 
-    _hasher: Hasher | None = None
+    _hasher: BackgroundHasher | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.chunk_size = app_settings.CHUNK_SIZE
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
+        self._drop_hasher()  # a file before this one that never completed
         super().new_file(*args, **kwargs)
-        self._hasher = Hasher(app_settings.SNIFF_BYTES)
+        self._hasher = BackgroundHasher(app_settings.SNIFF_BYTES)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self._hasher is not None:
@@ -75,13 +76,18 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     def file_complete(self, file_size: int) -> TemporaryUploadedFile:
         file = cast(TemporaryUploadedFile, super().file_complete(file_size))
         if self._hasher is not None:
-            setattr(file, DIGEST_ATTRIBUTE, self._hasher.digest())
-            self._hasher = None
+            hasher, self._hasher = self._hasher, None
+            setattr(file, DIGEST_ATTRIBUTE, hasher.digest())
         return file
 
     def upload_interrupted(self) -> None:
-        self._hasher = None
+        self._drop_hasher()
         super().upload_interrupted()
+
+    def _drop_hasher(self) -> None:
+        if self._hasher is not None:
+            hasher, self._hasher = self._hasher, None
+            hasher.close()
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
