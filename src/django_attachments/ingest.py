@@ -18,7 +18,6 @@ import hashlib
 import io
 import queue
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,52 +171,63 @@ class BackgroundHasher:
 
     hashlib lets go of the GIL while it hashes a large buffer, so the hash of
     a request's file runs on the second core beside Django's parser instead
-    of after each chunk. The chunks are the parser's own ``bytes`` (immutable:
-    handed over as they are, not copied); at most ``depth`` wait, and
-    :meth:`update` blocks beyond that, so memory is ``depth + 1`` chunks.
+    of after each chunk. ``bytes`` chunks are handed over as they are (a
+    mutable buffer is copied first: its owner may reuse it); at most ``depth``
+    wait and :meth:`update` blocks beyond that, so memory is ``depth + 2``
+    chunks (those waiting, the one being hashed, the caller's).
 
     Holding a few chunks also keeps the allocator from handing their memory
     back to the kernel after every chunk and faulting it in again for the next
-    one (docs/benchmarks.md, "Parsing an upload"). A hasher dropped without
-    :meth:`digest` or :meth:`close` (a parse that failed) ends its thread
-    once it is garbage: the thread holds no reference to it.
+    one (docs/benchmarks.md, "Parsing an upload"). The thread ends once it has
+    had nothing to hash for ``idle`` seconds, and :meth:`update` starts another
+    when needed: a hasher abandoned mid-file (a parse that failed, of which
+    Django tells the upload handlers nothing) leaves no thread behind, whether
+    or not anything still refers to it.
     """
 
-    def __init__(self, head_bytes: int = 0, *, depth: int = 4) -> None:
+    def __init__(self, head_bytes: int = 0, *, depth: int = 4, idle: float = 1.0) -> None:
         self._hasher = Hasher(head_bytes)
         self._handed: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._failure: list[BaseException] = []
+        self._idle = idle
+        # Held to hand a chunk over and by the thread to end: a chunk is never left with no thread to take it.
+        self._lock = threading.Lock()
+        self._running = False
+        self._thread: threading.Thread | None = None
         self._closed = False
-        owner = weakref.ref(self)
-        self._thread = threading.Thread(
-            target=BackgroundHasher._run,
-            args=(self._handed, self._hasher, self._failure, owner),
-            name="attachments-hash",
-            daemon=True,
-        )
-        self._thread.start()
 
-    @staticmethod
-    def _run(handed: queue.Queue[Any], hasher: Hasher, failure: list[BaseException], owner: Any) -> None:
+    def _run(self) -> None:
         while True:
             try:
-                item = handed.get(timeout=1.0)
+                item = self._handed.get(timeout=self._idle)
             except queue.Empty:
-                if owner() is None:  # dropped mid-file: nobody will ask for the digest
-                    return
+                with self._lock:
+                    if self._handed.empty():
+                        self._running = False
+                        return
                 continue
             if item is _DONE:
+                with self._lock:
+                    self._running = False
                 return
-            if not failure:
+            if not self._failure:
                 try:
-                    hasher.update(item)
+                    self._hasher.update(item)
                 except BaseException as exc:  # raised by digest(); the rest is drained, not hashed
-                    failure.append(exc)
+                    self._failure.append(exc)
 
-    def update(self, chunk: bytes) -> None:
+    def _hand_over(self, item: Any) -> None:
+        with self._lock:
+            if not self._running:
+                self._running = True
+                self._thread = threading.Thread(target=self._run, name="attachments-hash", daemon=True)
+                self._thread.start()
+            self._handed.put(item)
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise ValueError("This hasher is closed.")
-        self._handed.put(chunk)
+        self._hand_over(chunk if type(chunk) is bytes else bytes(chunk))
 
     def digest(self) -> Digest:
         """The digest of every chunk handed over; the thread has ended."""
@@ -230,8 +240,11 @@ class BackgroundHasher:
         """End the thread once it has hashed what it was handed (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._handed.put(_DONE)
-        self._thread.join()
+            with self._lock:
+                if self._running:
+                    self._handed.put(_DONE)
+        if self._thread is not None:
+            self._thread.join()
 
 
 @contextmanager

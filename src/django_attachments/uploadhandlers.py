@@ -81,12 +81,21 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         file = cast(TemporaryUploadedFile, super().file_complete(file_size))
         if self._hasher is not None:
             hasher, self._hasher = self._hasher, None
-            setattr(file, DIGEST_ATTRIBUTE, hasher.digest())
+            try:
+                setattr(file, DIGEST_ATTRIBUTE, hasher.digest())
+            except BaseException:
+                file.close()
+                raise
         return file
 
     def upload_interrupted(self) -> None:
         self._drop_hasher()
         super().upload_interrupted()
+
+    def upload_complete(self) -> None:
+        # Also the end of a parse a handler stopped (StopUpload), after which no file_complete comes.
+        self._drop_hasher()
+        super().upload_complete()
 
     def _drop_hasher(self) -> None:
         if self._hasher is not None:
