@@ -71,14 +71,14 @@ def bench_dedup(ctx: Context) -> None:
             def usage(store: str = store) -> tuple[int, ...]:
                 return disk_usage(media) if store == "disk" else bucket_usage(client, ctx.bucket)
 
-            sync()
+            sync(size, str(ctx.workdir / "tmp"))  # the same start for both: memory just freed
             with PeakMeter(server.pid) as first_meter:
                 first = post_multipart(
                     server.url, "/api/attachments/", api_fields(ctx, f"first-{repeat}"), payload, "d.bin"
                 )
             ctx.check(first.status == 201, f"dedup {store}: first upload {first.status} {first.body!r:.300}")
             before = usage()
-            sync()
+            sync(size, str(ctx.workdir / "tmp"))  # the same start for both: memory just freed
             with PeakMeter(server.pid) as meter:
                 second = post_multipart(
                     server.url, "/api/attachments/", api_fields(ctx, f"second-{repeat}"), payload, "d.bin"

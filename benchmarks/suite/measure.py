@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ class Growth:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB_BLOCK = 1024 * 1024
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -148,6 +150,24 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def sync() -> None:
-    """Flush dirty pages, so one measurement does not pay for the previous one's writes."""
+def sync(room: int = 0, folder: str | None = None) -> None:
+    """Flush dirty pages, so one measurement does not pay for the previous one's writes.
+
+    ``room``: also write and delete a scratch file of that many bytes in
+    ``folder`` first, so that the memory the measured request writes into
+    (its temporary file's page cache) was freed a moment ago. On a virtual
+    machine whose free memory goes back to the host, a request that writes
+    1 GiB into pages the guest must fetch again spends up to ten times the
+    system time of one that reuses pages just freed: a request after one
+    that deleted its file was fast, a request after one that kept it slow
+    (docs/benchmarks.md, Parsing an upload). Both sides of a comparison get
+    the same start.
+    """
+    if room:
+        block = memoryview(bytearray(MIB_BLOCK))
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="room-") as scratch:
+            left = room
+            while left > 0:
+                left -= scratch.write(block[: min(left, MIB_BLOCK)])
+            scratch.flush()
     os.sync()

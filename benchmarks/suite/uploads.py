@@ -44,7 +44,7 @@ def bench_disk_upload(ctx: Context) -> None:
             payload = Payload(ctx.pool, size)
             order = ["api", "bare"] if repeat % 2 == 0 else ["bare", "api"]
             for which in order:
-                sync()
+                sync(size, str(ctx.workdir / "tmp"))  # the same start for both: memory just freed
                 pid = server.pid
                 if which == "api":
                     reply, meter, ok = api_upload(ctx, server, pid, payload, "disk")
@@ -129,7 +129,7 @@ def bench_s3_upload(ctx: Context) -> None:
             payload = Payload(ctx.pool, size)
             order = ["api", "boto3"] if repeat % 2 == 0 else ["boto3", "api"]
             for which in order:
-                sync()
+                sync(size, str(ctx.workdir / "tmp"))  # the same start for both: memory just freed
                 if which == "api":
                     reply, meter, ok = api_upload(ctx, server, server.pid, payload, "S3")
                     api_times.append(reply.seconds)
