@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from tests.servers import reset_peak, status_kib
 
+from .config import CHUNK
+
 
 @dataclass(frozen=True)
 class Growth:
@@ -21,7 +23,6 @@ class Growth:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-MIB_BLOCK = 1024 * 1024
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -164,10 +165,10 @@ def sync(room: int = 0, folder: str | None = None) -> None:
     the same start.
     """
     if room:
-        block = memoryview(bytearray(MIB_BLOCK))
+        block = memoryview(bytearray(CHUNK))
         with tempfile.NamedTemporaryFile(dir=folder, prefix="room-") as scratch:
             left = room
             while left > 0:
-                left -= scratch.write(block[: min(left, MIB_BLOCK)])
+                left -= scratch.write(block[: min(left, CHUNK)])
             scratch.flush()
     os.sync()

@@ -13,15 +13,12 @@ page faults of the parsing process, which say where the time goes.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 
 from .config import BENCH_DIR, KIB, MIB, log
 from .context import Context
 from .payloads import Pool
-from .pipeline import child_env
+from .pipeline import child_json
 from .report import Table, fmt_size
 
 SIZES = [256 * MIB, 1024 * MIB]
@@ -32,18 +29,8 @@ QUICK_CASES = [ANCHOR, ("inline", 1 * MIB), ("ours", 1 * MIB)]
 
 
 def _parse_once(ctx: Context, pool: Pool, size: int, mode: str, chunk: int) -> dict | None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "suite" / "parsing_child.py"), str(pool.path), str(size), str(chunk), mode],
-        cwd=BENCH_DIR,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = done.stdout.strip().splitlines()
-    if not ctx.check(done.returncode == 0 and bool(lines), f"parse {mode} {chunk}: {done.stderr[-2000:]}"):
-        return None
-    return json.loads(lines[-1])
+    argv = [str(BENCH_DIR / "suite" / "parsing_child.py"), str(pool.path), str(size), str(chunk), mode]
+    return child_json(ctx, argv, f"parse {mode} {chunk}", 900)
 
 
 def bench_parse(ctx: Context) -> None:

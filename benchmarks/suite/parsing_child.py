@@ -36,6 +36,8 @@ from typing import Any
 
 def inline(handler: Any) -> Any:
     """The hashing handler as it was before the hash moved to a thread: SHA-256 on the parser's thread."""
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
     from django_attachments.conf import app_settings
     from django_attachments.ingest import DIGEST_ATTRIBUTE, Hasher
     from django_attachments.uploadhandlers import HashingTemporaryFileUploadHandler
@@ -45,8 +47,7 @@ def inline(handler: Any) -> Any:
 
     class Inline(HashingTemporaryFileUploadHandler):
         def new_file(self, *args: Any, **kwargs: Any) -> None:
-            super().new_file(*args, **kwargs)
-            self._drop_hasher()
+            TemporaryFileUploadHandler.new_file(self, *args, **kwargs)  # no thread: the hash is done below
             self._inline = Hasher(app_settings.SNIFF_BYTES)
 
         def receive_data_chunk(self, raw_data: bytes, start: int) -> None:

@@ -98,21 +98,22 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1"}
 
 
-def run_child(ctx: Context, spec: dict[str, Any]) -> dict[str, Any] | None:
-    """Run one case in a fresh process (``suite.processing_child``); its figures, or None (a failed sanity check)."""
+def child_json(ctx: Context, argv: list[str], what: str, timeout: float) -> dict[str, Any] | None:
+    """Run ``python argv`` in a fresh process (in the benchmarks' folder, with the suite's path); the JSON of the
+    last line it printed, or None (a failed sanity check naming ``what``)."""
     done = subprocess.run(
-        [sys.executable, "-m", "suite.processing_child", json.dumps(spec)],
-        cwd=BENCH_DIR,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=3600,
+        [sys.executable, *argv], cwd=BENCH_DIR, env=child_env(), capture_output=True, text=True, timeout=timeout
     )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        ctx.check(False, f"child {spec['case']} exited {done.returncode}: {done.stderr[-2000:]}")
+        ctx.check(False, f"{what}: child exited {done.returncode}: {done.stderr[-2000:]}")
         return None
     return json.loads(lines[-1])
+
+
+def run_child(ctx: Context, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one case in a fresh process (``suite.processing_child``); its figures, or None (a failed sanity check)."""
+    return child_json(ctx, ["-m", "suite.processing_child", json.dumps(spec)], f"child {spec['case']}", 3600)
 
 
 def media_analyzer_missing() -> str | None:

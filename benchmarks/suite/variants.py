@@ -46,15 +46,14 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BENCH_DIR, MIB, REPO_ROOT, log
+from .config import MIB, REPO_ROOT, log
 from .context import Context
-from .pipeline import child_env, fmt_bytes, med, mib, mib_range, percent, spread
+from .pipeline import child_json, fmt_bytes, med, mib, mib_range, percent, spread
 from .report import Table
 from .samples import make_pdfs, make_video
 from .variants_samples import make_clip, make_dicom, make_photo
@@ -216,19 +215,7 @@ def run_case(ctx: Context, sample: Sample, case: str, out: Path) -> dict[str, An
         "warm": str(sample.warm),
         "out": str(out),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "suite.variants_child", json.dumps(spec)],
-        cwd=BENCH_DIR,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        ctx.check(False, f"variants: {sample.label}, {case}: child exited {done.returncode}: {done.stderr[-2000:]}")
-        return None
-    return json.loads(lines[-1])
+    return child_json(ctx, ["-m", "suite.variants_child", json.dumps(spec)], f"variants: {sample.label}, {case}", 600)
 
 
 def check_output(ctx: Context, sample: Sample, case: str, got: dict[str, Any], out: Path, reference: Path) -> None:
