@@ -32,8 +32,18 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def post_multipart(base_url: str, path: str, fields: dict[str, str], payload: Payload, filename: str) -> Reply:
-    """POST ``fields`` and ``payload`` as multipart/form-data, streamed, with an exact Content-Length."""
+def post_multipart(
+    base_url: str,
+    path: str,
+    fields: dict[str, str],
+    payload: Payload,
+    filename: str,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """POST ``fields`` and ``payload`` as multipart/form-data, streamed, with an exact Content-Length.
+
+    ``headers``: more to send (credentials, a cookie).
+    """
     boundary = f"----bench-{uuid.uuid4().hex}"
     preamble = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
@@ -44,12 +54,13 @@ def post_multipart(base_url: str, path: str, fields: dict[str, str], payload: Pa
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     epilogue = f"\r\n--{boundary}--\r\n".encode()
-    headers = {
+    sent = {
         "Accept": "application/json",
         "Content-Type": f"multipart/form-data; boundary={boundary}",
         "Content-Length": str(len(preamble) + payload.size + len(epilogue)),
+        **(headers or {}),
     }
-    status, raw, seconds = _stream(base_url, "POST", path, headers, chain([preamble], payload.chunks(), [epilogue]))
+    status, raw, seconds = _stream(base_url, "POST", path, sent, chain([preamble], payload.chunks(), [epilogue]))
     return Reply(status, _parsed(raw), seconds)
 
 
@@ -108,14 +119,22 @@ def path_of(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def post_json(base_url: str, path: str, data: dict[str, Any] | None = None) -> Reply:
-    """POST ``data`` as JSON (an empty body for None); the answer parsed as JSON where it is JSON."""
+def post_json(
+    base_url: str, path: str, data: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Reply:
+    """POST ``data`` as JSON (an empty body for None); the answer parsed as JSON where it is JSON.
+
+    ``headers``: more to send (credentials, a cookie).
+    """
     body = b"" if data is None else json.dumps(data).encode()
     conn = connect(base_url)
     started = time.perf_counter()
     try:
         conn.request(
-            "POST", path, body=body, headers={"Accept": "application/json", "Content-Type": "application/json"}
+            "POST",
+            path,
+            body=body,
+            headers={"Accept": "application/json", "Content-Type": "application/json", **(headers or {})},
         )
         response = conn.getresponse()
         raw = response.read()

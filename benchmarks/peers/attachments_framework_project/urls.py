@@ -1,0 +1,3 @@
+from django.urls import include, path
+
+urlpatterns = [path("attachments/", include("attachments_framework.urls"))]
