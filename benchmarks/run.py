@@ -79,7 +79,16 @@ times (project / anchor; above 1 means the project is slower):
     API's handlers at chunk sizes of 64 KiB to 4 MiB and with SHA-256 on the
     parser's thread -- anchor: Django's default handlers at 64 KiB, the bare
     view's parse; wall, user and system time, minor page faults
-    (``suite/parsing.py``).
+    (``suite/parsing.py``);
+15. the peers (``peers``): an upload to local disk through the API next to
+    drf-attachments 0.4.2 and django-attachments-framework 0.1.0 (its start,
+    upload and complete), each a small project of its own
+    (``benchmarks/peers/``) in a virtualenv the suite makes with pip and keeps
+    in the user's cache, and the bare view; 256 MiB and 1 GiB (8 MiB with
+    ``--quick``; ``--peer-sizes``), 9 alternating rounds unless ``--repeat``
+    is given; a token or a session, never HTTP Basic
+    (``suite/peers.py``; a peer whose virtualenv cannot be made, e.g. without
+    the package index, is skipped with the reason).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
@@ -153,6 +162,9 @@ from suite.multipart import QUICK_SIZE as QUICK_MULTIPART_SIZE  # noqa: E402
 from suite.multipart import bench_multipart  # noqa: E402
 from suite.parsing import bench_parse  # noqa: E402
 from suite.payloads import Pool  # noqa: E402
+from suite.peers import DEFAULT_SIZES as PEER_SIZES  # noqa: E402
+from suite.peers import QUICK_SIZES as QUICK_PEER_SIZES  # noqa: E402
+from suite.peers import bench_peers  # noqa: E402
 from suite.processes import database_env, have_gunicorn, moto_server, project_server  # noqa: E402
 from suite.purge import bench_purge  # noqa: E402
 from suite.report import fmt_size, machine_facts, parse_size, print_targets, write_markdown  # noqa: E402
@@ -161,7 +173,7 @@ from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
 BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart",
-              "migrate", "auth", "parse"]  # fmt: skip
+              "migrate", "auth", "parse", "peers"]  # fmt: skip
 
 
 #: The shared servers' direct uploads measure the one-request flow, whatever the size: the multipart
@@ -182,6 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--multipart-size", help="the multipart benchmark's file (default: 2G; 80M with --quick; above 64M)"
     )
+    parser.add_argument("--peer-sizes", help="the peers benchmark's upload sizes (default: 256M,1G; 8M with --quick)")
     parser.add_argument(
         "--migrate-blobs", type=int, help="blobs the migrate benchmark moves (default: 10000, ~1 GiB; 100 with --quick)"
     )
@@ -214,7 +227,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.s3_sizes = list(QUICK_S3_SIZES if args.quick else DEFAULT_S3_SIZES)
     if any(s > S3_MAX for s in args.s3_sizes):
         parser.error("S3 objects are kept to 1 GiB or less (moto holds about twice the object in memory)")
-    if any(s <= 2 * TAIL for s in args.sizes + args.s3_sizes):
+    args.peer_sizes = (
+        sorted({parse_size(s) for s in args.peer_sizes.split(",") if s.strip()})
+        if args.peer_sizes
+        else list(QUICK_PEER_SIZES if args.quick else PEER_SIZES)
+    )
+    if any(s <= 2 * TAIL for s in args.sizes + args.s3_sizes + args.peer_sizes):
         parser.error("sizes must be larger than 64 bytes")
     args.repeat_explicit = args.repeat is not None  # the variants benchmark repeats more unless told
     if args.repeat is None:
@@ -259,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         needed += 2 * args.repeat * max(args.sizes)
     if "multipart" in args.only:  # the file, a repeat's objects on SeaweedFS, parts and object on disk
         needed += 7 * args.multipart_size
+    if "peers" in args.only:  # the pool, a scratch file, an upload and its temporary file
+        needed += 4 * max(args.peer_sizes)
     if "migrate" in args.only:  # the blobs on disk and one run's objects on SeaweedFS
         needed += 3 * args.migrate_blobs * (GIB // MIGRATE_BLOBS)
     if free < needed:
@@ -310,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:13} {value}")
             print(flush=True)
 
-            if need_disk or need_s3:
-                ctx.pool = Pool(workdir / "pool.bin", max(args.sizes + args.s3_sizes + [args.dedup_size, 256 * KIB]))
+            if need_disk or need_s3 or "peers" in args.only:
+                pooled = args.sizes + args.s3_sizes + [args.dedup_size, 256 * KIB]
+                ctx.pool = Pool(workdir / "pool.bin", max(pooled + (args.peer_sizes if "peers" in args.only else [])))
             if need_disk:
                 ctx.disk_server = stack.enter_context(
                     project_server(
@@ -340,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("migrate", functools.partial(bench_migrate, env=base_env)),
                 ("auth", bench_auth),
                 ("parse", bench_parse),
+                ("peers", bench_peers),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):
