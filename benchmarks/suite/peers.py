@@ -86,7 +86,7 @@ PEERS = {
 #: Seconds a virtualenv may take to be made (pip's own network timeouts are shorter): a run without the package
 #: index skips the peers instead of waiting.
 SETUP_TIMEOUT = 600
-QUICK_SETUP_TIMEOUT = 120
+QUICK_SETUP_TIMEOUT = 90
 
 
 # -- virtualenvs ---------------------------------------------------------------------------------------------------
@@ -124,12 +124,17 @@ def virtualenv(name: str, requirements: list[str], timeout: float) -> Path:
     shutil.rmtree(home, ignore_errors=True)
     home.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
-    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input", "--timeout", "20", "--retries", "2"]
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input", "--timeout", "10", "--retries", "1"]
+    steps = {
+        "python -m venv": [sys.executable, "-m", "venv", str(home)],
+        "pip install": [*pip, "install", *requirements],
+    }
     try:
-        for command in ([sys.executable, "-m", "venv", str(home)], [*pip, "install", "--quiet", *requirements]):
+        for step, command in steps.items():
             done = subprocess.run(command, capture_output=True, text=True, timeout=max(deadline - time.monotonic(), 1))
             if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(command[2:5])} failed: {(done.stderr or done.stdout).strip()[-600:]}")
+                said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+                raise RuntimeError(f"{step} failed: {said[-1].strip() if said else done.returncode}")
         frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True, check=True, timeout=60).stdout
     except subprocess.TimeoutExpired:
         shutil.rmtree(home, ignore_errors=True)
@@ -318,6 +323,21 @@ def framework_flow(multipart: bool) -> Callable[[Project, Payload, FlowMeter], s
     return upload
 
 
+def anonymous_status(project: Project, payload: Payload) -> int:
+    """The status of a project's first upload request sent without credentials: 401 or 403 if it asks for a login."""
+    assert project.server is not None
+    url = project.server.url
+    if project.label == "ours":
+        fields = {"owner_type": "thing", "owner_id": project.owner, "name": ""}
+        return post_multipart(url, "/api/attachments/", fields, payload, "a.bin").status
+    if project.label == "drf-attachments":
+        fields = {"name": "a", "context": "attachment", "content_object": f"{url}/api/thing/{project.owner}/"}
+        return post_multipart(url, "/api/attachment/", fields, payload, "a.bin").status
+    headers = {"Cookie": f"csrftoken={project.csrf}", "X-CSRFToken": project.csrf}  # CSRF passes, no session
+    data = {"name": "a.bin", "size": payload.size, "content_type": "application/octet-stream"}
+    return post_json(url, "/attachments/upload-start/", data, headers).status
+
+
 def stored_files(folder: Path) -> list[Path]:
     return [Path(root) / name for root, _, names in os.walk(folder) for name in names]
 
@@ -370,10 +390,10 @@ def bench_peers(ctx: Context) -> None:
         ["size", "contender", "requests", "s", "min–max s", "MB/s", "CPU s", "RSS+ MiB", "vs bare"],
     )
     work = ctx.workdir / "peers"
-    here = [str(PEERS_DIR), str(BENCH_DIR), str(REPO_ROOT)]
-    ours_project = Project(
-        "ours", sys.executable, "ours_project.settings", [Path(p) for p in here], "benchapp.Thing", work / "ours"
-    )
+    # Ours runs in this environment: the benchmark project, and a PYTHONPATH given to the run (e.g. another tree's src).
+    given = [Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    here = [PEERS_DIR, BENCH_DIR, REPO_ROOT, *given]
+    ours_project = Project("ours", sys.executable, "ours_project.settings", here, "benchapp.Thing", work / "ours")
     projects = [ours_project]
     contenders = [
         Contender("ours", "ours", ours_project, ours_project.workdir / "media", upload_ours),
@@ -406,6 +426,8 @@ def bench_peers(ctx: Context) -> None:
         for project in projects:
             project.prepare()
             project.server = stack.enter_context(serve(args.server, project))
+            status = anonymous_status(project, Payload(ctx.pool, 256 * KIB))
+            ctx.check(status in {401, 403}, f"peers {project.label}: an upload without credentials answered {status}")
         for contender in list(contenders):
             for _ in range(2):  # imports, libmagic, the first queries (new bytes each time: ours would dedup)
                 if not run_one(ctx, contender, Payload(ctx.pool, 256 * KIB), measured=False):
