@@ -246,6 +246,13 @@ class Contender:
     times: dict[int, list[float]] = field(default_factory=dict)
     cpu: dict[int, list[float | None]] = field(default_factory=dict)
     rss: dict[int, list[Growth | None]] = field(default_factory=dict)
+    faults: dict[int, list[int]] = field(default_factory=dict)
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of the process (all its threads) so far: a page it touched for the first time."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])
 
 
 def _answer(reply: Reply, status: int) -> str | None:
@@ -348,11 +355,14 @@ def run_one(ctx: Context, contender: Contender, payload: Payload, *, measured: b
     assert project.server is not None
     size = payload.size
     sync(size if measured else 0, str(project.workdir / "tmp"))
-    with FlowMeter(project.server.pid) as flow:
+    pid = project.server.pid
+    faults = minor_faults(pid)
+    with FlowMeter(pid) as flow:
         try:
             problem = contender.upload(project, payload, flow)
         except (OSError, KeyError, TypeError, AttributeError) as exc:  # no answer, or not the one expected
             problem = repr(exc)
+    faults = minor_faults(pid) - faults
     what = f"peers {contender.label} {fmt_size(size)}"
     if not ctx.check(problem is None, f"{what}: {problem}\n{project.server.log_tail()[-1500:]}"):
         return False
@@ -368,6 +378,7 @@ def run_one(ctx: Context, contender: Contender, payload: Payload, *, measured: b
         contender.times.setdefault(size, []).append(flow.wall)
         contender.cpu.setdefault(size, []).append(flow.cpu)
         contender.rss.setdefault(size, []).append(flow.growth)
+        contender.faults.setdefault(size, []).append(faults)
     return ok
 
 
@@ -387,7 +398,7 @@ def bench_peers(ctx: Context) -> None:
         f"its own project and server ({args.server}), SQLite, local disk; the peers in virtualenvs of their own. "
         "Same bytes, same client; a token (the DRF APIs) or a session (the framework's views), the bare view "
         "unauthenticated. Rounds alternate the contenders, the first one rotating; every upload starts alike.",
-        ["size", "contender", "requests", "s", "min–max s", "MB/s", "CPU s", "RSS+ MiB", "vs bare"],
+        ["size", "contender", "requests", "s", "min–max s", "MB/s", "CPU s", "minor faults", "RSS+ MiB", "vs bare"],
     )
     work = ctx.workdir / "peers"
     # Ours runs in this environment: the benchmark project, and a PYTHONPATH given to the run (e.g. another tree's src).
@@ -457,7 +468,7 @@ def bench_peers(ctx: Context) -> None:
             table.rows.append(
                 [fmt_size(size), contender.label, str(contender.requests), fmt_s(t),
                  f"{fmt_s(min(times))}–{fmt_s(max(times))}", fmt_rate(size, t), fmt_cpu(contender.cpu[size]),
-                 fmt_mib(worst(contender.rss[size])), fmt_ratio(t, bare_t)]
+                 f"{median(contender.faults[size]):,.0f}", fmt_mib(worst(contender.rss[size])), fmt_ratio(t, bare_t)]
             )  # fmt: skip
         ours_times = contenders[0].times.get(size) if contenders and contenders[0].key == "ours" else None
         peer_times = {
@@ -475,8 +486,8 @@ def bench_peers(ctx: Context) -> None:
             )
     table.notes.append(
         f"median of {rounds} round(s); min–max over them; CPU s: user + system time of the server worker over the "
-        "whole flow (median); RSS+: the worker's largest peak RSS growth over a flow; vs bare: time / the bare "
-        "view's time"
+        "whole flow (median); minor faults: the worker's over the flow (median), a page touched for the first time "
+        "each; RSS+: the worker's largest peak RSS growth over a flow; vs bare: time / the bare view's time"
     )
     if versions:
         table.notes.append("installed: " + ", ".join(versions) + "; with " + ", ".join(common_requirements()))
