@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, cast
 
-from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..conf import app_settings
 from ..models import (
     DESCRIPTION_MAX_LENGTH,
     FILENAME_MAX_LENGTH,
@@ -19,16 +16,10 @@ from ..models import (
     Attachment,
     Blob,
     DirectUpload,
-    RenderState,
     ScanState,
 )
-from ..policy import parseable_scans
 from ..registry import OWNER_TYPE_MAX_LENGTH
-
-#: Stands in for an attachment id while the download URL is resolved once.
-_PLACEHOLDER = uuid.UUID(int=0)
-#: Stands in for a variant's name in the same way (a name never holds a colon).
-_VARIANT_PLACEHOLDER = "variant:name"
+from . import representation
 
 
 def _writable_context(serializer: serializers.BaseSerializer) -> dict[str, Any]:
@@ -71,10 +62,7 @@ class AnalyzedMetadataField(serializers.ReadOnlyField):
         super().__init__(source="blob", **kwargs)
 
     def to_representation(self, blob: Blob) -> dict[str, Any]:
-        if blob.analysis_state not in (AnalysisState.ANALYZED, AnalysisState.FAILED):
-            return {}
-        names = {analyzer.name for analyzer in app_settings.ANALYZERS}
-        return {key: value for key, value in blob.metadata.items() if key.split(".", 1)[0] in names and "." in key}
+        return representation.analyzed_metadata(blob.analysis_state, blob.metadata, representation.analyzer_names())
 
 
 class AnalysisErrorsField(serializers.ReadOnlyField):
@@ -84,13 +72,7 @@ class AnalysisErrorsField(serializers.ReadOnlyField):
         super().__init__(source="blob", **kwargs)
 
     def to_representation(self, blob: Blob) -> dict[str, dict[str, str]]:
-        if blob.analysis_state != AnalysisState.FAILED:
-            return {}
-        return {
-            name: {"code": str(error.get("code", "")), "detail": str(error.get("detail", ""))}
-            for name, error in blob.analysis_errors.items()
-            if isinstance(error, dict)
-        }
+        return representation.analysis_errors(blob.analysis_state, blob.analysis_errors)
 
 
 class ScanSignatureField(serializers.ReadOnlyField):
@@ -100,10 +82,9 @@ class ScanSignatureField(serializers.ReadOnlyField):
         super().__init__(source="blob", **kwargs)
 
     def to_representation(self, blob: Blob) -> str | None:
-        if blob.scan_state != ScanState.INFECTED or not blob.scan_signature:
-            return None
-        user = getattr(self.context.get("request"), "user", None)
-        return blob.scan_signature if getattr(user, "is_staff", False) else None
+        return representation.scan_signature(
+            blob.scan_state, blob.scan_signature, representation.is_staff(self.context)
+        )
 
 
 class ScanErrorCodeField(serializers.ReadOnlyField):
@@ -116,9 +97,7 @@ class ScanErrorCodeField(serializers.ReadOnlyField):
         super().__init__(source="blob", **kwargs)
 
     def to_representation(self, blob: Blob) -> str | None:
-        if blob.scan_state != ScanState.FAILED:
-            return None
-        return blob.scan_error_code or None
+        return representation.scan_error_code(blob.scan_state, blob.scan_error_code)
 
 
 #: The blob's columns the attachment representation shows (re-read after an upload; see the view).
@@ -210,90 +189,29 @@ class AttachmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, instance: Attachment) -> dict[str, Any]:
-        """The attachment's JSON: the same as DRF's field by field, built in one go for a page's rows.
+        """The attachment's JSON, built in one go as the list builds each row (see :mod:`.representation`).
 
-        DRF asks each of the 21 fields for its attribute and its value, row by
-        row: on a page of 500 that is most of the request. Here each value is
-        read once and converted as its field converts it (the field's own
-        ``to_representation`` where it does more than ``str``/``int``). A
-        subclass, or a serializer whose fields were changed, takes DRF's path.
+        A subclass, or a serializer whose fields were changed, takes DRF's path, field by field.
         """
-        fields = self.fields
-        if type(self) is not AttachmentSerializer or list(fields) != self.Meta.fields:
+        if not representation.applies(self):
             return super().to_representation(instance)
-        blob = instance.blob
-        created_at, scanned_at, analyzed_at = instance.created_at, blob.scanned_at, blob.analyzed_at
-        return {
-            "id": str(instance.pk),
-            "owner_type": str(instance.owner_type),
-            "owner_id": str(instance.owner_id),
-            "name": str(instance.name),
-            "description": str(instance.description),
-            "blob_id": str(instance.blob_id),
-            "filename": str(instance.filename),
-            "content_type": str(blob.content_type),
-            "size": int(blob.size),
-            "checksum": str(blob.checksum),
-            "created_at": None if created_at is None else fields["created_at"].to_representation(created_at),
-            "download_url": self.get_download_url(instance),
-            "scan": fields["scan"].to_representation(blob.scan_state),
-            "scan_signature": fields["scan_signature"].to_representation(blob),
-            "scan_error_code": fields["scan_error_code"].to_representation(blob),
-            "scanned_at": None if scanned_at is None else fields["scanned_at"].to_representation(scanned_at),
-            "analysis": fields["analysis"].to_representation(blob.analysis_state),
-            "analysis_errors": fields["analysis_errors"].to_representation(blob),
-            "analyzed_at": None if analyzed_at is None else fields["analyzed_at"].to_representation(analyzed_at),
-            "metadata": fields["metadata"].to_representation(blob),
-            "variants": self.get_variants(instance),
-        }
+        write = representation.writer_for(self)
+        return write(representation.row_of(instance), lambda blob_id: representation.instance_variants(instance))
 
     def get_variants(self, attachment: Attachment) -> dict[str, dict[str, Any]]:
-        from ..services import variants
-
         blob = attachment.blob
-        if blob.scan_state not in parseable_scans():
-            return {}
-        cache = _writable_context(self).setdefault("_variants", {})
-        key = (attachment.owner_type, blob.content_type)
-        if key not in cache:  # the declared names and their digests, once per owner type and file type
-            renderer = variants.renderer_for(blob.content_type)
-            specs = variants.declared_specs(attachment.owner_type) if renderer is not None else {}
-            cache[key] = {name: spec.digest(renderer) for name, spec in sorted(specs.items()) if renderer is not None}
-        digests: dict[str, str] = cache[key]
-        if not digests:
-            return {}
-        made = {variant.digest: variant for variant in blob.variants.all()}
-        refused = {render.digest for render in blob.renders.all() if render.state == RenderState.FAILED}
-        template = self._url_template("attachment-variant", _PLACEHOLDER, _VARIANT_PLACEHOLDER)
-        listed = {}
-        for name, digest in digests.items():
-            if digest in refused:
-                continue
-            variant = made.get(digest)
-            listed[name] = {
-                "url": template.replace(str(_PLACEHOLDER), str(attachment.pk)).replace(_VARIANT_PLACEHOLDER, name),
-                "width": variant.width if variant is not None else None,
-                "height": variant.height if variant is not None else None,
-                "ready": variant is not None,
-            }
-        return listed
-
-    def _url_template(self, url_name: str, *args: Any) -> str:
-        """An absolute URL with placeholders, resolved once per request (see get_download_url)."""
-        cached = _writable_context(self).setdefault("_url_templates", {})
-        if url_name not in cached:
-            request = self.context.get("request")
-            match = getattr(request, "resolver_match", None)
-            namespace = match.namespace if match and match.namespace else "django_attachments"
-            path = reverse(f"{namespace}:{url_name}", args=args)
-            cached[url_name] = request.build_absolute_uri(path) if request is not None else path
-        return cached[url_name]
+        return representation.writer_for(self).variants(
+            str(attachment.pk),
+            attachment.owner_type,
+            blob.content_type,
+            blob.scan_state,
+            lambda: representation.instance_variants(attachment),
+        )
 
     def get_download_url(self, attachment: Attachment) -> str:
         # Resolved once per request and filled in per row: reverse() and
         # build_absolute_uri() for every row of a 500-row page add up.
-        template = self._url_template("attachment-download", _PLACEHOLDER)
-        return template.replace(str(_PLACEHOLDER), str(attachment.pk))
+        return representation.writer_for(self).download_url.replace(representation.PLACEHOLDER, str(attachment.pk))
 
 
 class _OwnerFields(serializers.Serializer):
