@@ -169,11 +169,12 @@ from suite.processes import database_env, have_gunicorn, moto_server, project_se
 from suite.purge import bench_purge  # noqa: E402
 from suite.report import fmt_size, machine_facts, parse_size, print_targets, write_markdown  # noqa: E402
 from suite.scanning import bench_scan  # noqa: E402
+from suite.streaming import bench_stream  # noqa: E402
 from suite.uploads import bench_disk_upload, bench_s3_upload  # noqa: E402
 from suite.variants import bench_variants  # noqa: E402
 
 BENCHMARKS = ["disk", "s3", "direct", "dedup", "download", "list", "purge", "analyze", "scan", "variants", "multipart",
-              "migrate", "auth", "parse", "peers"]  # fmt: skip
+              "migrate", "auth", "parse", "peers", "stream"]  # fmt: skip
 
 
 #: The shared servers' direct uploads measure the one-request flow, whatever the size: the multipart
@@ -193,6 +194,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--multipart-size", help="the multipart benchmark's file (default: 2G; 80M with --quick; above 64M)"
+    )
+    parser.add_argument(
+        "--stream-sizes", help="the stream benchmark's upload sizes to S3 (default: 256M,1G; 32M with --quick)"
     )
     parser.add_argument("--peer-sizes", help="the peers benchmark's upload sizes (default: 256M,1G; 8M with --quick)")
     parser.add_argument(
@@ -231,6 +235,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sorted({parse_size(s) for s in args.peer_sizes.split(",") if s.strip()})
         if args.peer_sizes
         else list(QUICK_PEER_SIZES if args.quick else PEER_SIZES)
+    )
+    args.stream_sizes = (
+        sorted({parse_size(s) for s in args.stream_sizes.split(",") if s.strip()})
+        if args.stream_sizes
+        else [32 * MIB]
+        if args.quick
+        else [256 * MIB, 1024 * MIB]
     )
     if any(s <= 2 * TAIL for s in args.sizes + args.s3_sizes + args.peer_sizes):
         parser.error("sizes must be larger than 64 bytes")
@@ -277,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         needed += 2 * args.repeat * max(args.sizes)
     if "multipart" in args.only:  # the file, a repeat's objects on SeaweedFS, parts and object on disk
         needed += 7 * args.multipart_size
+    if "stream" in args.only:  # the pool, a scratch file, the objects of a round on both S3 servers
+        needed += 4 * max(args.stream_sizes)
     if "peers" in args.only:  # the pool, a scratch file, an upload and its temporary file
         needed += 4 * max(args.peer_sizes)
     if "migrate" in args.only:  # the blobs on disk and one run's objects on SeaweedFS
@@ -330,9 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:13} {value}")
             print(flush=True)
 
-            if need_disk or need_s3 or "peers" in args.only:
+            if need_disk or need_s3 or {"peers", "stream"} & set(args.only):
                 pooled = args.sizes + args.s3_sizes + [args.dedup_size, 256 * KIB]
-                ctx.pool = Pool(workdir / "pool.bin", max(pooled + (args.peer_sizes if "peers" in args.only else [])))
+                pooled += args.peer_sizes if "peers" in args.only else []
+                pooled += args.stream_sizes if "stream" in args.only else []
+                ctx.pool = Pool(workdir / "pool.bin", max(pooled))
             if need_disk:
                 ctx.disk_server = stack.enter_context(
                     project_server(
@@ -362,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("auth", bench_auth),
                 ("parse", bench_parse),
                 ("peers", bench_peers),
+                ("stream", functools.partial(bench_stream, env=base_env)),
             ]
             for name, step in steps:
                 if name not in args.only or (name == "s3" and not need_s3):

@@ -519,7 +519,7 @@ def test_s3_sends_the_sha256_so_s3_can_reject_a_corrupted_transfer(s3):
 def test_s3_options_default_to_the_documented_sizes(s3):
     from django_attachments.stores.s3 import S3Options
 
-    assert s3().options == S3Options() == S3Options(16 * 2**20, 8 * 2**20, 2)
+    assert s3().options == S3Options() == S3Options(16 * 2**20, 8 * 2**20, 4)
 
 
 def test_store_options_reach_the_s3_store(s3, settings):

@@ -5,6 +5,7 @@
 - ``BENCH_S3_ENDPOINT``, ``BENCH_S3_BUCKET``: the moto server and bucket behind the ``s3`` alias.
 - ``BENCH_PG_HOST``, ``BENCH_PG_PORT``, ``BENCH_PG_NAME``: PostgreSQL instead of SQLite.
 - ``BENCH_CHUNK_SIZE``: the app's ``CHUNK_SIZE`` (bytes), where a run compares chunk sizes.
+- ``BENCH_STREAM_UPLOADS`` (``0``/``1``), ``BENCH_S3_PART_SIZE``, ``BENCH_S3_IN_FLIGHT``: how API uploads go to S3.
 
 Single-tenant (no TENANT_RESOLVER), no authentication (AllowAny), no upload
 size limit, DEBUG off (no query log growing in the server's memory).
@@ -86,6 +87,17 @@ DJANGO_ATTACHMENTS = {
 # The parse chunk size of API uploads, to compare them (the parse benchmark picks it; the default otherwise).
 if os.environ.get("BENCH_CHUNK_SIZE"):
     DJANGO_ATTACHMENTS["CHUNK_SIZE"] = int(os.environ["BENCH_CHUNK_SIZE"])
+# API uploads to S3 sent on while they arrive (the default), or spooled first (BENCH_STREAM_UPLOADS=0);
+# and the S3 store's parts (BENCH_S3_PART_SIZE bytes, BENCH_S3_IN_FLIGHT side by side), to compare them.
+if os.environ.get("BENCH_STREAM_UPLOADS"):
+    DJANGO_ATTACHMENTS["STREAM_UPLOADS"] = os.environ["BENCH_STREAM_UPLOADS"] == "1"
+_s3_options = {
+    option: int(os.environ[variable])
+    for option, variable in (("part_size", "BENCH_S3_PART_SIZE"), ("max_parts_in_flight", "BENCH_S3_IN_FLIGHT"))
+    if os.environ.get(variable)
+}
+if _s3_options:
+    DJANGO_ATTACHMENTS["STORE_OPTIONS"] = {"s3": _s3_options}
 # The shared servers' direct uploads measure the one-request flow (run.py raises the threshold to its
 # maximum for them); the multipart benchmark's own servers keep the default.
 if os.environ.get("BENCH_MULTIPART_THRESHOLD"):

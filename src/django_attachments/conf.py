@@ -78,6 +78,12 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_CROSS_TENANT": None,
     # Size of the chunks every byte path reads and writes.
     "CHUNK_SIZE": 1024 * 1024,
+    # Whether an API upload larger than the store's threshold (S3: its
+    # multipart_threshold) goes on to a store that can take it in parts (S3)
+    # while the request body still arrives. A file refused, or whose bytes a
+    # blob holds already, is aborted there: nothing is kept, but its bytes
+    # were sent. False: spooled to a temporary file first, then written.
+    "STREAM_UPLOADS": True,
     # How many leading bytes libmagic sees to sniff the content type.
     "SNIFF_BYTES": 256 * 1024,
     # Longest filename kept, in characters; longer names are shortened, keeping
@@ -399,6 +405,7 @@ VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "MULTIPART_PART_SIZE": lambda n, v: _bounded_int(n, v, MIN_PART_SIZE, MAX_PART_SIZE),
     "TENANT_RESOLVER": _callable_path,
     "ADMIN_CROSS_TENANT": _callable_path,
+    "STREAM_UPLOADS": _bool,
     "CHUNK_SIZE": lambda n, v: _positive_int(n, v, minimum=4096),
     "SNIFF_BYTES": lambda n, v: _positive_int(n, v, minimum=1024),
     "MAX_FILENAME_LENGTH": lambda n, v: _positive_int(n, v, minimum=16),

@@ -28,6 +28,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 
 from .conf import app_settings
 from .exceptions import AttachmentsImproperlyConfigured, ContentTypeNotAllowed, FileTooLarge, InvalidFile
+from .stores.base import StreamedWrite
 
 _magic: Any = None
 _magic_lock = threading.Lock()
@@ -123,6 +124,8 @@ def check_size(size: int, limit: int | None) -> None:
 
 #: Where an upload handler leaves the Digest of a file it received (see uploadhandlers.py).
 DIGEST_ATTRIBUTE = "_django_attachments_digest"
+#: Where an upload handler leaves the StreamedWrite of a file it sent on to the store (see uploadhandlers.py).
+STREAM_ATTRIBUTE = "_django_attachments_stream"
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,9 @@ class Inspected:
     size: int
     checksum: str
     content_type: str
+    #: The store's write of a file sent on as it arrived (see uploadhandlers.StreamingUploadHandler):
+    #: complete it to keep the bytes; it is aborted when the block ends otherwise.
+    streamed: StreamedWrite | None = None
 
 
 @contextmanager
@@ -315,6 +321,23 @@ def inspect(source: File, *, max_size: int | None = None) -> Iterator[Inspected]
     Raises FileTooLarge as soon as more than ``max_size`` bytes were read.
     """
     digest = getattr(source, DIGEST_ATTRIBUTE, None)
+    streamed = getattr(source, STREAM_ATTRIBUTE, None)
+    if isinstance(streamed, StreamedWrite):
+        # Sent on to the store as it arrived: its bytes are there, in parts, and nowhere here.
+        try:
+            if not isinstance(digest, Digest) or streamed.state != "open" or streamed.size != digest.size:
+                raise InvalidFile("This streamed upload was used already, or is incomplete.")
+            check_size(digest.size, max_size)
+            yield Inspected(
+                file=source,
+                size=digest.size,
+                checksum=digest.checksum,
+                content_type=sniff(digest.head),
+                streamed=streamed,
+            )
+        finally:
+            streamed.abort()  # a refused file, or bytes a blob holds already: none are kept
+        return
     if isinstance(digest, Digest) and _seekable(source) and declared_size(source) == digest.size:
         # Hashed on arrival by HashingTemporaryFileUploadHandler: no second read.
         check_size(digest.size, max_size)

@@ -41,17 +41,19 @@ handler also stops each file at the limit while the parser runs.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Callable
 from typing import Any, cast
 
-from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.http import HttpRequest, HttpResponse
 
 from .conf import app_settings
 from .exceptions import FileTooLarge, RequestTooLarge
-from .ingest import DIGEST_ATTRIBUTE, BackgroundHasher
+from .ingest import DIGEST_ATTRIBUTE, STREAM_ATTRIBUTE, BackgroundHasher, Digest, sniff
 from .registry import attachment_registry
+from .stores import BaseStore, StreamedWrite, get_store
 
 #: Room for the multipart boundaries, part headers and the text fields (a
 #: 10,000-character description in 4-byte characters fits) beside the file.
@@ -77,7 +79,7 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
             self._hasher.update(raw_data)
         super().receive_data_chunk(raw_data, start)
 
-    def file_complete(self, file_size: int) -> TemporaryUploadedFile:
+    def file_complete(self, file_size: int) -> UploadedFile:
         file = cast(TemporaryUploadedFile, super().file_complete(file_size))
         if self._hasher is not None:
             hasher, self._hasher = self._hasher, None
@@ -101,6 +103,141 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         if self._hasher is not None:
             hasher, self._hasher = self._hasher, None
             hasher.close()
+
+
+#: Where a request keeps the streamed writes its upload handlers began (see :func:`discard_streams`).
+STREAMS_ATTRIBUTE = "_django_attachments_streams"
+
+
+class _StreamedAway(io.RawIOBase):
+    """The file of a :class:`StreamedUploadedFile`: its bytes went to the store, none are here to read."""
+
+    def readable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        raise io.UnsupportedOperation(
+            "This upload was sent on to the storage as it arrived; pass it to django_attachments.services.attach()."
+        )
+
+    readinto = read  # type: ignore[assignment]
+
+
+class StreamedUploadedFile(UploadedFile):
+    """A file :class:`StreamingUploadHandler` sent on to the store as it arrived, not yet an object there.
+
+    ``services.attach()`` completes the write into a new blob's object, or
+    aborts it (the bytes are known already, or the file is refused), so that
+    nothing is kept; closing the file (Django closes a request's files after
+    the response) aborts a write nobody completed. Its bytes cannot be read.
+    """
+
+    def __init__(self, stream: StreamedWrite, digest: Digest, **kwargs: Any) -> None:
+        super().__init__(cast(Any, _StreamedAway()), **kwargs)
+        setattr(self, STREAM_ATTRIBUTE, stream)
+        setattr(self, DIGEST_ATTRIBUTE, digest)
+
+    def close(self) -> None:
+        getattr(self, STREAM_ATTRIBUTE).abort()
+        super().close()
+
+
+class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
+    """:class:`HashingTemporaryFileUploadHandler` that sends a large file on to ``store`` while it arrives.
+
+    A file is spooled to a temporary file as usual until it outgrows the
+    store's :meth:`~.stores.BaseStore.stream_threshold`; then the store's
+    streamed write begins (its content type sniffed from the first bytes), is
+    handed what was spooled, and takes every next chunk: the parts go to the
+    storage side by side while the parser reads on, and the file is hashed on
+    its own thread as before. The file it completes is a
+    :class:`StreamedUploadedFile`. Every streamed write is noted on the
+    request; :func:`discard_streams` aborts those nobody completed (a parse
+    that failed midway, a refused upload).
+    """
+
+    def __init__(self, request: Any = None, store: BaseStore | None = None) -> None:
+        super().__init__(request)
+        if store is None:
+            store = get_store(app_settings.STORAGE)
+        self.store = store
+        self._stream: StreamedWrite | None = None
+        self._received = 0
+        self._size_hint: int | None = None
+
+    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, *args: Any, **kwargs: Any) -> None:
+        self._size_hint = content_length or None
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        self._drop_stream()
+        super().new_file(*args, **kwargs)
+        self._received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        if self._hasher is not None:
+            self._hasher.update(raw_data)
+        self._received += len(raw_data)
+        if self._stream is not None:
+            self._stream.write(raw_data)
+            return
+        self.file.write(raw_data)
+        if self._received > self.store.stream_threshold():
+            self._begin_stream()
+
+    def _begin_stream(self) -> None:
+        """Start the store's write with what was spooled; the temporary file goes."""
+        spooled = self.file
+        spooled.seek(0)
+        content_type = sniff(spooled.read(app_settings.SNIFF_BYTES))
+        stream = self.store.open_stream(content_type=content_type, size_hint=self._size_hint)
+        if self.request is not None:
+            self.request.__dict__.setdefault(STREAMS_ATTRIBUTE, []).append(stream)
+        self._stream = stream
+        spooled.seek(0)
+        while chunk := spooled.read(self.chunk_size):
+            stream.write(chunk)
+        spooled.close()
+
+    def file_complete(self, file_size: int) -> UploadedFile:
+        if self._stream is None:
+            return super().file_complete(file_size)
+        stream, self._stream = self._stream, None
+        try:
+            stream.finish_parts()
+            hasher, self._hasher = self._hasher, None
+            assert hasher is not None
+            digest = hasher.digest()
+        except BaseException:
+            stream.abort()
+            raise
+        return StreamedUploadedFile(
+            stream,
+            digest,
+            name=self.file_name,
+            content_type=self.content_type,
+            size=file_size,
+            charset=self.charset,
+            content_type_extra=self.content_type_extra,
+        )
+
+    def upload_interrupted(self) -> None:
+        self._drop_stream()
+        super().upload_interrupted()
+
+    def upload_complete(self) -> None:
+        self._drop_stream()
+        super().upload_complete()
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.abort()
+
+
+def discard_streams(request: HttpRequest) -> None:
+    """Abort every streamed write of ``request``'s upload that nobody completed (call when it is answered)."""
+    for stream in request.__dict__.pop(STREAMS_ATTRIBUTE, ()):
+        stream.abort()
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
@@ -143,7 +280,7 @@ def declared_length(request: HttpRequest) -> int:
         return 0
 
 
-def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = True) -> None:
+def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = True, stream: bool = False) -> None:
     """Refuse a body past what the endpoint takes, before a byte of it is read.
 
     ``takes_file``: the body may carry one file of at most ``limit`` bytes
@@ -151,6 +288,11 @@ def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = Tr
     or JSON only, at most :data:`FORM_ALLOWANCE` bytes. Raises FileTooLarge
     or RequestTooLarge. Installs the counting and hashing upload handlers, so
     a multipart body is stopped at the limit while it is parsed.
+
+    ``stream``: a large file goes on to the storage while it arrives
+    (:class:`StreamingUploadHandler`), where ``STREAM_UPLOADS`` is on and the
+    store can; the caller must then pass the file to ``services.attach()``,
+    and call :func:`discard_streams` once the request is answered.
     """
     length = declared_length(request)
     if not takes_file:
@@ -166,9 +308,16 @@ def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = Tr
         )
     if hasattr(request, "_files"):
         return  # parsed already (by a project's middleware): nothing left to guard
+    store = get_store(app_settings.STORAGE) if takes_file and stream and app_settings.STREAM_UPLOADS else None
+    if store is not None and not store.can_stream_writes:
+        store = None
+    hashing: Callable[[], FileUploadHandler] = (
+        functools.partial(HashingTemporaryFileUploadHandler, request)
+        if store is None
+        else functools.partial(StreamingUploadHandler, request, store)
+    )
     handlers = [
-        HashingTemporaryFileUploadHandler(request) if type(handler) is TemporaryFileUploadHandler else handler
-        for handler in request.upload_handlers
+        hashing() if type(handler) is TemporaryFileUploadHandler else handler for handler in request.upload_handlers
     ]
     handlers = [SizeLimitUploadHandler(request, limit), *handlers]
     # The parser reads in the smallest chunk size among the handlers: 1 MiB

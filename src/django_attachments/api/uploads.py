@@ -12,7 +12,9 @@ authentication: a session's CSRF check reads ``request.POST``, which parses
 2. Endpoints that take no file refuse a multipart body (415) before parsing.
 3. While a multipart body is read, a counting upload handler stops each file
    at the limit (see :func:`django_attachments.uploadhandlers.guard_body`),
-   and large files are hashed as they arrive, parsed in ``CHUNK_SIZE`` chunks.
+   and large files are hashed as they arrive, parsed in ``CHUNK_SIZE`` chunks;
+   with ``STREAM_UPLOADS``, a large file goes on to an S3 store in parts while
+   it arrives, and what no blob took is aborted there when the view is done.
 
 The owner type's own ``max_size`` is only known once ``owner_type`` is parsed;
 the service applies it (and the global limit again) after parsing.
@@ -27,7 +29,7 @@ from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 
-from ..uploadhandlers import guard_body, upload_limit
+from ..uploadhandlers import discard_streams, guard_body, upload_limit
 
 
 def media_type(request: Request) -> str:
@@ -55,5 +57,15 @@ class BodyGuardMixin:
             request.parsers = [parser for parser in request.parsers or () if not isinstance(parser, MultiPartParser)]
             if media_type(request).startswith("multipart/"):
                 raise UnsupportedMediaType(request.content_type)
-        guard_body(request._request, limit=upload_limit() if takes_file else None, takes_file=takes_file)
+        guard_body(
+            request._request, limit=upload_limit() if takes_file else None, takes_file=takes_file, stream=takes_file
+        )
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            # A file sent on to the storage that no blob took (a refusal, an error, a parse cut short)
+            # is aborted there before the answer goes: nothing is kept of it.
+            discard_streams(request)

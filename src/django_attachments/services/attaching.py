@@ -120,15 +120,23 @@ def attach(
 
     with ingest.inspect(source, max_size=policy.size_limit(spec)) as inspected:
         policy.check_file(spec, size=inspected.size, content_type=inspected.content_type)
-        store = get_store(app_settings.STORAGE)
-        attachment, created = store_and_link(
-            store,
-            lambda: store.save(
+        write: Callable[[], Identifiers]
+        if inspected.streamed is not None:
+            # Sent on to the store while the request arrived: joined only if no blob holds these bytes
+            # (else inspect() aborts it, and nothing is kept).
+            store, write = inspected.streamed.store, inspected.streamed.complete
+        else:
+            store = get_store(app_settings.STORAGE)
+            write = functools.partial(
+                store.save,
                 inspected.file,
                 size=inspected.size,
                 checksum=inspected.checksum,
                 content_type=inspected.content_type,
-            ),
+            )
+        attachment, created = store_and_link(
+            store,
+            write,
             NewBlob(
                 checksum=inspected.checksum,
                 size=inspected.size,

@@ -397,6 +397,47 @@ class SeekableReader(io.RawIOBase):
                 super().close()
 
 
+class StreamedWrite:
+    """An object written while its bytes still arrive (:meth:`BaseStore.open_stream`).
+
+    :meth:`write` takes the bytes in order, in chunks of any size; the store
+    sends them on in parts, a few side by side, while the caller reads more.
+    :meth:`finish_parts` sends the rest and waits for every part. Nothing is an
+    object until :meth:`complete` joins the parts; :meth:`abort` drops them
+    (nothing is kept). Exactly one of the two ends it; :meth:`abort` after
+    :meth:`complete` does nothing, so an owner may always call it when done.
+    A failure of a part raises :class:`~django_attachments.exceptions.StorageError`
+    from the next call, after aborting.
+    """
+
+    #: The store the bytes go to, and the identifiers they will have there (completed by :meth:`complete`).
+    store: BaseStore
+    identifiers: Identifiers
+    #: Bytes taken by :meth:`write` so far.
+    size: int = 0
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def finish_parts(self) -> None:
+        raise NotImplementedError
+
+    def complete(self) -> Identifiers:
+        """Join the parts into the object (after :meth:`finish_parts`, which it calls); its identifiers."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop what was sent (idempotent; nothing after :meth:`complete`)."""
+        raise NotImplementedError
+
+    #: "open" while it takes bytes, then "completed" or "aborted".
+    state: str = "open"
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "completed"
+
+
 class BaseStore:
     """Adapter over one Django storage.
 
@@ -432,6 +473,9 @@ class BaseStore:
     can_multipart = False
     #: The largest object :meth:`upload_target` can take (None: no limit of its own).
     max_upload_target_size: int | None = None
+    #: Whether :meth:`open_stream` writes an object as its bytes arrive (API uploads
+    #: go on to the storage while the request body is still being received).
+    can_stream_writes = False
 
     #: The options this store takes from ``STORE_OPTIONS[alias]``, with their defaults.
     options_class: type[StoreOptions] = StoreOptions
@@ -670,6 +714,20 @@ class BaseStore:
             self.delete(what if isinstance(what, dict) else self.identifiers_for(what))
         except Exception:  # noqa: S110 (the copy's own error is the one to raise)
             pass
+
+    # -- optional: writing while the bytes arrive ------------------------------------
+
+    def stream_threshold(self) -> int:
+        """Files up to this many bytes are written whole (:meth:`save`); larger ones may be streamed."""
+        raise self._not_implemented("stream_threshold", "can_stream_writes")
+
+    def open_stream(self, *, content_type: str, size_hint: int | None = None) -> StreamedWrite:
+        """Begin writing a new object whose bytes are still arriving. Where :attr:`can_stream_writes`.
+
+        ``size_hint``: at most how many bytes will come (a request's
+        ``Content-Length``), where known, so that parts are large enough.
+        """
+        raise self._not_implemented("open_stream", "can_stream_writes")
 
     # -- optional: multipart uploads (for resumable uploads) ---------------------------
     # A multipart upload writes the reserved object (:meth:`reserve`) in parts

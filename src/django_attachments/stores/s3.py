@@ -36,10 +36,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,6 +59,7 @@ from .base import (
     RangeReader,
     StoredObject,
     StoreOptions,
+    StreamedWrite,
     UploadedPart,
     UploadTarget,
     VerifyingReader,
@@ -99,15 +101,18 @@ class S3Options(StoreOptions):
     """The S3 store's tunables, per storage: ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``.
 
     Memory a write holds is about ``part_size * max_parts_in_flight``,
-    whatever the file size (16 MiB by default).
+    whatever the file size (32 MiB by default); an API upload sent on as it
+    arrives holds one part more.
     """
 
     #: Files up to this size go up in one PutObject request; larger ones in parts.
     multipart_threshold: int = 16 * MiB
     #: Size of each part of a multipart upload (S3: 5 MiB to 5 GiB).
     part_size: int = 8 * MiB
-    #: How many parts are read and sent side by side.
-    max_parts_in_flight: int = 2
+    #: How many parts are read and sent side by side. Four keep a service that
+    #: writes each part to disk busy (docs/benchmarks.md: two left SeaweedFS
+    #: idle between parts, and an upload of 1 GiB took 1.4 times as long).
+    max_parts_in_flight: int = 4
 
     def problems(self) -> dict[str, str]:
         found = {}
@@ -158,6 +163,7 @@ class S3Store(BaseStore):
     can_sign_urls = True
     can_sign_uploads = True
     can_multipart = True
+    can_stream_writes = True
     max_upload_target_size = MAX_PUT_SIZE
     options_class = S3Options
     options: S3Options
@@ -383,8 +389,9 @@ class S3Store(BaseStore):
     def _abort_quietly(self, client: Any, key: str, upload_id: str) -> None:
         try:
             client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError:
-            pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+        except (ClientError, BotoCoreError):
+            # The purge of incomplete uploads (or the bucket's lifecycle rule for them) cleans up.
+            logger.warning("Could not abort the multipart upload %s of %r.", upload_id, key, exc_info=True)
 
     def _upload_part(self, client: Any, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
@@ -397,6 +404,40 @@ class S3Store(BaseStore):
             ChecksumSHA256=digest,
         )
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": digest}
+
+    # -- writing while the bytes arrive ------------------------------------------------
+
+    def stream_threshold(self) -> int:
+        # Up to the threshold a file goes in one PutObject, as save() sends it; the first part must fill.
+        return max(self.options.multipart_threshold, self.options.part_size)
+
+    def open_stream(self, *, content_type: str, size_hint: int | None = None) -> StreamedWrite:
+        """A multipart upload to a fresh key whose parts are sent as :meth:`StreamedWrite.write` fills them.
+
+        Parts are of ``part_size`` bytes (more where ``size_hint`` would need
+        over 10,000 parts), each sent with its CRC-32, which S3 checks, at most
+        ``max_parts_in_flight`` side by side; memory is about ``part_size``
+        times one more than that, whatever the file size. The object is joined
+        with ``If-None-Match: *``.
+        """
+        name = self.new_name()
+        key = self.key_of(name)
+        params = self.storage.get_object_parameters(name)
+        params["ContentType"] = content_type
+        if self.storage.default_acl and "ACL" not in params:
+            params["ACL"] = self.storage.default_acl
+        part_size = self.options.part_size
+        if size_hint is not None and size_hint > part_size * MAX_PARTS:
+            part_size = min(-(-size_hint // MAX_PARTS // MiB) * MiB, MAX_PART_SIZE)
+        client = self.unsigned_client  # each part carries its SHA-256: no second hash of it for the signature
+        try:
+            upload_id = client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **params
+            )["UploadId"]
+        except (ClientError, BotoCoreError) as exc:
+            raise wrap_errors("start a multipart upload of", name, exc) from exc
+        identifiers: Identifiers = {"storage": self.alias, "name": name, "bucket": self.bucket, "key": key}
+        return _S3StreamedWrite(self, client, identifiers, str(upload_id), part_size)
 
     # -- copies ------------------------------------------------------------------------
 
@@ -902,3 +943,151 @@ class S3Store(BaseStore):
                     )
         except ClientError as exc:
             raise StorageError(f"Could not list storage {self.alias!r} under {key_prefix!r}: {exc}") from exc
+
+
+class _S3StreamedWrite(StreamedWrite):
+    """:meth:`S3Store.open_stream`'s multipart upload: parts sent by a small pool as the bytes come.
+
+    Each part is filled into a buffer of ``part_size`` bytes that is used
+    again once its part is sent: a stream holds ``max_parts_in_flight + 1``
+    buffers at most, and allocates no memory per part (fresh large buffers
+    cost the kernel a page fault per page, every time).
+    """
+
+    store: S3Store
+
+    def __init__(self, store: S3Store, client: Any, identifiers: Identifiers, upload_id: str, part_size: int) -> None:
+        self.store = store
+        self.identifiers = identifiers
+        self.upload_id = upload_id
+        self.size = 0
+        self.state = "open"
+        self._client = client
+        self._key = identifiers["key"]
+        self._part_size = part_size
+        self._most = store.options.max_parts_in_flight
+        self._buffer: bytearray | None = None
+        self._filled = 0
+        self._free: list[bytearray] = []
+        self._number = 0
+        self._parts: list[dict[str, Any]] = []
+        self._in_flight: set[Future[tuple[dict[str, Any], bytearray]]] = set()
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=self._most, thread_name_prefix="attachments-part"
+        )
+
+    def _check_open(self) -> None:
+        if self.state != "open":
+            raise StorageError(f"The streamed upload of {self.identifiers['name']!r} is {self.state}.")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        view = memoryview(data)
+        self.size += len(view)
+        while view:
+            if self._buffer is None:
+                self._buffer = self._free.pop() if self._free else bytearray(self._part_size)
+            taken = min(len(view), self._part_size - self._filled)
+            self._buffer[self._filled : self._filled + taken] = view[:taken]
+            self._filled += taken
+            view = view[taken:]
+            if self._filled == self._part_size:
+                self._send()
+
+    def _send(self) -> None:
+        """Hand the buffer over as the next part; wait for a part to finish if too many are in flight."""
+        assert self._pool is not None and self._buffer is not None
+        buffer, self._buffer = self._buffer, None
+        if self._filled < len(buffer):
+            del buffer[self._filled :]  # the last part: only what it holds
+        self._filled = 0
+        self._number += 1
+        if self._number > MAX_PARTS:
+            self._fail(StorageError(f"Could not write object {self._key!r}: it would need over {MAX_PARTS} parts."))
+        self._in_flight.add(self._pool.submit(self._upload, self._number, buffer))
+        if len(self._in_flight) >= self._most:
+            done, self._in_flight = wait(self._in_flight, return_when=FIRST_COMPLETED)
+            self._collect(done)
+
+    def _upload(self, number: int, buffer: bytearray) -> tuple[dict[str, Any], bytearray]:
+        # CRC-32, not SHA-256: the object's SHA-256 is computed as the bytes arrive (it is the blob's
+        # checksum); a part's checksum has only to show the service got the part as sent, which S3 (and
+        # SeaweedFS) check before keeping it. CRC-32 costs a quarter of SHA-256's CPU here, and so less
+        # of the core the service and the parser share (docs/benchmarks.md).
+        checksum = base64.b64encode(zlib.crc32(buffer).to_bytes(4, "big")).decode("ascii")
+        response = self._client.upload_part(
+            Bucket=self.store.bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=buffer,
+            ChecksumCRC32=checksum,
+        )
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": checksum}, buffer
+
+    def _collect(self, done: Iterable[Future[tuple[dict[str, Any], bytearray]]]) -> None:
+        for future in done:
+            try:
+                part, buffer = future.result()
+            except (ClientError, BotoCoreError) as exc:
+                self._fail(wrap_errors("write a part of", self.identifiers["name"], exc), cause=exc)
+            except BaseException as exc:
+                self._fail(exc)
+            self._parts.append(part)
+            if len(buffer) == self._part_size:
+                self._free.append(buffer)
+
+    def _fail(self, exc: BaseException, cause: BaseException | None = None) -> NoReturn:
+        self.abort()
+        if cause is not None:
+            raise exc from cause
+        raise exc
+
+    def finish_parts(self) -> None:
+        self._check_open()
+        if self._filled:
+            self._send()
+        in_flight, self._in_flight = self._in_flight, set()
+        self._collect(wait(in_flight).done)
+        self._buffer, self._free = None, []
+
+    def complete(self) -> Identifiers:
+        self.finish_parts()
+        if self._number == 0:
+            self._fail(StorageError(f"Could not write object {self._key!r}: no bytes were streamed."))
+        try:
+            response = self.store._complete(self._client, self._key, self.upload_id, self._parts)
+        except ClientError as exc:
+            self.abort()
+            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                raise ObjectExists(f"Storage {self.store.alias!r} already has an object {self._key!r}.") from exc
+            raise wrap_errors("complete the multipart upload of", self.identifiers["name"], exc) from exc
+        except BotoCoreError as exc:
+            self.abort()  # the service may have joined it: then the abort fails, and the object is a stray
+            raise wrap_errors("complete the multipart upload of", self.identifiers["name"], exc) from exc
+        self.state = "completed"
+        self._shutdown()
+        identifiers = {
+            **self.identifiers,
+            "region": self._client.meta.region_name,
+            "etag": str(response.get("ETag", "")).strip('"'),
+        }
+        if response.get("VersionId") and response["VersionId"] != "null":
+            identifiers["version_id"] = response["VersionId"]
+        self.identifiers = identifiers
+        return identifiers
+
+    def abort(self) -> None:
+        if self.state != "open":
+            return
+        self.state = "aborted"
+        self._buffer, self._free = None, []
+        # Parts being sent finish first: an upload aborted while a part is in flight may keep that part.
+        self._shutdown()
+        self._in_flight = set()
+        self.store._abort_quietly(self._client, self._key, self.upload_id)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=True, cancel_futures=True)
