@@ -100,6 +100,8 @@ def _namespace(request: Request) -> str:
 
 @schema.describe_uploads
 class DirectUploadViewSet(uploads.BodyGuardMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Direct uploads: a ticket, the bytes sent to the storage (or to this API's upload URL), then completion."""
+
     serializer_class = DirectUploadSerializer
     parser_classes = [JSONParser]
     permission_classes = access.FromSettings("PERMISSION_CLASSES")

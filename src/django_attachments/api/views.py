@@ -57,6 +57,8 @@ class AttachmentViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Files attached to owners, as the caller's tenant sees them (another tenant's attachment is "not found")."""
+
     serializer_class = AttachmentSerializer
     pagination_class = AttachmentPagination
     permission_classes = access.FromSettings("PERMISSION_CLASSES")
