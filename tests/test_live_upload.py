@@ -435,3 +435,56 @@ def test_live_direct_upload_to_s3_is_verified_by_streaming_with_flat_memory(work
             assert complete_status == 201, f"{figures}\n{body}\n{server.log.read_text()[-3000:]}"
             assert body["attachment"]["checksum"] == sha and body["attachment"]["size"] == size
             assert growth < BOUND_MIB, figures
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
+def test_live_api_upload_to_s3_goes_on_while_it_arrives_with_flat_memory(workdir):
+    """An API upload to S3 (moto) is sent on in parts while its body arrives: memory stays flat, nothing is left.
+
+    The parts (8 MiB, four in flight) are filled into buffers used again, so
+    the server holds a few parts whatever the file size; the object is
+    joined once, and the bucket holds no incomplete multipart upload.
+    """
+    import boto3
+
+    size = 512 * MIB
+    with moto_server(workdir / "moto") as endpoint:
+        bucket = make_bucket(endpoint)
+        env = {
+            "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
+            "TMPDIR": str(workdir / "tmp"),
+            "STORAGE_BACKEND": "s3",
+            "AWS_STORAGE_BUCKET_NAME": bucket,
+            "AWS_S3_ENDPOINT_URL": endpoint,
+            "AWS_S3_REGION_NAME": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        with example_server(workdir / "server", env=env) as server:
+            pid, url = server.pid, server.url
+            fields = {"owner_type": "patient", "owner_id": patient_of_north(url), "name": "big"}
+            status, body, _, _ = upload(url, {**fields, "name": "warm-up"}, "warm-up.bin", 32 * MIB)
+            assert status == 201, body
+            reset = reset_peak(pid)
+            baseline = status_kib(pid, "VmHWM")
+            status, body, sent_sha, seconds = upload(url, fields, "big.bin", size)
+            growth = (status_kib(pid, "VmHWM") - baseline) / 1024
+            figures = (
+                f"API upload of {size // MIB} MiB to S3 (moto) as it arrives (peak reset: {'yes' if reset else 'no'}): "
+                f"{size / seconds / 1e6:.0f} MB/s; server peak +{growth:.1f} MiB"
+            )
+            print("\n" + figures)
+            assert status == 201, f"{figures}\n{body}\n{server.log.read_text()[-3000:]}"
+            assert body["checksum"] == sent_sha and body["size"] == size
+            assert growth < BOUND_MIB, figures
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        big = [obj for obj in objects if obj["Size"] == size]
+        assert len(big) == 1 and big[0]["ETag"].strip('"').endswith("-64"), objects  # 64 parts of 8 MiB
+        assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
