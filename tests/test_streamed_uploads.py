@@ -166,19 +166,33 @@ def test_uploads_are_spooled_first_with_the_setting_off(staff, owners, store_ali
     assert held(get_store(store_alias)) == ([blob.storage_identifiers["name"]], [])
 
 
-def test_parts_grow_so_that_a_huge_body_fits_in_ten_thousand(store_alias):
+def test_parts_grow_with_the_bytes_that_arrive_not_with_a_declared_length(store_alias, monkeypatch):
+    """Part sizes double every PARTS_PER_SIZE parts as bytes come; nothing is sized by what a client claims."""
+    from django_attachments.stores import s3
+
+    monkeypatch.setattr(s3._S3StreamedWrite, "parts_per_size", 2)
     store = get_store(store_alias)
-    stream = store.open_stream(content_type="application/pdf", size_hint=200 * 1024**3)
+    stream = store.open_stream(content_type="application/pdf")
+    data = os.urandom(2 * PART + 2 * 2 * PART + 3 * MIB)  # two parts of 5 MiB, two of 10, then 3 MiB
+    for offset in range(0, len(data), 3 * MIB):
+        stream.write(data[offset : offset + 3 * MIB])
+    stream.finish_parts()
+    parts = store.client.list_parts(Bucket=store.bucket, Key=stream.identifiers["key"], UploadId=stream.upload_id)
+    assert [part["Size"] for part in parts["Parts"]] == [PART, PART, 2 * PART, 2 * PART, 3 * MIB]
+    identifiers = stream.complete()
+    with store.open(identifiers) as reader:
+        assert b"".join(iter(lambda: reader.read(MIB), b"")) == data
+    assert held(store)[1] == []
+
+
+def test_a_declared_length_sets_no_buffer_size(store_alias):
+    assert "size_hint" not in S3Store.open_stream.__code__.co_varnames
+    stream = get_store(store_alias).open_stream(content_type="application/pdf")
     try:
-        assert stream._part_size == 21 * MIB  # 200 GiB / 10,000 parts, rounded up to whole MiB
+        stream.write(b"x")
+        assert len(stream._buffer) == PART
     finally:
         stream.abort()
-    small = store.open_stream(content_type="application/pdf", size_hint=50 * MIB)
-    try:
-        assert small._part_size == PART
-    finally:
-        small.abort()
-    assert held(store) == ([], [])
 
 
 def test_a_streamed_file_is_attached_once(staff, owners, store_alias, rf):
@@ -317,3 +331,113 @@ def test_a_storage_failing_midway_answers_503_and_keeps_nothing(store_alias, ser
     assert b"storage_unavailable" in raw
     assert wait_for(lambda: held(store) == ([], []))
     assert Blob.objects.count() == 0
+
+
+# -- what is streamed, and when ---------------------------------------------------------------------------------
+
+
+def multipart_body(files: list[tuple[str, bytes]], fields: dict[str, str]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    out = []
+    for name, value in fields.items():
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, data in files:
+        out.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="f.pdf"\r\n'
+            "Content-Type: application/pdf\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def test_only_the_api_file_field_is_streamed_and_only_once(staff, owners, store_alias, opened):
+    fields = {"owner_type": "note", "owner_id": str(owners.alice_note.pk)}
+    first, last = pdf_of(11 * MIB, seed=b"1"), pdf_of(11 * MIB, seed=b"2")
+    files = [("other", pdf_of(11 * MIB, seed=b"o")), ("file", first), ("junk", pdf_of(11 * MIB, seed=b"j")),
+             ("file", last)]  # fmt: skip
+    body, content_type = multipart_body(files, fields)
+    response = staff["a"].generic("POST", LIST, body, content_type=content_type)
+    assert response.status_code == 201, response.content
+    assert len(opened) == 1 and opened[0].state == "aborted"  # the first "file"; DRF takes the last
+    blob = Blob.objects.get()
+    assert blob.checksum == hashlib.sha256(last).hexdigest()
+    assert held(get_store(store_alias)) == ([blob.storage_identifiers["name"]], [])
+
+
+def test_a_session_request_is_spooled_and_a_forged_one_sends_nothing(owners, store_alias, opened, client):
+    """A session's CSRF check parses the body before the request is known to be allowed: nothing streams then."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_user("sam", password="x")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    data = pdf_of(11 * MIB)
+    fields = {"owner_type": "note", "owner_id": str(owners.alice_note.pk)}
+    body, content_type = multipart_body([("file", data)], fields)
+    forged = browser.generic("POST", LIST, body, content_type=content_type, HTTP_ACCEPT="application/json")
+    assert forged.status_code == 403, forged.content
+    assert opened == [] and held(get_store(store_alias)) == ([], [])
+    browser.get("/api/attachments/")  # a page that sets the CSRF cookie, as a browser would have one
+    token = browser.cookies["csrftoken"].value if "csrftoken" in browser.cookies else None
+    if token is None:
+        from django.middleware.csrf import _get_new_csrf_string
+
+        token = _get_new_csrf_string()
+        browser.cookies["csrftoken"] = token
+    sent = browser.generic("POST", LIST, body, content_type=content_type, HTTP_X_CSRFTOKEN=token)
+    assert sent.status_code == 201, sent.content
+    assert opened == []  # spooled, then written
+    assert read_back(Blob.objects.get()) == data
+
+
+def test_the_hashing_handler_installed_by_a_project_still_streams(staff, owners, store_alias, opened, settings):
+    settings.FILE_UPLOAD_HANDLERS = [
+        "django.core.files.uploadhandler.MemoryFileUploadHandler",
+        "django_attachments.uploadhandlers.HashingTemporaryFileUploadHandler",
+    ]
+    response = upload(staff["a"], "note", owners.alice_note.pk, pdf_of(11 * MIB))
+    assert response.status_code == 201, response.content
+    assert len(opened) == 1 and opened[0].completed
+
+
+def test_a_join_whose_answer_is_lost_leaves_no_object(staff, owners, store_alias, opened, monkeypatch):
+    """The service joins the parts but its answer never comes: 503, and the object it made is deleted."""
+    from botocore.exceptions import ReadTimeoutError
+
+    real = S3Store._complete
+
+    def joined_then_lost(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise ReadTimeoutError(endpoint_url="the service")
+
+    monkeypatch.setattr(S3Store, "_complete", joined_then_lost)
+    response = upload(staff["a"], "note", owners.alice_note.pk, pdf_of(11 * MIB))
+    assert response.status_code == 503, response.content
+    assert response.json()["code"] == "storage_unavailable"
+    assert Blob.objects.count() == 0
+    assert held(get_store(store_alias)) == ([], [])
+
+
+def test_a_stream_that_cannot_begin_leaves_no_temporary_file(staff, owners, store_alias, settings, tmp_path):
+    import gc
+
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    from tests.servers import free_port
+
+    storage = settings.STORAGES[store_alias]
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens: every request to the storage fails
+    settings.STORAGES = {
+        **settings.STORAGES,
+        store_alias: {**storage, "OPTIONS": {**storage["OPTIONS"], "endpoint_url": gone}},
+    }
+    gc.disable()  # what a reference cycle would keep, the collector must not clean up for us
+    try:
+        response = upload(staff["a"], "note", owners.alice_note.pk, pdf_of(11 * MIB))
+        assert response.status_code == 503, response.content
+        assert list((tmp_path / "spool").iterdir()) == []
+    finally:
+        gc.enable()

@@ -9,7 +9,7 @@ chunk plus the sniffing window, whatever the file size::
 
     with inspect(request.FILES["file"], max_size=10 * 2**20) as inspected:
         inspected.checksum, inspected.size, inspected.content_type
-        store.save(inspected.file, ...)
+        store.save(inspected.file, ...)  # or inspected.streamed.complete(): see uploadhandlers.py
 """
 
 from __future__ import annotations

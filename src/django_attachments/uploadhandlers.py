@@ -17,7 +17,11 @@ in 0.3x the time of Django's default handlers at 64 KiB (the bare view's
 parse). Hashing 64 KiB chunks on a thread had lost to the hand-over's GIL
 traffic; 1 MiB chunks are sixteen times fewer hand-overs.
 
-The API uses it for its own uploads. To get the same in your own views::
+The API uses it for its own uploads; where the storage is S3 and
+``STREAM_UPLOADS`` is on, it uses :class:`StreamingUploadHandler`, which
+sends a large file on to S3 in parts while the body still arrives, so that
+an upload costs about the time of receiving it, not of receiving and then
+sending it. To get the hashing in your own views::
 
     FILE_UPLOAD_HANDLERS = [
         "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -107,6 +111,8 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
 
 #: Where a request keeps the streamed writes its upload handlers began (see :func:`discard_streams`).
 STREAMS_ATTRIBUTE = "_django_attachments_streams"
+#: Set on a request that may be answered, whose file may then go on to the storage (:func:`allow_streaming`).
+STREAM_ALLOWED_ATTRIBUTE = "_django_attachments_may_stream"
 
 
 class _StreamedAway(io.RawIOBase):
@@ -154,24 +160,36 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
     :class:`StreamedUploadedFile`. Every streamed write is noted on the
     request; :func:`discard_streams` aborts those nobody completed (a parse
     that failed midway, a refused upload).
+
+    Only the first file of the form field ``field`` (``"file"``, the API's)
+    is streamed, and only once the request may be answered
+    (:func:`allow_streaming`: authenticated, permitted, not throttled): a
+    body parsed before that, as a session's CSRF check parses it, or a
+    request to be refused, is spooled as by its parent, never sent to the
+    storage.
     """
 
-    def __init__(self, request: Any = None, store: BaseStore | None = None) -> None:
+    def __init__(self, request: Any = None, store: BaseStore | None = None, field: str = "file") -> None:
         super().__init__(request)
         if store is None:
             store = get_store(app_settings.STORAGE)
         self.store = store
+        self.field = field
         self._stream: StreamedWrite | None = None
+        self._streams_this_file = False
+        self._streamed_one = False
         self._received = 0
-        self._size_hint: int | None = None
 
-    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, *args: Any, **kwargs: Any) -> None:
-        self._size_hint = content_length or None
-
-    def new_file(self, *args: Any, **kwargs: Any) -> None:
+    def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
         self._drop_stream()
-        super().new_file(*args, **kwargs)
+        super().new_file(field_name, *args, **kwargs)
         self._received = 0
+        self._streams_this_file = (
+            field_name == self.field
+            and not self._streamed_one
+            and self.request is not None
+            and getattr(self.request, STREAM_ALLOWED_ATTRIBUTE, False)
+        )
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self._hasher is not None:
@@ -181,22 +199,24 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
             self._stream.write(raw_data)
             return
         self.file.write(raw_data)
-        if self._received > self.store.stream_threshold():
+        if self._streams_this_file and self._received > self.store.stream_threshold():
             self._begin_stream()
 
     def _begin_stream(self) -> None:
         """Start the store's write with what was spooled; the temporary file goes."""
         spooled = self.file
-        spooled.seek(0)
-        content_type = sniff(spooled.read(app_settings.SNIFF_BYTES))
-        stream = self.store.open_stream(content_type=content_type, size_hint=self._size_hint)
-        if self.request is not None:
+        self._streams_this_file, self._streamed_one = False, True
+        try:
+            spooled.seek(0)
+            content_type = sniff(spooled.read(app_settings.SNIFF_BYTES))
+            stream = self.store.open_stream(content_type=content_type)
             self.request.__dict__.setdefault(STREAMS_ATTRIBUTE, []).append(stream)
-        self._stream = stream
-        spooled.seek(0)
-        while chunk := spooled.read(self.chunk_size):
-            stream.write(chunk)
-        spooled.close()
+            self._stream = stream
+            spooled.seek(0)
+            while chunk := spooled.read(self.chunk_size):
+                stream.write(chunk)
+        finally:
+            spooled.close()  # the temporary file is deleted, whether or not the stream began
 
     def file_complete(self, file_size: int) -> UploadedFile:
         if self._stream is None:
@@ -232,6 +252,16 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
         if self._stream is not None:
             stream, self._stream = self._stream, None
             stream.abort()
+
+
+def allow_streaming(request: HttpRequest) -> None:
+    """Let :class:`StreamingUploadHandler` send ``request``'s file on to the storage: call once it may be answered.
+
+    Until then (authentication, a session's CSRF check, permissions,
+    throttling), a body parsed is spooled: a request to be refused sends
+    nothing to the storage.
+    """
+    setattr(request, STREAM_ALLOWED_ATTRIBUTE, True)
 
 
 def discard_streams(request: HttpRequest) -> None:
@@ -291,8 +321,10 @@ def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = Tr
 
     ``stream``: a large file goes on to the storage while it arrives
     (:class:`StreamingUploadHandler`), where ``STREAM_UPLOADS`` is on and the
-    store can; the caller must then pass the file to ``services.attach()``,
-    and call :func:`discard_streams` once the request is answered.
+    store can, once the caller says the request may be answered
+    (:func:`allow_streaming`); the caller must then pass the file to
+    ``services.attach()``, and call :func:`discard_streams` once the request
+    is answered.
     """
     length = declared_length(request)
     if not takes_file:
@@ -316,9 +348,9 @@ def guard_body(request: HttpRequest, *, limit: int | None, takes_file: bool = Tr
         if store is None
         else functools.partial(StreamingUploadHandler, request, store)
     )
-    handlers = [
-        hashing() if type(handler) is TemporaryFileUploadHandler else handler for handler in request.upload_handlers
-    ]
+    # Django's, or ours where a project installed it (as the module docstring suggests); not a subclass of its own.
+    ours = (TemporaryFileUploadHandler, HashingTemporaryFileUploadHandler)
+    handlers = [hashing() if type(handler) in ours else handler for handler in request.upload_handlers]
     handlers = [SizeLimitUploadHandler(request, limit), *handlers]
     # The parser reads in the smallest chunk size among the handlers: 1 MiB
     # chunks instead of 64 KiB make parsing and hashing markedly cheaper.

@@ -29,7 +29,7 @@ from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 
-from ..uploadhandlers import discard_streams, guard_body, upload_limit
+from ..uploadhandlers import allow_streaming, discard_streams, guard_body, upload_limit
 
 
 def media_type(request: Request) -> str:
@@ -61,6 +61,9 @@ class BodyGuardMixin:
             request._request, limit=upload_limit() if takes_file else None, takes_file=takes_file, stream=takes_file
         )
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        # Authenticated, permitted, not throttled: a file parsed from here on may go on to the storage as it
+        # arrives. One parsed before (a session's CSRF check reads the body) was spooled, as is one refused.
+        allow_streaming(request._request)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:

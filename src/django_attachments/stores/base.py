@@ -721,11 +721,11 @@ class BaseStore:
         """Files up to this many bytes are written whole (:meth:`save`); larger ones may be streamed."""
         raise self._not_implemented("stream_threshold", "can_stream_writes")
 
-    def open_stream(self, *, content_type: str, size_hint: int | None = None) -> StreamedWrite:
+    def open_stream(self, *, content_type: str) -> StreamedWrite:
         """Begin writing a new object whose bytes are still arriving. Where :attr:`can_stream_writes`.
 
-        ``size_hint``: at most how many bytes will come (a request's
-        ``Content-Length``), where known, so that parts are large enough.
+        How many bytes will come is not known (a declared length is the
+        client's word): the memory it holds must not follow a claim.
         """
         raise self._not_implemented("open_stream", "can_stream_writes")
 

@@ -78,6 +78,9 @@ MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024**3
 #: The most parts one multipart upload may have.
 MAX_PARTS = 10_000
+#: A streamed write's parts double in size after this many (see S3Store.open_stream), at most GROWTHS times.
+PARTS_PER_SIZE = 1000
+GROWTHS = 6
 #: What a service answers a server-side copy it will not make, where a streamed copy may still get
 #: through: no right to read the source with these keys, an operation or a header (a checksum, a
 #: condition) it does not implement, a precondition (the source's ETag) it reads otherwise.
@@ -101,8 +104,8 @@ class S3Options(StoreOptions):
     """The S3 store's tunables, per storage: ``DJANGO_ATTACHMENTS["STORE_OPTIONS"][alias]``.
 
     Memory a write holds is about ``part_size * max_parts_in_flight``,
-    whatever the file size (32 MiB by default); an API upload sent on as it
-    arrives holds one part more.
+    whatever the file size (32 MiB by default), and so does an API upload
+    sent on as it arrives (:meth:`S3Store.open_stream`).
     """
 
     #: Files up to this size go up in one PutObject request; larger ones in parts.
@@ -163,7 +166,6 @@ class S3Store(BaseStore):
     can_sign_urls = True
     can_sign_uploads = True
     can_multipart = True
-    can_stream_writes = True
     max_upload_target_size = MAX_PUT_SIZE
     options_class = S3Options
     options: S3Options
@@ -329,7 +331,10 @@ class S3Store(BaseStore):
         For bodies that cannot rewind: SigV4 hashes the payload before sending
         it (over plain HTTP, and wherever a checksum header is given), which
         means reading a stream twice. The body is still checked: the request
-        carries its SHA-256 (``x-amz-checksum-sha256``), which S3 verifies.
+        carries its checksum, which S3 verifies: the SHA-256
+        (``x-amz-checksum-sha256``) of a single write, the CRC-32 of a streamed
+        upload's part (:meth:`open_stream`: the file's SHA-256 is computed
+        here as it arrives; the part's checksum shows it arrived as sent).
         """
         if self._unsigned_client is None:
             from botocore.config import Config
@@ -411,14 +416,21 @@ class S3Store(BaseStore):
         # Up to the threshold a file goes in one PutObject, as save() sends it; the first part must fill.
         return max(self.options.multipart_threshold, self.options.part_size)
 
-    def open_stream(self, *, content_type: str, size_hint: int | None = None) -> StreamedWrite:
+    @property
+    def can_stream_writes(self) -> bool:  # type: ignore[override]
+        # A subclass that writes its own way (save() overridden: tags, metadata) is not bypassed.
+        return type(self).save is S3Store.save
+
+    def open_stream(self, *, content_type: str) -> StreamedWrite:
         """A multipart upload to a fresh key whose parts are sent as :meth:`StreamedWrite.write` fills them.
 
-        Parts are of ``part_size`` bytes (more where ``size_hint`` would need
-        over 10,000 parts), each sent with its CRC-32, which S3 checks, at most
-        ``max_parts_in_flight`` side by side; memory is about ``part_size``
-        times one more than that, whatever the file size. The object is joined
-        with ``If-None-Match: *``.
+        Parts are of ``part_size`` bytes, each sent with its CRC-32 (which S3
+        checks), at most ``max_parts_in_flight`` side by side, filled into
+        buffers used again: memory is about ``part_size * max_parts_in_flight``,
+        whatever the file size. How large the file is, is not known: the part
+        size doubles every :data:`PARTS_PER_SIZE` parts (up to 64 times), as
+        bytes actually arrive, so that 10,000 parts hold about 2.5 TiB at
+        8 MiB. The object is joined with ``If-None-Match: *``.
         """
         name = self.new_name()
         key = self.key_of(name)
@@ -426,10 +438,7 @@ class S3Store(BaseStore):
         params["ContentType"] = content_type
         if self.storage.default_acl and "ACL" not in params:
             params["ACL"] = self.storage.default_acl
-        part_size = self.options.part_size
-        if size_hint is not None and size_hint > part_size * MAX_PARTS:
-            part_size = min(-(-size_hint // MAX_PARTS // MiB) * MiB, MAX_PART_SIZE)
-        client = self.unsigned_client  # each part carries its SHA-256: no second hash of it for the signature
+        client = self.unsigned_client  # a part's CRC-32 is its check: no SHA-256 of it for the signature
         try:
             upload_id = client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **params
@@ -437,7 +446,7 @@ class S3Store(BaseStore):
         except (ClientError, BotoCoreError) as exc:
             raise wrap_errors("start a multipart upload of", name, exc) from exc
         identifiers: Identifiers = {"storage": self.alias, "name": name, "bucket": self.bucket, "key": key}
-        return _S3StreamedWrite(self, client, identifiers, str(upload_id), part_size)
+        return _S3StreamedWrite(self, client, identifiers, str(upload_id))
 
     # -- copies ------------------------------------------------------------------------
 
@@ -948,15 +957,17 @@ class S3Store(BaseStore):
 class _S3StreamedWrite(StreamedWrite):
     """:meth:`S3Store.open_stream`'s multipart upload: parts sent by a small pool as the bytes come.
 
-    Each part is filled into a buffer of ``part_size`` bytes that is used
-    again once its part is sent: a stream holds ``max_parts_in_flight + 1``
-    buffers at most, and allocates no memory per part (fresh large buffers
-    cost the kernel a page fault per page, every time).
+    Each part is filled into a buffer of the part size that is used again
+    once its part is sent: a stream holds ``max_parts_in_flight`` buffers at
+    most, and allocates no memory per part (fresh large buffers cost the
+    kernel a page fault per page, every time).
     """
 
     store: S3Store
+    #: Parts of each size before the next doubles it (a test makes it small).
+    parts_per_size = PARTS_PER_SIZE
 
-    def __init__(self, store: S3Store, client: Any, identifiers: Identifiers, upload_id: str, part_size: int) -> None:
+    def __init__(self, store: S3Store, client: Any, identifiers: Identifiers, upload_id: str) -> None:
         self.store = store
         self.identifiers = identifiers
         self.upload_id = upload_id
@@ -964,7 +975,8 @@ class _S3StreamedWrite(StreamedWrite):
         self.state = "open"
         self._client = client
         self._key = identifiers["key"]
-        self._part_size = part_size
+        self._base_part_size = store.options.part_size
+        self._part_size = self._base_part_size
         self._most = store.options.max_parts_in_flight
         self._buffer: bytearray | None = None
         self._filled = 0
@@ -986,6 +998,9 @@ class _S3StreamedWrite(StreamedWrite):
         self.size += len(view)
         while view:
             if self._buffer is None:
+                self._part_size = self._base_part_size << min(self._number // self.parts_per_size, GROWTHS)
+                while self._free and len(self._free[-1]) != self._part_size:
+                    self._free.pop()  # of a size parts no longer have
                 self._buffer = self._free.pop() if self._free else bytearray(self._part_size)
             taken = min(len(view), self._part_size - self._filled)
             self._buffer[self._filled : self._filled + taken] = view[:taken]
@@ -1034,7 +1049,7 @@ class _S3StreamedWrite(StreamedWrite):
             except BaseException as exc:
                 self._fail(exc)
             self._parts.append(part)
-            if len(buffer) == self._part_size:
+            if len(buffer) == self._part_size and self._pool is not None:
                 self._free.append(buffer)
 
     def _fail(self, exc: BaseException, cause: BaseException | None = None) -> NoReturn:
@@ -1050,6 +1065,7 @@ class _S3StreamedWrite(StreamedWrite):
         in_flight, self._in_flight = self._in_flight, set()
         self._collect(wait(in_flight).done)
         self._buffer, self._free = None, []
+        self._shutdown()  # no part follows: no thread waits for one
 
     def complete(self) -> Identifiers:
         self.finish_parts()
@@ -1063,7 +1079,8 @@ class _S3StreamedWrite(StreamedWrite):
                 raise ObjectExists(f"Storage {self.store.alias!r} already has an object {self._key!r}.") from exc
             raise wrap_errors("complete the multipart upload of", self.identifiers["name"], exc) from exc
         except BotoCoreError as exc:
-            self.abort()  # the service may have joined it: then the abort fails, and the object is a stray
+            # No answer: the service may have joined the parts. The key is fresh, so what is there is ours.
+            self._abort_or_delete()
             raise wrap_errors("complete the multipart upload of", self.identifiers["name"], exc) from exc
         self.state = "completed"
         self._shutdown()
@@ -1086,6 +1103,32 @@ class _S3StreamedWrite(StreamedWrite):
         self._shutdown()
         self._in_flight = set()
         self.store._abort_quietly(self._client, self._key, self.upload_id)
+
+    def _abort_or_delete(self) -> None:
+        """After a join whose answer was lost: abort the upload, and delete the object it may have become.
+
+        The key is fresh, so an object there is this upload's, and no blob's.
+        """
+        self.state = "aborted"
+        self._shutdown()
+        bucket, key = self.store.bucket, self._key
+        try:
+            self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=self.upload_id)
+        except (ClientError, BotoCoreError):
+            pass  # joined already (NoSuchUpload), or the service is unreachable: the HEAD tells
+        try:
+            head = self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound") or _status(exc) == 404:
+                return  # not joined: nothing there
+            head = {}
+        except BotoCoreError:
+            head = {}
+        try:
+            version = {"VersionId": head["VersionId"]} if head.get("VersionId") not in (None, "null") else {}
+            self._client.delete_object(Bucket=bucket, Key=key, **version)
+        except (ClientError, BotoCoreError):
+            logger.warning("Could not delete %r, joined without an answer: stray until the next purge --stray.", key)
 
     def _shutdown(self) -> None:
         if self._pool is not None:
