@@ -1,6 +1,6 @@
 """Benchmarks of django_attachments, each next to what a project writes by hand.
 
-    .venv/bin/python benchmarks/run.py                      # the full suite (~95 min, ~20 GiB of scratch disk)
+    .venv/bin/python benchmarks/run.py                      # the full suite (~105 min, ~20 GiB of scratch disk)
     .venv/bin/python benchmarks/run.py --quick              # tiny sizes, one repeat: a minute or two (CI)
     .venv/bin/python benchmarks/run.py --sizes 10M,100M,1G --repeat 3 --markdown /tmp/bench.md
     .venv/bin/python -m tests.pgcluster -- .venv/bin/python benchmarks/run.py   # on PostgreSQL
@@ -88,7 +88,13 @@ times (project / anchor; above 1 means the project is slower):
     ``--quick``; ``--peer-sizes``), 9 alternating rounds unless ``--repeat``
     is given; a token or a session, never HTTP Basic
     (``suite/peers.py``; a peer whose virtualenv cannot be made, e.g. without
-    the package index, is skipped with the reason).
+    the package index, is skipped with the reason);
+16. API uploads to S3 as they arrive (``stream``): per S3 server (moto,
+    SeaweedFS), a bucket and two project servers, ``STREAM_UPLOADS`` on and
+    off, next to boto3's ``upload_fileobj`` from a local file, rotating
+    rounds; 256 MiB and 1 GiB (32 MiB with ``--quick``; ``--stream-sizes``);
+    then a dedup hit of each mode and what the bucket keeps of it
+    (``suite/streaming.py``).
 
 Figures: wall time (median of ``--repeat`` runs), throughput (MB/s, 10^6
 bytes), and peak RSS growth: ``VmHWM`` of ``/proc/<pid>/status`` of the
