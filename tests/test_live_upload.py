@@ -385,6 +385,20 @@ def test_live_direct_upload_of_1_gib_keeps_server_memory_flat(workdir):
         assert not list((workdir / "tmp").iterdir()), "the PUT left temporary files behind"
 
 
+def s3_env(workdir, endpoint: str, bucket: str) -> dict[str, str]:
+    """The example project's environment for a bucket of moto's server as its storage."""
+    return {
+        "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
+        "TMPDIR": str(workdir / "tmp"),
+        "STORAGE_BACKEND": "s3",
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": endpoint,
+        "AWS_S3_REGION_NAME": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status (Linux)")
 def test_live_direct_upload_to_s3_is_verified_by_streaming_with_flat_memory(workdir):
     """The bytes go to S3 (moto's server) with the presigned PUT; the server never sees them until it verifies.
@@ -395,17 +409,7 @@ def test_live_direct_upload_to_s3_is_verified_by_streaming_with_flat_memory(work
     size = 256 * MIB
     with moto_server(workdir / "moto") as endpoint:
         bucket = make_bucket(endpoint)
-        env = {
-            "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
-            "TMPDIR": str(workdir / "tmp"),
-            **ONE_REQUEST,
-            "STORAGE_BACKEND": "s3",
-            "AWS_STORAGE_BUCKET_NAME": bucket,
-            "AWS_S3_ENDPOINT_URL": endpoint,
-            "AWS_S3_REGION_NAME": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
+        env = {**s3_env(workdir, endpoint, bucket), **ONE_REQUEST}
         with example_server(workdir / "server", env=env) as server:
             pid, url = server.pid, server.url
             owner_id = patient_of_north(url)
@@ -450,16 +454,7 @@ def test_live_api_upload_to_s3_goes_on_while_it_arrives_with_flat_memory(workdir
     size = 512 * MIB
     with moto_server(workdir / "moto") as endpoint:
         bucket = make_bucket(endpoint)
-        env = {
-            "ATTACHMENTS_MAX_UPLOAD_SIZE": str(2 * GIB),
-            "TMPDIR": str(workdir / "tmp"),
-            "STORAGE_BACKEND": "s3",
-            "AWS_STORAGE_BUCKET_NAME": bucket,
-            "AWS_S3_ENDPOINT_URL": endpoint,
-            "AWS_S3_REGION_NAME": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
+        env = s3_env(workdir, endpoint, bucket)
         with example_server(workdir / "server", env=env) as server:
             pid, url = server.pid, server.url
             fields = {"owner_type": "patient", "owner_id": patient_of_north(url), "name": "big"}

@@ -50,14 +50,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import free_port, stop, wait_until
-
 from .client import Reply, post_json, post_multipart, send_payload
 from .config import BENCH_DIR, GIB, KIB, MIB, REPO_ROOT, log
 from .context import Context
 from .measure import FlowMeter, Growth, median, sync, worst
 from .payloads import Payload, file_crc
-from .processes import Server, children_of, have_gunicorn
+from .processes import Server, django_server, have_gunicorn
 from .report import Table, fmt_cpu, fmt_mib, fmt_rate, fmt_ratio, fmt_s, fmt_size
 
 DEFAULT_SIZES = [256 * MIB, GIB]
@@ -204,32 +202,17 @@ class Project:
 @contextlib.contextmanager
 def serve(kind: str, project: Project) -> Iterator[Server]:
     """The project's server on a free port of 127.0.0.1, as ``processes.project_server`` starts the suite's own."""
-    port = free_port()
-    logfile = project.workdir / "server.log"
-    if kind == "gunicorn":
-        command = [
-            project.python, "-m", "gunicorn",
-            "--workers", "1", "--worker-class", "sync", "--timeout", "600",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-            "django.core.wsgi:get_wsgi_application()",
-        ]  # fmt: skip
-    else:
-        command = [project.python, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"]
-    with open(logfile, "wb") as out:
-        proc = subprocess.Popen(command, cwd=PEERS_DIR, env=project.env(), stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, proc, kind, logfile)
-    try:
-        wait_until(url + "/", proc, f"the {project.label} server", logfile, any_status=True)
-        if kind == "gunicorn":
-            deadline = time.monotonic() + 30
-            while len(children_of(proc.pid)) != 1:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn's worker did not show up:\n{server.log_tail()}")
-                time.sleep(0.1)
+    with django_server(
+        kind,
+        python=project.python,
+        cwd=PEERS_DIR,
+        env=project.env(),
+        application="django.core.wsgi:get_wsgi_application()",
+        logfile=project.workdir / "server.log",
+        what=f"the {project.label} server",
+        any_status=True,
+    ) as server:
         yield server
-    finally:
-        stop(proc)
 
 
 # -- the uploads ---------------------------------------------------------------------------------------------------

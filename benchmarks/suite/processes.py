@@ -68,28 +68,57 @@ class Server:
 
 @contextlib.contextmanager
 def project_server(kind: str, env: dict[str, str], workdir: Path, label: str) -> Iterator[Server]:
+    with django_server(
+        kind,
+        python=sys.executable,
+        cwd=BENCH_DIR,
+        env=env,
+        application="benchproject.wsgi:application",
+        logfile=workdir / f"server-{label}.log",
+        what=f"the {label} server",
+        ready="/bare/list/?owner_type=thing&owner_id=0",
+        worker_missing=SystemExit,
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def django_server(
+    kind: str,
+    *,
+    python: str,
+    cwd: Path,
+    env: dict[str, str],
+    application: str,
+    logfile: Path,
+    what: str,
+    ready: str = "/",
+    any_status: bool = False,
+    worker_missing: type[BaseException] = RuntimeError,
+) -> Iterator[Server]:
+    """A Django project served on a free port of 127.0.0.1 by ``python``: gunicorn with one sync worker
+    (``application`` its WSGI app), or runserver; ready once ``ready`` answers (any status if ``any_status``)."""
     port = free_port()
-    logfile = workdir / f"server-{label}.log"
     if kind == "gunicorn":
         command = [
-            sys.executable, "-m", "gunicorn",
+            python, "-m", "gunicorn",
             "--workers", "1", "--worker-class", "sync", "--timeout", "600",
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-            "benchproject.wsgi:application",
+            application,
         ]  # fmt: skip
     else:
-        command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"]
+        command = [python, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"]
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen(command, cwd=BENCH_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     server = Server(url, proc, kind, logfile)
     try:
-        wait_until(url + "/bare/list/?owner_type=thing&owner_id=0", proc, f"the {label} server", logfile)
+        wait_until(url + ready, proc, what, logfile, any_status=any_status)
         if kind == "gunicorn":
             deadline = time.monotonic() + 30
             while len(children_of(proc.pid)) != 1:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"gunicorn's worker did not show up:\n{server.log_tail()}")
+                    raise worker_missing(f"gunicorn's worker did not show up:\n{server.log_tail()}")
                 time.sleep(0.1)
         yield server
     finally:

@@ -398,17 +398,21 @@ class S3Store(BaseStore):
             # The purge of incomplete uploads (or the bucket's lifecycle rule for them) cleans up.
             logger.warning("Could not abort the multipart upload %s of %r.", upload_id, key, exc_info=True)
 
-    def _upload_part(self, client: Any, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
-        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    def _upload_part(
+        self, client: Any, key: str, upload_id: str, number: int, data: bytes | bytearray, algorithm: str = "SHA256"
+    ) -> dict[str, Any]:
+        """Send part ``number`` with its checksum (``"SHA256"`` or ``"CRC32"``, the upload's algorithm),
+        which the service checks; the part as ``CompleteMultipartUpload`` lists it."""
+        if algorithm == "CRC32":
+            raw = zlib.crc32(data).to_bytes(4, "big")
+        else:
+            raw = hashlib.sha256(data).digest()
+        field = f"Checksum{algorithm}"
+        digest = base64.b64encode(raw).decode("ascii")
         response = client.upload_part(
-            Bucket=self.bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumSHA256=digest,
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **{field: digest}
         )
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": digest}
+        return {"PartNumber": number, "ETag": response["ETag"], field: digest}
 
     # -- writing while the bytes arrive ------------------------------------------------
 
@@ -1029,16 +1033,8 @@ class _S3StreamedWrite(StreamedWrite):
         # checksum); a part's checksum has only to show the service got the part as sent, which S3 (and
         # SeaweedFS) check before keeping it. CRC-32 costs a quarter of SHA-256's CPU here, and so less
         # of the core the service and the parser share (docs/benchmarks.md).
-        checksum = base64.b64encode(zlib.crc32(buffer).to_bytes(4, "big")).decode("ascii")
-        response = self._client.upload_part(
-            Bucket=self.store.bucket,
-            Key=self._key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=buffer,
-            ChecksumCRC32=checksum,
-        )
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": checksum}, buffer
+        part = self.store._upload_part(self._client, self._key, self.upload_id, number, buffer, "CRC32")
+        return part, buffer
 
     def _collect(self, done: Iterable[Future[tuple[dict[str, Any], bytearray]]]) -> None:
         for future in done:
