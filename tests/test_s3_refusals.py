@@ -6,6 +6,7 @@ only, each refusal the store counts on is asserted as the server gives it:
 
 - a presigned PUT of another length than signed: 403 SignatureDoesNotMatch;
 - other bytes than the signed ``x-amz-checksum-sha256``: 400 BadDigest;
+- an unsigned part whose ``x-amz-checksum-crc32`` is not its bytes': refused;
 - an existing key under ``If-None-Match: *``: 412 PreconditionFailed;
 - a presigned PUT without a signed header, or with an unsigned ``x-amz-*`` one: 403;
 - a body cut short of its signed length: nothing kept;
@@ -205,6 +206,33 @@ def test_a_part_with_another_checksum_is_400_bad_digest(store):
             ChecksumSHA256=base64.b64encode(hashlib.sha256(part + b"!").digest()).decode(),
         )
     store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+    assert keys(store) == []
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["its-crc32", "another-crc32"])
+def test_an_unsigned_part_is_checked_by_its_crc32(store, wrong):
+    """A streamed upload's part (S3Store.open_stream) goes with UNSIGNED-PAYLOAD and its CRC-32, as
+    the store computes it (zlib-ng's, where installed): the service keeps it only with that CRC-32."""
+    from django_attachments.stores.s3 import crc32
+
+    client = store.unsigned_client
+    key = store.key_of(store.new_name())
+    upload_id = client.create_multipart_upload(Bucket=store.bucket, Key=key, ChecksumAlgorithm="CRC32")["UploadId"]
+    part = bytearray(os.urandom(100_000))
+    digest = base64.b64encode(crc32(part + (b"!" if wrong else b"")).to_bytes(4, "big")).decode()
+    try:
+        if wrong:
+            with pytest.raises(ClientError, match="BadDigest"):
+                client.upload_part(
+                    Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=part, ChecksumCRC32=digest
+                )
+        else:
+            answer = client.upload_part(
+                Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=part, ChecksumCRC32=digest
+            )
+            assert answer["ChecksumCRC32"] == digest
+    finally:
+        client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
     assert keys(store) == []
 
 

@@ -631,3 +631,15 @@ print(type(store).__name__, store.stat(identifiers).size)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["FileSystemStore", "4"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 4096, 5 * 1024 + 1, 1024 * 1024 + 7])
+def test_the_part_checksum_is_zlibs_crc32(size):
+    """The streamed write's CRC-32 (zlib-ng's where installed) is zlib's, for every buffer type it is given."""
+    import zlib
+
+    from django_attachments.stores.s3 import crc32
+
+    data = os.urandom(size)
+    for given in (data, bytearray(data), memoryview(data)):
+        assert crc32(given) == zlib.crc32(data)

@@ -441,3 +441,37 @@ def test_a_stream_that_cannot_begin_leaves_no_temporary_file(staff, owners, stor
         assert list((tmp_path / "spool").iterdir()) == []
     finally:
         gc.enable()
+
+
+def test_the_purge_keeps_a_stream_still_arriving_and_aborts_an_abandoned_one(store_alias):
+    """A streamed upload has no ticket: the purge of incomplete uploads tells a live one by its newest part."""
+    from datetime import timedelta
+
+    store = get_store(store_alias)
+    abandoned = store.open_stream(content_type="application/octet-stream")
+    live = store.open_stream(content_type="application/octet-stream")
+    first = os.urandom(PART)
+    abandoned.write(first)
+    live.write(first)
+
+    def parts_of(stream) -> int:
+        return len(store.list_parts(stream.identifiers, stream.upload_id))
+
+    deadline = time.monotonic() + 30
+    while (parts_of(abandoned), parts_of(live)) != (1, 1):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(3)  # the services keep whole seconds
+    live.write(first)
+    while parts_of(live) != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # Both began over 2 s ago; only the live one received a part since.
+    result = services.purge_incomplete_uploads(older_than=timedelta(seconds=2), allow_young=True)
+    assert result.ok and (result.found, result.removed) == (1, 1)
+    assert held(store)[1] == [live.upload_id]
+    live.write(b"the end")
+    identifiers = live.complete()
+    with store.open(identifiers) as reader:
+        assert b"".join(iter(lambda: reader.read(MIB), b"")) == first + first + b"the end"
+    abandoned.abort()

@@ -596,7 +596,10 @@ def purge_incomplete_uploads(
     """Abort multipart uploads under the key prefix that no open ticket knows, older than the grace period.
 
     The grace period is at least :data:`STRAY_MIN_AGE` unless ``allow_young``:
-    an upload is begun a moment before its ticket is recorded.
+    an upload is begun a moment before its ticket is recorded. An upload that
+    received a part within the grace period is still arriving and is kept,
+    however long ago it began: an API upload streamed to the storage
+    (``STREAM_UPLOADS``) has no ticket, and one over a slow link can take hours.
     """
     result = PurgeResult("multipart", dry_run=dry_run)
     grace = _grace(older_than)
@@ -621,7 +624,11 @@ def purge_incomplete_uploads(
                     if limit is not None and result.found >= limit:
                         return result
                     identifiers = store.identifiers_for(upload.name) if upload.name else {"storage": alias}
-                    size = _held_bytes(store, identifiers, upload.upload_id)
+                    size, newest = _held_parts(store, identifiers, upload.upload_id)
+                    if newest is not None and _aware(newest) >= cutoff:
+                        # Begun long ago, but a part came within the grace period: an upload still
+                        # arriving (an API upload streamed to the storage has no row to be known by).
+                        continue
                     result.found += 1
                     result.bytes += size
                     if on_item:
@@ -637,11 +644,13 @@ def purge_incomplete_uploads(
     return result
 
 
-def _held_bytes(store: Any, identifiers: dict[str, Any], upload_id: str) -> int:
+def _held_parts(store: Any, identifiers: dict[str, Any], upload_id: str) -> tuple[int, datetime | None]:
+    """The bytes an incomplete upload holds, and when its newest part came (where the store says)."""
     try:
-        return sum(part.size for part in store.list_parts(identifiers, upload_id))
+        parts = store.list_parts(identifiers, upload_id)
     except StorageError:
-        return 0
+        return 0, None
+    return sum(part.size for part in parts), max((p.modified for p in parts if p.modified), default=None)
 
 
 # -- stale variants --------------------------------------------------------------

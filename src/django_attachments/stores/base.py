@@ -109,12 +109,14 @@ class UploadedPart:
 
     ``checksum`` is the part's SHA-256 (hex): where the store reports one when
     listing, and always when completing (the one its request was signed with).
+    ``modified``: when the store received it, where it says when listing.
     """
 
     number: int
     size: int
     etag: str = ""
     checksum: str | None = None
+    modified: datetime | None = None
 
 
 @dataclass(frozen=True)
