@@ -190,9 +190,59 @@ def test_a_declared_length_sets_no_buffer_size(store_alias):
     stream = get_store(store_alias).open_stream(content_type="application/pdf")
     try:
         stream.write(b"x")
-        assert len(stream._buffer) == PART
+        # What the stream holds is what it was given: the byte, in a part of PART bytes to come.
+        assert (stream._chunks, stream._filled, stream._part_size) == ([b"x"], 1, PART)
     finally:
         stream.abort()
+
+
+def test_a_part_is_the_chunks_written_and_a_buffer_written_is_copied(store_alias):
+    """Bytes are kept as they are, not copied; a buffer the caller may fill again is copied first."""
+    store = get_store(store_alias)
+    stream = store.open_stream(content_type="application/pdf")
+    first, buffer = pdf_of(3 * MIB), bytearray(os.urandom(3 * MIB))
+    stream.write(first)
+    assert stream._chunks[0] is first
+    stream.write(buffer)
+    sent = bytes(buffer)
+    buffer[:] = bytes(len(buffer))  # refilled by its owner before the part is sent
+    stream.write(memoryview(b"the end"))
+    identifiers = stream.complete()
+    with store.open(identifiers) as reader:
+        assert b"".join(iter(lambda: reader.read(MIB), b"")) == first + sent + b"the end"
+
+
+def test_a_part_sent_again_after_a_server_error_is_sent_whole(store_alias):
+    """botocore retries a part the service answered 500: the part's chunks go again from the start,
+    and the service (SeaweedFS checks the length and the CRC-32) keeps them."""
+    from botocore.awsrequest import AWSResponse
+
+    class Raw:
+        def stream(self, *args, **kwargs):
+            yield b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+
+    store = get_store(store_alias)
+    refused = []
+
+    def fail_once(request, **kwargs):
+        if not refused:
+            refused.append(request.url)
+            return AWSResponse(request.url, 500, {}, Raw())
+        return None
+
+    events = store.unsigned_client.meta.events
+    events.register_first("before-send.s3.UploadPart", fail_once)
+    try:
+        stream = store.open_stream(content_type="application/pdf")
+        data = pdf_of(PART + 4321)
+        for offset in range(0, len(data), MIB):
+            stream.write(data[offset : offset + MIB])
+        identifiers = stream.complete()
+    finally:
+        events.unregister("before-send.s3.UploadPart", fail_once)
+    assert len(refused) == 1
+    with store.open(identifiers) as reader:
+        assert b"".join(iter(lambda: reader.read(MIB), b"")) == data
 
 
 def test_a_streamed_file_is_attached_once(staff, owners, store_alias, rf):

@@ -68,6 +68,8 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     """TemporaryFileUploadHandler that also hashes each file as it arrives, on a thread beside the parser."""
 
     _hasher: BackgroundHasher | None = None
+    #: Chunks that may wait for the hashing thread before the parser waits for it.
+    hash_depth = 4
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,7 +78,7 @@ class HashingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         self._drop_hasher()  # a file before this one that never completed
         super().new_file(*args, **kwargs)
-        self._hasher = BackgroundHasher(app_settings.SNIFF_BYTES)
+        self._hasher = BackgroundHasher(app_settings.SNIFF_BYTES, depth=self.hash_depth)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self._hasher is not None:
@@ -168,6 +170,10 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
     request to be refused, is spooled as by its parent, never sent to the
     storage.
     """
+
+    #: The parts being sent hold the same chunks (they are not copied), so the hash may lag further
+    #: behind for little more memory: the parser goes on filling parts while the hash waits for a core.
+    hash_depth = 16
 
     def __init__(self, request: Any = None, store: BaseStore | None = None, field: str = "file") -> None:
         super().__init__(request)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -342,6 +343,11 @@ class S3Store(BaseStore):
         (``x-amz-checksum-sha256``) of a single write, the CRC-32 of a streamed
         upload's part (:meth:`open_stream`: the file's SHA-256 is computed
         here as it arrives; the part's checksum shows it arrived as sent).
+
+        It does not check its parameters' types: a streamed part's body is the
+        list of the chunks that hold it (:class:`_PartBody`), which botocore's
+        check (bytes or a file) would refuse, and a file would be read 16 KiB
+        at a time, a copy each. Only this module calls it.
         """
         if self._unsigned_client is None:
             from botocore.config import Config
@@ -354,7 +360,7 @@ class S3Store(BaseStore):
                 region_name=storage.region_name,
                 use_ssl=storage.use_ssl,
                 endpoint_url=storage.endpoint_url,
-                config=config.merge(Config(s3=s3)),
+                config=config.merge(Config(s3=s3, parameter_validation=False)),
                 verify=storage.verify,
             )
         return self._unsigned_client
@@ -406,18 +412,37 @@ class S3Store(BaseStore):
             logger.warning("Could not abort the multipart upload %s of %r.", upload_id, key, exc_info=True)
 
     def _upload_part(
-        self, client: Any, key: str, upload_id: str, number: int, data: bytes | bytearray, algorithm: str = "SHA256"
+        self,
+        client: Any,
+        key: str,
+        upload_id: str,
+        number: int,
+        data: bytes | bytearray | _PartBody,
+        algorithm: str = "SHA256",
     ) -> dict[str, Any]:
         """Send part ``number`` with its checksum (``"SHA256"`` or ``"CRC32"``, the upload's algorithm),
         which the service checks; the part as ``CompleteMultipartUpload`` lists it."""
+        pieces = data.chunks if isinstance(data, _PartBody) else (data,)
         if algorithm == "CRC32":
-            raw = crc32(data).to_bytes(4, "big")
+            value = 0
+            for piece in pieces:
+                value = crc32(piece, value)
+            raw = value.to_bytes(4, "big")
         else:
-            raw = hashlib.sha256(data).digest()
+            hashed = hashlib.sha256()
+            for piece in pieces:
+                hashed.update(piece)
+            raw = hashed.digest()
         field = f"Checksum{algorithm}"
         digest = base64.b64encode(raw).decode("ascii")
         response = client.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **{field: digest}
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ContentLength=len(data),
+            **{field: digest},
         )
         return {"PartNumber": number, "ETag": response["ETag"], field: digest}
 
@@ -436,9 +461,10 @@ class S3Store(BaseStore):
         """A multipart upload to a fresh key whose parts are sent as :meth:`StreamedWrite.write` fills them.
 
         Parts are of ``part_size`` bytes, each sent with its CRC-32 (which S3
-        checks), at most ``max_parts_in_flight`` side by side, filled into
-        buffers used again: memory is about ``part_size * max_parts_in_flight``,
-        whatever the file size. How large the file is, is not known: the part
+        checks), at most ``max_parts_in_flight`` side by side; a part is the
+        chunks written to it, sent as they are, not copied into a buffer:
+        memory is about ``part_size * (max_parts_in_flight + 1)``, whatever the
+        file size. How large the file is, is not known: the part
         size doubles every :data:`PARTS_PER_SIZE` parts (up to 64 times), as
         bytes actually arrive, so that 10,000 parts hold about 2.5 TiB at
         8 MiB. The object is joined with ``If-None-Match: *``.
@@ -966,13 +992,41 @@ class S3Store(BaseStore):
             raise StorageError(f"Could not list storage {self.alias!r} under {key_prefix!r}: {exc}") from exc
 
 
+class _PartBody:
+    """A streamed part's bytes as the chunks that hold them, sent one after another, never joined.
+
+    urllib3 sends an iterable body item by item (a ``sendall`` each), where it
+    would read a file 16 KiB at a time, a copy each; joining the chunks into
+    one buffer would be a copy of every byte. A retry sends it again from the
+    start (``seek(0)``).
+    """
+
+    def __init__(self, chunks: list[bytes | memoryview]) -> None:
+        self.chunks = chunks
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise io.UnsupportedOperation("A part is only sent again from its start.")
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+
 class _S3StreamedWrite(StreamedWrite):
     """:meth:`S3Store.open_stream`'s multipart upload: parts sent by a small pool as the bytes come.
 
-    Each part is filled into a buffer of the part size that is used again
-    once its part is sent: a stream holds ``max_parts_in_flight`` buffers at
-    most, and allocates no memory per part (fresh large buffers cost the
-    kernel a page fault per page, every time).
+    A part is the chunks written to it, kept as they are (``bytes``, which
+    nobody changes; a mutable buffer is copied) and sent one after another:
+    no byte is copied into a part buffer. A stream holds at most
+    ``max_parts_in_flight`` parts being sent and the one being filled.
     """
 
     store: S3Store
@@ -990,12 +1044,11 @@ class _S3StreamedWrite(StreamedWrite):
         self._base_part_size = store.options.part_size
         self._part_size = self._base_part_size
         self._most = store.options.max_parts_in_flight
-        self._buffer: bytearray | None = None
+        self._chunks: list[bytes | memoryview] = []
         self._filled = 0
-        self._free: list[bytearray] = []
         self._number = 0
         self._parts: list[dict[str, Any]] = []
-        self._in_flight: set[Future[tuple[dict[str, Any], bytearray]]] = set()
+        self._in_flight: set[Future[dict[str, Any]]] = set()
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=self._most, thread_name_prefix="attachments-part"
         )
@@ -1006,55 +1059,48 @@ class _S3StreamedWrite(StreamedWrite):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may fill its buffer again while the part waits to be sent
         view = memoryview(data)
         self.size += len(view)
         while view:
-            if self._buffer is None:
+            if not self._filled:
                 self._part_size = self._base_part_size << min(self._number // self.parts_per_size, GROWTHS)
-                while self._free and len(self._free[-1]) != self._part_size:
-                    self._free.pop()  # of a size parts no longer have
-                self._buffer = self._free.pop() if self._free else bytearray(self._part_size)
             taken = min(len(view), self._part_size - self._filled)
-            self._buffer[self._filled : self._filled + taken] = view[:taken]
+            self._chunks.append(data if taken == len(data) else view[:taken])
             self._filled += taken
             view = view[taken:]
             if self._filled == self._part_size:
                 self._send()
 
     def _send(self) -> None:
-        """Hand the buffer over as the next part; wait for a part to finish if too many are in flight."""
-        assert self._pool is not None and self._buffer is not None
-        buffer, self._buffer = self._buffer, None
-        if self._filled < len(buffer):
-            del buffer[self._filled :]  # the last part: only what it holds
-        self._filled = 0
+        """Hand the chunks over as the next part; wait for a part to finish if too many are in flight."""
+        assert self._pool is not None
+        chunks, self._chunks, self._filled = self._chunks, [], 0
         self._number += 1
         if self._number > MAX_PARTS:
             self._fail(StorageError(f"Could not write object {self._key!r}: it would need over {MAX_PARTS} parts."))
-        self._in_flight.add(self._pool.submit(self._upload, self._number, buffer))
+        self._in_flight.add(self._pool.submit(self._upload, self._number, _PartBody(chunks)))
         if len(self._in_flight) >= self._most:
             done, self._in_flight = wait(self._in_flight, return_when=FIRST_COMPLETED)
             self._collect(done)
 
-    def _upload(self, number: int, buffer: bytearray) -> tuple[dict[str, Any], bytearray]:
+    def _upload(self, number: int, body: _PartBody) -> dict[str, Any]:
         # CRC-32, not SHA-256: the object's SHA-256 is computed as the bytes arrive (it is the blob's
         # checksum); a part's checksum has only to show the service got the part as sent, which S3 (and
-        # SeaweedFS) check before keeping it. CRC-32 costs a quarter of SHA-256's CPU here, and so less
-        # of the core the service and the parser share (docs/benchmarks.md).
-        part = self.store._upload_part(self._client, self._key, self.upload_id, number, buffer, "CRC32")
-        return part, buffer
+        # SeaweedFS) check before keeping it. CRC-32 costs a quarter of SHA-256's CPU here (a fortieth
+        # with zlib-ng), and so less of the core the service and the parser share (docs/benchmarks.md).
+        return self.store._upload_part(self._client, self._key, self.upload_id, number, body, "CRC32")
 
-    def _collect(self, done: Iterable[Future[tuple[dict[str, Any], bytearray]]]) -> None:
+    def _collect(self, done: Iterable[Future[dict[str, Any]]]) -> None:
         for future in done:
             try:
-                part, buffer = future.result()
+                part = future.result()
             except (ClientError, BotoCoreError) as exc:
                 self._fail(wrap_errors("write a part of", self.identifiers["name"], exc), cause=exc)
             except BaseException as exc:
                 self._fail(exc)
             self._parts.append(part)
-            if len(buffer) == self._part_size and self._pool is not None:
-                self._free.append(buffer)
 
     def _fail(self, exc: BaseException, cause: BaseException | None = None) -> NoReturn:
         self.abort()
@@ -1068,7 +1114,6 @@ class _S3StreamedWrite(StreamedWrite):
             self._send()
         in_flight, self._in_flight = self._in_flight, set()
         self._collect(wait(in_flight).done)
-        self._buffer, self._free = None, []
         self._shutdown()  # no part follows: no thread waits for one
 
     def complete(self) -> Identifiers:
@@ -1102,7 +1147,7 @@ class _S3StreamedWrite(StreamedWrite):
         if self.state != "open":
             return
         self.state = "aborted"
-        self._buffer, self._free = None, []
+        self._chunks, self._filled = [], 0
         # Parts being sent finish first: an upload aborted while a part is in flight may keep that part.
         self._shutdown()
         self._in_flight = set()
