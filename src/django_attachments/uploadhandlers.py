@@ -171,9 +171,10 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
     storage.
     """
 
-    #: The parts being sent hold the same chunks (they are not copied), so the hash may lag further
-    #: behind for little more memory: the parser goes on filling parts while the hash waits for a core.
-    hash_depth = 16
+    #: For a file that may stream: the parts being sent hold the same chunks (they are not copied), so
+    #: the hash may lag further behind for little more memory, and the parser goes on filling parts
+    #: while the hash waits for a core (docs/benchmarks.md). A file spooled keeps its parent's depth.
+    streaming_hash_depth = 16
 
     def __init__(self, request: Any = None, store: BaseStore | None = None, field: str = "file") -> None:
         super().__init__(request)
@@ -188,7 +189,6 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
 
     def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
         self._drop_stream()
-        super().new_file(field_name, *args, **kwargs)
         self._received = 0
         self._streams_this_file = (
             field_name == self.field
@@ -196,6 +196,8 @@ class StreamingUploadHandler(HashingTemporaryFileUploadHandler):
             and self.request is not None
             and getattr(self.request, STREAM_ALLOWED_ATTRIBUTE, False)
         )
+        self.hash_depth = self.streaming_hash_depth if self._streams_this_file else type(self).hash_depth
+        super().new_file(field_name, *args, **kwargs)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         if self._hasher is not None:

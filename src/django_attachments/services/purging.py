@@ -94,6 +94,10 @@ class PurgeResult:
 #: upload in flight writes its bytes before its row, and must not be taken for
 #: a stray. Enforced here, for every caller (the command, a task, a shell).
 STRAY_MIN_AGE = timedelta(hours=1)
+#: How long after it began a multipart upload no ticket knows is kept while parts still arrive (an API
+#: upload streamed to the storage); past it, it is aborted like any other. S3 lifecycle rules that abort
+#: incomplete uploads count from the start too (docs/recipes/s3.md).
+ARRIVING_UPLOAD_MAX_AGE = timedelta(days=2)
 #: The storage alias of static files (Django's), never swept.
 STATICFILES = "staticfiles"
 
@@ -597,13 +601,17 @@ def purge_incomplete_uploads(
 
     The grace period is at least :data:`STRAY_MIN_AGE` unless ``allow_young``:
     an upload is begun a moment before its ticket is recorded. An upload that
-    received a part within the grace period is still arriving and is kept,
-    however long ago it began: an API upload streamed to the storage
-    (``STREAM_UPLOADS``) has no ticket, and one over a slow link can take hours.
+    received a part within the grace period is still arriving and is kept, up
+    to :data:`ARRIVING_UPLOAD_MAX_AGE` (or the grace period, if longer) after
+    it began: an API upload streamed to the storage (``STREAM_UPLOADS``) has no
+    ticket, and one over a slow link can take hours.
     """
     result = PurgeResult("multipart", dry_run=dry_run)
     grace = _grace(older_than)
-    cutoff = django_timezone.now() - (grace if allow_young else max(grace, STRAY_MIN_AGE))
+    now = django_timezone.now()
+    cutoff = now - (grace if allow_young else max(grace, STRAY_MIN_AGE))
+    # Parts arriving keep an upload only this long from its start: no client keeps one forever.
+    oldest_alive = now - max(grace, ARRIVING_UPLOAD_MAX_AGE)
     for alias, store in _stores_of(DirectUpload, result):
         if not store.can_multipart:
             continue
@@ -625,7 +633,7 @@ def purge_incomplete_uploads(
                         return result
                     identifiers = store.identifiers_for(upload.name) if upload.name else {"storage": alias}
                     size, newest = _held_parts(store, identifiers, upload.upload_id)
-                    if newest is not None and _aware(newest) >= cutoff:
+                    if newest is not None and _aware(newest) >= cutoff and _aware(upload.started) >= oldest_alive:
                         # Begun long ago, but a part came within the grace period: an upload still
                         # arriving (an API upload streamed to the storage has no row to be known by).
                         continue

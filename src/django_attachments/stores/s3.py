@@ -37,6 +37,7 @@ import base64
 import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ except ImportError:  # pragma: no cover - the s3 extra installs it
     from zlib import crc32
 
 logger = logging.getLogger(__name__)
+#: Held while a store makes a client of its own session: boto3 sessions are not safe to share between
+#: threads that make clients (requests of a threaded server, a stream's part threads).
+_CLIENTS_LOCK = threading.Lock()
 
 MiB = 1024 * 1024
 #: DeleteObjects accepts at most this many keys per request.
@@ -192,6 +196,8 @@ class S3Store(BaseStore):
     copy_part_size = 512 * MiB
     _presigner: Any = None
     _unsigned_client: Any = None
+    _part_client: Any = None
+    _unsigned_session: Any = None
 
     @property
     def client(self) -> Any:
@@ -343,27 +349,47 @@ class S3Store(BaseStore):
         (``x-amz-checksum-sha256``) of a single write, the CRC-32 of a streamed
         upload's part (:meth:`open_stream`: the file's SHA-256 is computed
         here as it arrives; the part's checksum shows it arrived as sent).
-
-        It does not check its parameters' types: a streamed part's body is the
-        list of the chunks that hold it (:class:`_PartBody`), which botocore's
-        check (bytes or a file) would refuse, and a file would be read 16 KiB
-        at a time, a copy each. Only this module calls it.
         """
         if self._unsigned_client is None:
-            from botocore.config import Config
-
-            storage = self.storage
-            config = storage.client_config
-            s3: Any = {**(config.s3 or {}), "payload_signing_enabled": False}
-            self._unsigned_client = self._session().client(
-                "s3",
-                region_name=storage.region_name,
-                use_ssl=storage.use_ssl,
-                endpoint_url=storage.endpoint_url,
-                config=config.merge(Config(s3=s3, parameter_validation=False)),
-                verify=storage.verify,
-            )
+            with _CLIENTS_LOCK:
+                if self._unsigned_client is None:
+                    self._unsigned_client = self._client_without_payload_signing()
         return self._unsigned_client
+
+    @property
+    def part_client(self) -> Any:
+        """:attr:`unsigned_client` that does not check its parameters: only for a streamed upload's parts.
+
+        A streamed part's body is the list of the chunks that hold it
+        (:class:`_PartBody`), which botocore's check (bytes or a file) would
+        refuse; a file would be read 16 KiB at a time, a copy each. Every
+        other call, the object parameters a project configures among them,
+        goes through a client that checks.
+        """
+        if self._part_client is None:
+            with _CLIENTS_LOCK:
+                if self._part_client is None:
+                    self._part_client = self._client_without_payload_signing(parameter_validation=False)
+        return self._part_client
+
+    def _client_without_payload_signing(self, **options: Any) -> Any:
+        """A client of the store's own session (made under ``_CLIENTS_LOCK``: a session makes one at a time)."""
+        from botocore.config import Config
+
+        storage = self.storage
+        config = storage.client_config
+        s3: Any = {**(config.s3 or {}), "payload_signing_enabled": False}
+        if self._unsigned_session is None:
+            # One session for both clients: the service's model is loaded once (tens of MiB).
+            self._unsigned_session = self._session()
+        return self._unsigned_session.client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            config=config.merge(Config(s3=s3, **options)),
+            verify=storage.verify,
+        )
 
     def _multipart_upload(self, key: str, source: Any, params: dict[str, Any], size: int) -> dict[str, Any]:
         # One client for all parts: the storage's connection is per thread, and
@@ -463,11 +489,12 @@ class S3Store(BaseStore):
         Parts are of ``part_size`` bytes, each sent with its CRC-32 (which S3
         checks), at most ``max_parts_in_flight`` side by side; a part is the
         chunks written to it, sent as they are, not copied into a buffer:
-        memory is about ``part_size * (max_parts_in_flight + 1)``, whatever the
-        file size. How large the file is, is not known: the part
-        size doubles every :data:`PARTS_PER_SIZE` parts (up to 64 times), as
-        bytes actually arrive, so that 10,000 parts hold about 2.5 TiB at
-        8 MiB. The object is joined with ``If-None-Match: *``.
+        memory is about ``part_size * (max_parts_in_flight + 1)`` for the first
+        :data:`PARTS_PER_SIZE` parts (8 GiB at 8 MiB). How large the file is,
+        is not known: the part size doubles every :data:`PARTS_PER_SIZE` parts
+        (up to 64 times), as bytes actually arrive, so that 10,000 parts hold
+        about 2.5 TiB at 8 MiB, and memory doubles with it. The object is
+        joined with ``If-None-Match: *``.
         """
         name = self.new_name()
         key = self.key_of(name)
@@ -476,6 +503,7 @@ class S3Store(BaseStore):
         if self.storage.default_acl and "ACL" not in params:
             params["ACL"] = self.storage.default_acl
         client = self.unsigned_client  # a part's CRC-32 is its check: no SHA-256 of it for the signature
+        part_client = self.part_client  # made here, on the request's thread, not by the first part's
         try:
             upload_id = client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32", **params
@@ -483,7 +511,7 @@ class S3Store(BaseStore):
         except (ClientError, BotoCoreError) as exc:
             raise wrap_errors("start a multipart upload of", name, exc) from exc
         identifiers: Identifiers = {"storage": self.alias, "name": name, "bucket": self.bucket, "key": key}
-        return _S3StreamedWrite(self, client, identifiers, str(upload_id))
+        return _S3StreamedWrite(self, client, identifiers, str(upload_id), part_client=part_client)
 
     # -- copies ------------------------------------------------------------------------
 
@@ -1033,13 +1061,16 @@ class _S3StreamedWrite(StreamedWrite):
     #: Parts of each size before the next doubles it (a test makes it small).
     parts_per_size = PARTS_PER_SIZE
 
-    def __init__(self, store: S3Store, client: Any, identifiers: Identifiers, upload_id: str) -> None:
+    def __init__(
+        self, store: S3Store, client: Any, identifiers: Identifiers, upload_id: str, *, part_client: Any
+    ) -> None:
         self.store = store
         self.identifiers = identifiers
         self.upload_id = upload_id
         self.size = 0
         self.state = "open"
         self._client = client
+        self._part_client = part_client
         self._key = identifiers["key"]
         self._base_part_size = store.options.part_size
         self._part_size = self._base_part_size
@@ -1090,7 +1121,7 @@ class _S3StreamedWrite(StreamedWrite):
         # checksum); a part's checksum has only to show the service got the part as sent, which S3 (and
         # SeaweedFS) check before keeping it. CRC-32 costs a quarter of SHA-256's CPU here (a fortieth
         # with zlib-ng), and so less of the core the service and the parser share (docs/benchmarks.md).
-        return self.store._upload_part(self._client, self._key, self.upload_id, number, body, "CRC32")
+        return self.store._upload_part(self._part_client, self._key, self.upload_id, number, body, "CRC32")
 
     def _collect(self, done: Iterable[Future[dict[str, Any]]]) -> None:
         for future in done:
