@@ -14,14 +14,15 @@ from pathlib import Path
 import django_attachments
 
 PACKAGE_DIR = Path(django_attachments.__file__).parent
-#: The optional extras' imports are allowed too: PIL and pypdf (analyze), pypdfium2 (preview), pydicom and
-#: numpy (dicom).
+#: The optional extras' imports are allowed too: zlib_ng (s3), PIL and pypdf (analyze), pypdfium2 (preview),
+#: pydicom and numpy (dicom).
 ALLOWED_THIRD_PARTY = {
     "django",
     "rest_framework",
     "storages",
     "boto3",
     "botocore",
+    "zlib_ng",
     "magic",
     # Django's Tasks framework before Django 6 (django.tasks from 6.0 on).
     "django_tasks",
